@@ -1,0 +1,50 @@
+# Tessera: `make up` starts a local cluster, `make test` runs the whole suite.
+# Both create .venv and install the project first, on a machine with only Python and git.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: venv up down test test-fast proto proto-check lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+up: venv           ## start a local cluster (etcd, PostgreSQL, metanode, syncnode, 3 block nodes)
+	$(VENV)/bin/tessera up
+
+down: venv
+	$(VENV)/bin/tessera down
+
+test: venv         ## the whole suite: protos fresh, lint, unit + integration + fault + k8s tests
+	$(PY) scripts/gen_protos.py --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+test-fast: venv    ## unit tests only
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit
+
+proto: venv        ## regenerate tessera/pb from proto/
+	$(PY) scripts/gen_protos.py
+
+proto-check: venv
+	$(PY) scripts/gen_protos.py --check
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: venv        ## benchmarks: print figures and compare with bench/baseline.json
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,37 @@
+"""The Tessera client SDK: a small typed facade over the cluster's gRPC services.
+
+async with await Client.connect("127.0.0.1:7420", token=token) as c:
+    version = await c.put_file(Path("report.pdf"), "docs/report.pdf")
+    await c.get_file("docs/report.pdf", Path("copy.pdf"))
+"""
+
+from client._client import Client, ClientConfig
+from client._errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    SyncError,
+    UnavailableError,
+)
+from client._types import Change, ChangeOp, Cursor, Entry, EntryKind, FileVersion, UploadStats
+
+__all__ = [
+    "AuthenticationError",
+    "Change",
+    "ChangeOp",
+    "Client",
+    "ClientConfig",
+    "ConflictError",
+    "Cursor",
+    "Entry",
+    "EntryKind",
+    "FileVersion",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "SyncError",
+    "UnavailableError",
+    "UploadStats",
+]

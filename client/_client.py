@@ -1,0 +1,350 @@
+"""The typed client facade over the Metadata, Block and Sync services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from client._blocks import BlockPool, ring_from_pb
+from client._errors import SyncError, UnavailableError, from_rpc_error
+from client._types import Change, Cursor, Entry, FileVersion, UploadStats
+from tessera.chunking import Chunk, iter_chunks
+from tessera.pb import common_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
+from tessera.ring import key_position
+from tessera.rpc import auth_metadata, channel_options
+
+MOVED_PREFIX = "moved:"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Tunables of one client."""
+
+    device_id: str = ""
+    batch_chunks: int = 16  # chunks read, checked and uploaded per round (~16 MiB)
+    max_message_bytes: int = 6 * 1024 * 1024
+    timeout: float = 60.0
+
+
+async def _call(coro: Any) -> Any:
+    try:
+        return await coro
+    except grpc.aio.AioRpcError as e:
+        raise from_rpc_error(e) from None
+
+
+class Client:
+    """Connect with ``await Client.connect(endpoint, token=...)``; close with ``await client.close()``."""
+
+    def __init__(self, target: str, token: str, config: ClientConfig) -> None:
+        self.target = target
+        self.config = config
+        self.device_id = config.device_id or f"sdk-{uuid.uuid4().hex[:8]}"
+        self._token = token
+        self._md = auth_metadata(token)
+        self._channel = grpc.aio.insecure_channel(target, options=channel_options(64 * 1024 * 1024))
+        self._meta = meta_pb2_grpc.MetadataStub(self._channel)
+        self._blocks: BlockPool | None = None
+        self.user_id = ""
+        self.root_namespace_id = ""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    @classmethod
+    async def connect(
+        cls, target: str, *, token: str, config: ClientConfig | None = None
+    ) -> Client:
+        """Check the token and learn who we are; raises AuthenticationError or UnavailableError."""
+        client = cls(target, token, config or ClientConfig())
+        try:
+            me = await _call(
+                client._meta.WhoAmI(
+                    meta_pb2.WhoAmIRequest(), metadata=client._md, timeout=client.config.timeout
+                )
+            )
+        except BaseException:
+            await client.close()
+            raise
+        client.user_id, client.root_namespace_id = me.user_id, me.root_namespace_id
+        return client
+
+    @staticmethod
+    async def login(target: str, name: str, password: str) -> meta_pb2.LoginResponse:
+        """Exchange a name and password for a token."""
+        async with grpc.aio.insecure_channel(target) as channel:
+            return await _call(
+                meta_pb2_grpc.MetadataStub(channel).Login(
+                    meta_pb2.LoginRequest(name=name, password=password), timeout=30
+                )
+            )
+
+    async def close(self) -> None:
+        if self._blocks is not None:
+            await self._blocks.close()
+        await self._channel.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- cluster ------------------------------------------------------------------------------
+    async def cluster_info(self) -> meta_pb2.ClusterInfo:
+        return await _call(
+            self._meta.GetClusterInfo(
+                meta_pb2.GetClusterInfoRequest(), metadata=self._md, timeout=self.config.timeout
+            )
+        )
+
+    async def _block_pool(self, *, refresh: bool = False) -> BlockPool:
+        if self._blocks is None or refresh:
+            info = await self.cluster_info()
+            if not info.block_ring.nodes:
+                raise UnavailableError("the cluster has no block nodes registered")
+            if self._blocks is not None:
+                await self._blocks.close()
+            self._blocks = BlockPool(
+                ring_from_pb(info.block_ring),
+                self._token,
+                max_message_bytes=self.config.max_message_bytes,
+                replicas=info.block_ring.replicas or 3,
+            )
+        return self._blocks
+
+    async def create_user(self, name: str, password: str, *, is_admin: bool = False) -> str:
+        resp = await _call(
+            self._meta.CreateUser(
+                meta_pb2.CreateUserRequest(name=name, password=password, is_admin=is_admin),
+                metadata=self._md,
+                timeout=30,
+            )
+        )
+        return str(resp.user_id)
+
+    async def status(self) -> meta_pb2.ClusterStatus:
+        return await _call(
+            self._meta.GetStatus(
+                meta_pb2.GetStatusRequest(), metadata=self._md, timeout=self.config.timeout
+            )
+        )
+
+    # -- metadata -----------------------------------------------------------------------------
+    async def stat(self, path: str, *, namespace_id: str = "") -> Entry:
+        e = await _call(
+            self._meta.Stat(
+                meta_pb2.StatRequest(namespace_id=namespace_id, path=path),
+                metadata=self._md,
+                timeout=self.config.timeout,
+            )
+        )
+        return Entry.from_pb(e)
+
+    async def list(self, path: str = "", *, namespace_id: str = "") -> list[Entry]:
+        """Every entry of a folder (all pages)."""
+        out: list[Entry] = []
+        token = ""
+        while True:
+            req = meta_pb2.ListRequest(namespace_id=namespace_id, path=path, page_token=token)
+            resp = await _call(self._meta.List(req, metadata=self._md, timeout=self.config.timeout))
+            out.extend(Entry.from_pb(e) for e in resp.entries)
+            token = resp.next_page_token
+            if not token:
+                return out
+
+    async def need_chunks(self, hashes: list[bytes]) -> set[bytes]:
+        if not hashes:
+            return set()
+        resp = await _call(
+            self._meta.NeedChunks(
+                meta_pb2.NeedChunksRequest(hashes=hashes),
+                metadata=self._md,
+                timeout=self.config.timeout,
+            )
+        )
+        return {bytes(h) for h in resp.missing}
+
+    # -- upload -------------------------------------------------------------------------------
+    async def put_file(
+        self,
+        local: Path,
+        remote: str,
+        *,
+        parent_revision: str | None = None,
+        namespace_id: str = "",
+        overwrite: bool = True,
+    ) -> FileVersion:
+        """Upload a file: chunk while streaming from disk, send only chunks the cluster lacks for
+        this user, then commit. ``parent_revision=None`` with ``overwrite`` commits on top of the
+        current head (plain ``tessera put``); a stale explicit parent raises ConflictError."""
+        if parent_revision is None and overwrite:
+            try:
+                parent_revision = (await self.stat(remote, namespace_id=namespace_id)).revision
+            except SyncError as e:
+                if e.status is not grpc.StatusCode.NOT_FOUND:
+                    raise
+                parent_revision = ""
+        blocks = await self._block_pool()
+        refs: list[common_pb2.ChunkRef] = []
+        receipts: list[common_pb2.Receipt] = []
+        sent = sent_bytes = 0
+        with local.open("rb") as f:
+            chunks = iter_chunks(f)
+            while True:
+                batch: list[Chunk] = await asyncio.to_thread(
+                    _take, chunks, self.config.batch_chunks
+                )
+                if not batch:
+                    break
+                refs.extend(common_pb2.ChunkRef(hash=c.hash, size=c.size) for c in batch)
+                missing = await self.need_chunks([c.hash for c in batch])
+                todo = list({c.hash: c for c in batch if c.hash in missing}.values())
+                if todo:
+                    receipts.extend(await blocks.put(todo))
+                    sent += len(todo)
+                    sent_bytes += sum(c.size for c in todo)
+        req = meta_pb2.CommitRequest(
+            namespace_id=namespace_id,
+            path=remote,
+            parent_revision=parent_revision or "",
+            blocklist=common_pb2.Blocklist(chunks=refs),
+            receipts=receipts,
+            client_mtime_ns=local.stat().st_mtime_ns,
+            device_id=self.device_id,
+            operation_id=uuid.uuid4().hex,
+        )
+        resp = await _call(self._meta.Commit(req, metadata=self._md, timeout=self.config.timeout))
+        return FileVersion(Entry.from_pb(resp.entry), UploadStats(len(refs), sent, sent_bytes))
+
+    async def make_folder(self, path: str, *, namespace_id: str = "") -> Entry:
+        req = meta_pb2.MakeFolderRequest(
+            namespace_id=namespace_id,
+            path=path,
+            device_id=self.device_id,
+            operation_id=uuid.uuid4().hex,
+        )
+        return Entry.from_pb(
+            (
+                await _call(
+                    self._meta.MakeFolder(req, metadata=self._md, timeout=self.config.timeout)
+                )
+            ).entry
+        )
+
+    # -- download -----------------------------------------------------------------------------
+    async def get_file(
+        self, remote: str, local: Path, *, revision: str = "", namespace_id: str = ""
+    ) -> Entry:
+        """Download a revision (default: head) into a temporary file, verified, renamed into place."""
+        req = meta_pb2.GetFileRequest(namespace_id=namespace_id, path=remote, revision_id=revision)
+        resp = await _call(self._meta.GetFile(req, metadata=self._md, timeout=self.config.timeout))
+        offsets: dict[bytes, list[int]] = {}
+        pos = 0
+        for c in resp.blocklist.chunks:
+            offsets.setdefault(bytes(c.hash), []).append(pos)
+            pos += c.size
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{local.name}.", suffix=".tessera-part", dir=local.parent
+        )
+        try:
+            os.ftruncate(fd, pos)
+            if offsets:
+                blocks = await self._block_pool()
+                async for h, data in blocks.get(resp.ticket, list(offsets)):
+                    for off in offsets[h]:
+                        await asyncio.to_thread(os.pwrite, fd, data, off)
+            await asyncio.to_thread(os.fsync, fd)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, local)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return Entry.from_pb(resp.entry)
+
+    # -- changes ------------------------------------------------------------------------------
+    async def list_changes(
+        self, cursor: Cursor, *, limit: int = 1000
+    ) -> tuple[list[Change], Cursor, bool, bool]:
+        """(changes after cursor, next cursor, has_more, resync_required)."""
+        req = meta_pb2.ListChangesRequest(
+            cursor=common_pb2.Cursor(namespace_id=cursor.namespace_id, seq=cursor.seq), limit=limit
+        )
+        resp = await _call(
+            self._meta.ListChanges(req, metadata=self._md, timeout=self.config.timeout)
+        )
+        return (
+            [Change.from_pb(c) for c in resp.changes],
+            Cursor(resp.cursor.namespace_id, resp.cursor.seq),
+            resp.has_more,
+            resp.resync_required,
+        )
+
+    async def _sync_address(self) -> str:
+        info = await self.cluster_info()
+        live = [n for n in info.sync_nodes if n.up]
+        if not live:
+            raise UnavailableError("no sync node is up")
+        from tessera.ring import Member, build_ring
+
+        ring = build_ring([Member(n.id, n.address, n.zone or "default") for n in live])
+        return ring.member(ring.owners(key_position(self.user_id), 1)[0]).address
+
+    async def subscribe(
+        self, cursors: list[Cursor] | None = None, *, heartbeats: bool = False
+    ) -> AsyncIterator[Change | None]:
+        """Changes from the cursors on, then live; re-locates the owner sync node when told to.
+        With ``heartbeats``, yields None on each heartbeat (handy for liveness checks)."""
+        known = {c.namespace_id: c.seq for c in cursors or []}
+        while True:
+            address = await self._sync_address()
+            async with grpc.aio.insecure_channel(
+                address, options=channel_options(64 * 1024 * 1024)
+            ) as channel:
+                stub = sync_pb2_grpc.SyncStub(channel)
+                req = sync_pb2.SubscribeRequest(
+                    cursors=[common_pb2.Cursor(namespace_id=k, seq=v) for k, v in known.items()],
+                    device_id=self.device_id,
+                )
+                try:
+                    async for ev in stub.Subscribe(req, metadata=self._md):
+                        kind = ev.WhichOneof("event")
+                        if kind == "change":
+                            change = Change.from_pb(ev.change)
+                            known[change.namespace_id] = change.seq
+                            yield change
+                        elif kind == "heartbeat" and heartbeats:
+                            yield None
+                        elif kind == "removed":
+                            known.pop(ev.removed.namespace_id, None)
+                        elif kind == "resync":
+                            known.pop(ev.resync.namespace_id, None)
+                except grpc.aio.AioRpcError as e:
+                    moved = e.code() is grpc.StatusCode.FAILED_PRECONDITION and (
+                        e.details() or ""
+                    ).startswith(MOVED_PREFIX)
+                    if not moved and e.code() not in (
+                        grpc.StatusCode.UNAVAILABLE,
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    ):
+                        raise from_rpc_error(e) from None
+                    await asyncio.sleep(0.2)
+
+
+def _take(chunks: Any, n: int) -> list[Chunk]:
+    out: list[Chunk] = []
+    for c in chunks:
+        out.append(c)
+        if len(out) >= n:
+            break
+    return out

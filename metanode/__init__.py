@@ -1,0 +1,1 @@
+"""The metadata server: users, namespaces, files, revisions and journals over CockroachDB/PostgreSQL."""

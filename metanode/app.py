@@ -1,0 +1,72 @@
+"""The metanode as a NodeApp: database pool, migrations, etcd membership, the service."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from prometheus_client import CollectorRegistry
+
+from metanode.db import Database
+from metanode.notify import Notifier
+from metanode.schema import migrate
+from metanode.service import MetadataService
+from tessera import membership
+from tessera.auth import Signer
+from tessera.config import MetaConfig
+from tessera.pb import meta_pb2_grpc
+from tessera.server import Bound
+
+log = logging.getLogger(__name__)
+
+
+class MetaApp:
+    """Stateless over the database: any number of metanodes can serve at once."""
+
+    service_names = ("tessera.v1.Metadata",)
+    public_methods = frozenset({"/tessera.v1.Metadata/Login"})
+    node_methods: frozenset[str] = frozenset()
+
+    def __init__(self, cfg: MetaConfig, registry: CollectorRegistry, node_id: str) -> None:
+        self.cfg = cfg
+        self.node_id = node_id
+        self.signer = Signer(cfg.cluster_secret)
+        self.db = Database(
+            cfg.db, min_size=cfg.db_pool_min, max_size=cfg.db_pool_max, registry=registry
+        )
+        self.etcd = membership.connect(cfg.etcd_endpoints())
+        self.block_watch = membership.Watcher(self.etcd, "block")
+        self.sync_watch = membership.Watcher(self.etcd, "sync")
+        self.notifier = Notifier(self.db, self.sync_watch, self.signer.node_token(node_id))
+        self.service = MetadataService(
+            self.db,
+            self.signer,
+            token_ttl=cfg.token_ttl,
+            ticket_ttl=cfg.ticket_ttl,
+            block_watch=self.block_watch,
+            sync_watch=self.sync_watch,
+            notifier=self.notifier,
+        )
+        self.registration: membership.Registration | None = None
+
+    def register(self, server: grpc.aio.Server) -> None:
+        meta_pb2_grpc.add_MetadataServicer_to_server(self.service, server)
+
+    async def start(self, bound: Bound) -> None:
+        await self.db.open()
+        await migrate(self.db)
+        await self.block_watch.start()
+        await self.sync_watch.start()
+        record = membership.NodeRecord(
+            self.node_id, bound.grpc_address, self.cfg.zone, 1.0, bound.metrics_address
+        )
+        self.registration = membership.Registration(self.etcd, "meta", record, self.cfg.lease_ttl)
+        await self.registration.start()
+
+    async def stop(self) -> None:
+        if self.registration:
+            await self.registration.stop(leave=True)
+        await self.block_watch.stop()
+        await self.sync_watch.stop()
+        await self.notifier.close()
+        await self.db.close()

@@ -1,0 +1,98 @@
+"""One SQL engine for PostgreSQL and CockroachDB: a pool and the serializable retry helper.
+
+Every transaction runs SERIALIZABLE and is retried on SQLSTATE 40001 with exponential backoff
+and jitter, up to a bound, then fails with a clear UNAVAILABLE (like JuiceFS's dbMeta.txn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import psycopg
+from prometheus_client import CollectorRegistry, Counter
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from tessera.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Conn = AsyncConnection
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """SQLSTATE 40001 (serialization failure / CockroachDB restart) and deadlock 40P01."""
+    return isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected)
+
+
+class Database:
+    """A connection pool whose transactions are all SERIALIZABLE."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 16,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self.pool = AsyncConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            configure=self._configure,
+            kwargs={"autocommit": False},
+            name="tessera-meta",
+        )
+        self.restarts = Counter(
+            "tessera_meta_txn_restarts",
+            "Serializable transactions retried after 40001",
+            registry=registry,
+        )
+        self.cockroach = False
+
+    @staticmethod
+    async def _configure(conn: AsyncConnection) -> None:
+        await conn.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
+
+    async def open(self, timeout: float = 30.0) -> None:
+        await self.pool.open(wait=True, timeout=timeout)
+        async with self.pool.connection() as conn:
+            version = (await (await conn.execute("SELECT version()")).fetchone())[0]
+            await conn.rollback()
+        self.cockroach = "CockroachDB" in version
+        log.info("database: %s", version.split(",")[0])
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def run(self, fn: Callable[[Conn], Awaitable[T]], *, attempts: int = 25) -> T:
+        """Run ``fn(conn)`` in a serializable transaction, retrying on 40001."""
+        for attempt in range(attempts):
+            try:
+                async with self.pool.connection() as conn, conn.transaction():
+                    return await fn(conn)
+            except psycopg.Error as e:
+                if not is_retryable(e):
+                    if isinstance(e, psycopg.OperationalError):
+                        raise Unavailable(f"metadata database unavailable: {e}") from e
+                    raise
+                self.restarts.inc()
+                await asyncio.sleep(min(0.002 * 2**attempt, 0.5) * random.random())
+            except psycopg_pool_timeout() as e:
+                raise Unavailable("metadata database unavailable: no connection in time") from e
+        raise Unavailable("metadata transaction kept conflicting; try again")
+
+
+def psycopg_pool_timeout() -> type[Exception]:
+    """The pool's timeout error type (imported lazily to keep the import list short)."""
+    from psycopg_pool import PoolTimeout
+
+    return PoolTimeout

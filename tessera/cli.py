@@ -1,0 +1,242 @@
+"""The ``tessera`` command: local cluster, accounts, files.
+
+Every command is a function ``(args) -> int``. Errors print one line (``tessera: …``) and exit
+non-zero; tracebacks are only for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from client import Client, ClientConfig, SyncError, UnavailableError
+from client._errors import AuthenticationError
+from tessera import userconfig
+from tessera.paths import InvalidPath, normalize_path
+
+
+class CliError(Exception):
+    """A user mistake: printed as one line, exit code 1."""
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _remote(path: str, *, allow_root: bool = False) -> str:
+    try:
+        return normalize_path(path, allow_root=allow_root)
+    except InvalidPath as e:
+        raise CliError(str(e)) from None
+
+
+def _password(args: argparse.Namespace, prompt: str) -> str:
+    if args.password is not None:
+        return args.password
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline().rstrip("\n")
+        if not line:
+            raise CliError("no password given (use --password or type it when asked)")
+        return line
+    return getpass.getpass(prompt)
+
+
+async def _client(args: argparse.Namespace) -> Client:
+    cfg = userconfig.load()
+    endpoint = userconfig.resolve_endpoint(args.endpoint)
+    token = os.environ.get("TESSERA_TOKEN") or cfg.token
+    if not token:
+        raise CliError(
+            "not logged in: run `tessera login NAME` (or `tessera up` for a local cluster)"
+        )
+    return await Client.connect(
+        endpoint, token=token, config=ClientConfig(device_id=cfg.device_id or "cli")
+    )
+
+
+def _with_client(
+    fn: Callable[[Client, argparse.Namespace], Awaitable[int]],
+) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        async def main() -> int:
+            client = await _client(args)
+            try:
+                return await fn(client, args)
+            finally:
+                await client.close()
+
+        return asyncio.run(main())
+
+    return run
+
+
+# -- accounts ----------------------------------------------------------------------------------
+async def _user_add(client: Client, args: argparse.Namespace) -> int:
+    password = _password(args, f"password for {args.name}: ")
+    user_id = await client.create_user(args.name, password, is_admin=args.admin)
+    print(f"created user {args.name} ({user_id})")
+    return 0
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    endpoint = userconfig.resolve_endpoint(args.endpoint)
+    password = _password(args, f"password for {args.name}: ")
+    resp = asyncio.run(Client.login(endpoint, args.name, password))
+    cfg = userconfig.load()
+    cfg.endpoint, cfg.token, cfg.user = endpoint, resp.token, args.name
+    path = userconfig.save(cfg)
+    print(f"logged in as {args.name} at {endpoint} (token saved in {path})")
+    return 0
+
+
+async def _status(client: Client, args: argparse.Namespace) -> int:
+    st = await client.status()
+    ring = st.cluster.block_ring
+    up = sum(1 for n in ring.nodes if n.up)
+    print(f"database  {'ok' if st.database_ok else 'DOWN'}  {st.database_version}")
+    print(f"etcd      {'ok' if st.etcd_ok else 'DOWN'}")
+    print(f"users     {st.users}   files {st.files}")
+    print(
+        f"block ring  revision {ring.revision}  RF={ring.replicas} W={ring.write_quorum}  {up}/{len(ring.nodes)} up  "
+        f"under-replicated chunks: {st.under_replicated_chunks}"
+    )
+    for n in ring.nodes:
+        print(f"  {'up  ' if n.up else 'DOWN'}  {n.id:<24} {n.address:<22} zone {n.zone}")
+    print(
+        f"sync nodes  {sum(1 for n in st.cluster.sync_nodes if n.up)}/{len(st.cluster.sync_nodes)} up"
+    )
+    for n in st.cluster.sync_nodes:
+        print(f"  {'up  ' if n.up else 'DOWN'}  {n.id:<24} {n.address}")
+    return 0
+
+
+# -- files ---------------------------------------------------------------------------------------
+async def _put(client: Client, args: argparse.Namespace) -> int:
+    local = Path(args.local)
+    if not local.is_file():
+        raise CliError(f"{local}: no such file")
+    remote = args.remote
+    if remote.endswith("/") or remote in ("", "/"):
+        remote = remote.rstrip("/") + "/" + local.name
+    remote = _remote(remote)
+    start = time.perf_counter()
+    version = await client.put_file(local, remote)
+    took = time.perf_counter() - start
+    s = version.stats
+    print(
+        f"{remote}  {_human(version.entry.size)}  revision {version.entry.revision}  "
+        f"({s.chunks_sent}/{s.chunks} chunks sent, {_human(s.bytes_sent)} in {took:.2f}s)"
+    )
+    return 0
+
+
+async def _get(client: Client, args: argparse.Namespace) -> int:
+    remote = _remote(args.remote)
+    local = Path(args.local)
+    if local.is_dir():
+        local = local / remote.rpartition("/")[2]
+    entry = await client.get_file(remote, local, revision=args.revision or "")
+    print(f"{local}  {_human(entry.size)}  revision {entry.revision}")
+    return 0
+
+
+async def _ls(client: Client, args: argparse.Namespace) -> int:
+    path = _remote(args.path, allow_root=True)
+    try:
+        entries = await client.list(path)
+    except SyncError as e:
+        if "is a file" not in e.message:
+            raise
+        entries = [await client.stat(path)]
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.modified_at_us / 1e6))
+        name = e.name + ("/" if e.is_folder else "")
+        size = "-" if e.is_folder else _human(e.size)
+        print(f"{size:>10}  {when}  {name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tessera", description="Tessera: file sync and storage on a gRPC storage cluster."
+    )
+    parser.add_argument(
+        "--endpoint",
+        help="metanode address (default: $TESSERA_ENDPOINT, your config, or 127.0.0.1:7420)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    from tessera.cli_cluster import add_cluster_commands
+
+    add_cluster_commands(sub)
+
+    user = sub.add_parser("user", help="manage users (admin)")
+    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = user_sub.add_parser("add", help="create a user")
+    add.add_argument("name")
+    add.add_argument("--password", help="prompted for when omitted")
+    add.add_argument("--admin", action="store_true", help="make the user an admin")
+    add.set_defaults(func=_with_client(_user_add))
+
+    login = sub.add_parser("login", help="log in and save the token in your config")
+    login.add_argument("name")
+    login.add_argument("--password", help="prompted for when omitted")
+    login.set_defaults(func=cmd_login)
+
+    put = sub.add_parser("put", help="upload a file")
+    put.add_argument("local")
+    put.add_argument("remote", help="remote path (ending in / keeps the local name)")
+    put.set_defaults(func=_with_client(_put))
+
+    get = sub.add_parser("get", help="download a file")
+    get.add_argument("remote")
+    get.add_argument("local")
+    get.add_argument(
+        "--revision", help="a revision id from `tessera history` (default: the newest)"
+    )
+    get.set_defaults(func=_with_client(_get))
+
+    ls = sub.add_parser("ls", help="list a folder")
+    ls.add_argument("path", nargs="?", default="")
+    ls.set_defaults(func=_with_client(_ls))
+
+    status = sub.add_parser("status", help="the cluster at a glance (admin)")
+    status.set_defaults(func=_with_client(_status))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except CliError as e:
+        print(f"tessera: {e}", file=sys.stderr)
+        code = 1
+    except AuthenticationError as e:
+        print(f"tessera: {e.message}", file=sys.stderr)
+        code = 1
+    except UnavailableError as e:
+        endpoint = userconfig.resolve_endpoint(getattr(args, "endpoint", None))
+        print(
+            f"tessera: cannot reach the cluster at {endpoint} ({e.message}); is it running? (tessera up)",
+            file=sys.stderr,
+        )
+        code = 1
+    except SyncError as e:
+        print(f"tessera: {e.message}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print("tessera: interrupted", file=sys.stderr)
+        code = 130
+    raise SystemExit(code)

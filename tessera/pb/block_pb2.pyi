@@ -1,0 +1,138 @@
+from tessera.pb import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PutChunkRequest(_message.Message):
+    __slots__ = ("hash", "data", "base_hash", "delta")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    BASE_HASH_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    hash: bytes
+    data: bytes
+    base_hash: bytes
+    delta: bytes
+    def __init__(self, hash: _Optional[bytes] = ..., data: _Optional[bytes] = ..., base_hash: _Optional[bytes] = ..., delta: _Optional[bytes] = ...) -> None: ...
+
+class PutChunkResult(_message.Message):
+    __slots__ = ("hash", "receipt", "replicas")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    hash: bytes
+    receipt: _common_pb2.Receipt
+    replicas: int
+    def __init__(self, hash: _Optional[bytes] = ..., receipt: _Optional[_Union[_common_pb2.Receipt, _Mapping]] = ..., replicas: _Optional[int] = ...) -> None: ...
+
+class GetChunksRequest(_message.Message):
+    __slots__ = ("ticket", "hashes")
+    TICKET_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    ticket: _common_pb2.ReadTicket
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, ticket: _Optional[_Union[_common_pb2.ReadTicket, _Mapping]] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ChunkData(_message.Message):
+    __slots__ = ("hash", "data")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    hash: bytes
+    data: bytes
+    def __init__(self, hash: _Optional[bytes] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class GetRingRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HasChunksRequest(_message.Message):
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class HasChunksResponse(_message.Message):
+    __slots__ = ("present",)
+    PRESENT_FIELD_NUMBER: _ClassVar[int]
+    present: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, present: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class ReplicateRequest(_message.Message):
+    __slots__ = ("hash", "data", "hint_for")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    HINT_FOR_FIELD_NUMBER: _ClassVar[int]
+    hash: bytes
+    data: bytes
+    hint_for: str
+    def __init__(self, hash: _Optional[bytes] = ..., data: _Optional[bytes] = ..., hint_for: _Optional[str] = ...) -> None: ...
+
+class ReplicateResponse(_message.Message):
+    __slots__ = ("stored",)
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    stored: int
+    def __init__(self, stored: _Optional[int] = ...) -> None: ...
+
+class DeleteChunksRequest(_message.Message):
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class DeleteChunksResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    def __init__(self, deleted: _Optional[int] = ...) -> None: ...
+
+class RangeDigestsRequest(_message.Message):
+    __slots__ = ("buckets",)
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    buckets: int
+    def __init__(self, buckets: _Optional[int] = ...) -> None: ...
+
+class RangeDigestsResponse(_message.Message):
+    __slots__ = ("digests",)
+    DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    digests: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ListRangeRequest(_message.Message):
+    __slots__ = ("buckets", "bucket")
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    buckets: int
+    bucket: int
+    def __init__(self, buckets: _Optional[int] = ..., bucket: _Optional[int] = ...) -> None: ...
+
+class ListRangeResponse(_message.Message):
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class GetSignatureRequest(_message.Message):
+    __slots__ = ("ticket", "hash", "block_size")
+    TICKET_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ticket: _common_pb2.ReadTicket
+    hash: bytes
+    block_size: int
+    def __init__(self, ticket: _Optional[_Union[_common_pb2.ReadTicket, _Mapping]] = ..., hash: _Optional[bytes] = ..., block_size: _Optional[int] = ...) -> None: ...
+
+class ChunkSignature(_message.Message):
+    __slots__ = ("hash", "block_size", "weak", "strong")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    WEAK_FIELD_NUMBER: _ClassVar[int]
+    STRONG_FIELD_NUMBER: _ClassVar[int]
+    hash: bytes
+    block_size: int
+    weak: _containers.RepeatedScalarFieldContainer[int]
+    strong: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hash: _Optional[bytes] = ..., block_size: _Optional[int] = ..., weak: _Optional[_Iterable[int]] = ..., strong: _Optional[_Iterable[bytes]] = ...) -> None: ...

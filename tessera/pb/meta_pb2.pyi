@@ -1,0 +1,404 @@
+from tessera.pb import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    ROLE_OWNER: _ClassVar[Role]
+    ROLE_EDITOR: _ClassVar[Role]
+    ROLE_VIEWER: _ClassVar[Role]
+ROLE_UNSPECIFIED: Role
+ROLE_OWNER: Role
+ROLE_EDITOR: Role
+ROLE_VIEWER: Role
+
+class LoginRequest(_message.Message):
+    __slots__ = ("name", "password")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    password: str
+    def __init__(self, name: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class LoginResponse(_message.Message):
+    __slots__ = ("token", "user_id", "root_namespace_id", "expires_at")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ROOT_NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    user_id: str
+    root_namespace_id: str
+    expires_at: int
+    def __init__(self, token: _Optional[str] = ..., user_id: _Optional[str] = ..., root_namespace_id: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("user_id", "name", "root_namespace_id", "is_admin")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROOT_NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    IS_ADMIN_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    name: str
+    root_namespace_id: str
+    is_admin: bool
+    def __init__(self, user_id: _Optional[str] = ..., name: _Optional[str] = ..., root_namespace_id: _Optional[str] = ..., is_admin: _Optional[bool] = ...) -> None: ...
+
+class CreateUserRequest(_message.Message):
+    __slots__ = ("name", "password", "is_admin")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    IS_ADMIN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    password: str
+    is_admin: bool
+    def __init__(self, name: _Optional[str] = ..., password: _Optional[str] = ..., is_admin: _Optional[bool] = ...) -> None: ...
+
+class CreateUserResponse(_message.Message):
+    __slots__ = ("user_id", "root_namespace_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ROOT_NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    root_namespace_id: str
+    def __init__(self, user_id: _Optional[str] = ..., root_namespace_id: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("token_id",)
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    def __init__(self, token_id: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetClusterInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClusterInfo(_message.Message):
+    __slots__ = ("block_ring", "sync_nodes", "meta_nodes", "max_chunk_size")
+    BLOCK_RING_FIELD_NUMBER: _ClassVar[int]
+    SYNC_NODES_FIELD_NUMBER: _ClassVar[int]
+    META_NODES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    block_ring: _common_pb2.RingInfo
+    sync_nodes: _containers.RepeatedCompositeFieldContainer[_common_pb2.NodeInfo]
+    meta_nodes: _containers.RepeatedCompositeFieldContainer[_common_pb2.NodeInfo]
+    max_chunk_size: int
+    def __init__(self, block_ring: _Optional[_Union[_common_pb2.RingInfo, _Mapping]] = ..., sync_nodes: _Optional[_Iterable[_Union[_common_pb2.NodeInfo, _Mapping]]] = ..., meta_nodes: _Optional[_Iterable[_Union[_common_pb2.NodeInfo, _Mapping]]] = ..., max_chunk_size: _Optional[int] = ...) -> None: ...
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClusterStatus(_message.Message):
+    __slots__ = ("cluster", "database_ok", "database_version", "etcd_ok", "under_replicated_chunks", "users", "files")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_OK_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ETCD_OK_FIELD_NUMBER: _ClassVar[int]
+    UNDER_REPLICATED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    cluster: ClusterInfo
+    database_ok: bool
+    database_version: str
+    etcd_ok: bool
+    under_replicated_chunks: int
+    users: int
+    files: int
+    def __init__(self, cluster: _Optional[_Union[ClusterInfo, _Mapping]] = ..., database_ok: _Optional[bool] = ..., database_version: _Optional[str] = ..., etcd_ok: _Optional[bool] = ..., under_replicated_chunks: _Optional[int] = ..., users: _Optional[int] = ..., files: _Optional[int] = ...) -> None: ...
+
+class NeedChunksRequest(_message.Message):
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class NeedChunksResponse(_message.Message):
+    __slots__ = ("missing",)
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    missing: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, missing: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class CommitRequest(_message.Message):
+    __slots__ = ("namespace_id", "path", "parent_revision", "blocklist", "receipts", "client_mtime_ns", "device_id", "operation_id")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PARENT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    BLOCKLIST_FIELD_NUMBER: _ClassVar[int]
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    parent_revision: str
+    blocklist: _common_pb2.Blocklist
+    receipts: _containers.RepeatedCompositeFieldContainer[_common_pb2.Receipt]
+    client_mtime_ns: int
+    device_id: str
+    operation_id: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., parent_revision: _Optional[str] = ..., blocklist: _Optional[_Union[_common_pb2.Blocklist, _Mapping]] = ..., receipts: _Optional[_Iterable[_Union[_common_pb2.Receipt, _Mapping]]] = ..., client_mtime_ns: _Optional[int] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
+
+class CommitResponse(_message.Message):
+    __slots__ = ("entry",)
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    entry: _common_pb2.Entry
+    def __init__(self, entry: _Optional[_Union[_common_pb2.Entry, _Mapping]] = ...) -> None: ...
+
+class CommitBatchRequest(_message.Message):
+    __slots__ = ("commits",)
+    COMMITS_FIELD_NUMBER: _ClassVar[int]
+    commits: _containers.RepeatedCompositeFieldContainer[CommitRequest]
+    def __init__(self, commits: _Optional[_Iterable[_Union[CommitRequest, _Mapping]]] = ...) -> None: ...
+
+class CommitResult(_message.Message):
+    __slots__ = ("entry", "code", "message", "head_revision")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_REVISION_FIELD_NUMBER: _ClassVar[int]
+    entry: _common_pb2.Entry
+    code: int
+    message: str
+    head_revision: str
+    def __init__(self, entry: _Optional[_Union[_common_pb2.Entry, _Mapping]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., head_revision: _Optional[str] = ...) -> None: ...
+
+class CommitBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CommitResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CommitResult, _Mapping]]] = ...) -> None: ...
+
+class MakeFolderRequest(_message.Message):
+    __slots__ = ("namespace_id", "path", "device_id", "operation_id")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    device_id: str
+    operation_id: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("namespace_id", "path", "parent_revision", "device_id", "operation_id")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PARENT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    parent_revision: str
+    device_id: str
+    operation_id: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., parent_revision: _Optional[str] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
+
+class MoveRequest(_message.Message):
+    __slots__ = ("namespace_id", "from_path", "to_path", "device_id", "operation_id")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_PATH_FIELD_NUMBER: _ClassVar[int]
+    TO_PATH_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    from_path: str
+    to_path: str
+    device_id: str
+    operation_id: str
+    def __init__(self, namespace_id: _Optional[str] = ..., from_path: _Optional[str] = ..., to_path: _Optional[str] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
+
+class RestoreRequest(_message.Message):
+    __slots__ = ("namespace_id", "path", "revision_id", "device_id", "operation_id")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    revision_id: str
+    device_id: str
+    operation_id: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., revision_id: _Optional[str] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
+
+class StatRequest(_message.Message):
+    __slots__ = ("namespace_id", "path")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class ListRequest(_message.Message):
+    __slots__ = ("namespace_id", "path", "limit", "page_token", "include_deleted")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DELETED_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    limit: int
+    page_token: str
+    include_deleted: bool
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., include_deleted: _Optional[bool] = ...) -> None: ...
+
+class ListResponse(_message.Message):
+    __slots__ = ("entries", "next_page_token")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[_common_pb2.Entry]
+    next_page_token: str
+    def __init__(self, entries: _Optional[_Iterable[_Union[_common_pb2.Entry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetFileRequest(_message.Message):
+    __slots__ = ("namespace_id", "path", "revision_id")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    revision_id: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., revision_id: _Optional[str] = ...) -> None: ...
+
+class GetFileResponse(_message.Message):
+    __slots__ = ("entry", "blocklist", "ticket")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    BLOCKLIST_FIELD_NUMBER: _ClassVar[int]
+    TICKET_FIELD_NUMBER: _ClassVar[int]
+    entry: _common_pb2.Entry
+    blocklist: _common_pb2.Blocklist
+    ticket: _common_pb2.ReadTicket
+    def __init__(self, entry: _Optional[_Union[_common_pb2.Entry, _Mapping]] = ..., blocklist: _Optional[_Union[_common_pb2.Blocklist, _Mapping]] = ..., ticket: _Optional[_Union[_common_pb2.ReadTicket, _Mapping]] = ...) -> None: ...
+
+class HistoryRequest(_message.Message):
+    __slots__ = ("namespace_id", "path", "limit")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    limit: int
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class HistoryResponse(_message.Message):
+    __slots__ = ("revisions",)
+    REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    revisions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Entry]
+    def __init__(self, revisions: _Optional[_Iterable[_Union[_common_pb2.Entry, _Mapping]]] = ...) -> None: ...
+
+class ShareRequest(_message.Message):
+    __slots__ = ("namespace_id", "path", "user_name", "role")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    USER_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    user_name: str
+    role: Role
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., user_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ...) -> None: ...
+
+class ShareResponse(_message.Message):
+    __slots__ = ("shared_namespace_id",)
+    SHARED_NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    shared_namespace_id: str
+    def __init__(self, shared_namespace_id: _Optional[str] = ...) -> None: ...
+
+class UnshareRequest(_message.Message):
+    __slots__ = ("namespace_id", "path", "user_name")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    USER_NAME_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    user_name: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., user_name: _Optional[str] = ...) -> None: ...
+
+class UnshareResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListMembersRequest(_message.Message):
+    __slots__ = ("namespace_id", "path")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class Member(_message.Message):
+    __slots__ = ("user_id", "user_name", "role")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    user_name: str
+    role: Role
+    def __init__(self, user_id: _Optional[str] = ..., user_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ...) -> None: ...
+
+class ListMembersResponse(_message.Message):
+    __slots__ = ("members",)
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+
+class ListNamespacesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NamespaceInfo(_message.Message):
+    __slots__ = ("namespace_id", "mount_path", "role", "head_seq", "oldest_seq")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    MOUNT_PATH_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SEQ_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    mount_path: str
+    role: Role
+    head_seq: int
+    oldest_seq: int
+    def __init__(self, namespace_id: _Optional[str] = ..., mount_path: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., head_seq: _Optional[int] = ..., oldest_seq: _Optional[int] = ...) -> None: ...
+
+class ListNamespacesResponse(_message.Message):
+    __slots__ = ("namespaces",)
+    NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    namespaces: _containers.RepeatedCompositeFieldContainer[NamespaceInfo]
+    def __init__(self, namespaces: _Optional[_Iterable[_Union[NamespaceInfo, _Mapping]]] = ...) -> None: ...
+
+class ListChangesRequest(_message.Message):
+    __slots__ = ("cursor", "limit")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    cursor: _common_pb2.Cursor
+    limit: int
+    def __init__(self, cursor: _Optional[_Union[_common_pb2.Cursor, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListChangesResponse(_message.Message):
+    __slots__ = ("changes", "cursor", "has_more", "resync_required")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    RESYNC_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[_common_pb2.Change]
+    cursor: _common_pb2.Cursor
+    has_more: bool
+    resync_required: bool
+    def __init__(self, changes: _Optional[_Iterable[_Union[_common_pb2.Change, _Mapping]]] = ..., cursor: _Optional[_Union[_common_pb2.Cursor, _Mapping]] = ..., has_more: _Optional[bool] = ..., resync_required: _Optional[bool] = ...) -> None: ...

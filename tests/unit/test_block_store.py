@@ -1,0 +1,176 @@
+"""Contract tests for the chunk stores (RocksDB and in-memory) and the asyncio front."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from blocknode.store import (
+    AsyncChunkStore,
+    BlockStore,
+    ChunkStore,
+    MemoryChunkStore,
+    RocksChunkStore,
+    StoreError,
+)
+
+
+def chunk(data: bytes) -> tuple[bytes, bytes]:
+    return hashlib.sha256(data).digest(), data
+
+
+@pytest.fixture(params=["memory", "rocks"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlockStore]:
+    s: BlockStore = (
+        MemoryChunkStore() if request.param == "memory" else RocksChunkStore(tmp_path / "db")
+    )
+    yield s
+    s.close()
+
+
+def test_implements_protocols(store: BlockStore) -> None:
+    assert isinstance(store, ChunkStore)
+    assert isinstance(store, BlockStore)
+
+
+def test_put_get_contains_delete(store: BlockStore) -> None:
+    h, data = chunk(b"hello")
+    assert store.get(h) is None
+    assert not store.contains(h)
+    store.put(h, data)
+    assert store.get(h) == data
+    assert store.contains(h)
+    assert store.count() == 1
+    store.put(h, data)  # idempotent
+    assert store.count() == 1
+    assert store.delete(h) is True
+    assert store.delete(h) is False
+    assert store.get(h) is None
+    assert not store.contains(h)
+    assert store.count() == 0
+
+
+def test_large_and_empty_values(store: BlockStore) -> None:
+    big_h, big = chunk(os.urandom(4 * 1024 * 1024))
+    empty_h, empty = chunk(b"")
+    store.put(big_h, big)
+    store.put(empty_h, empty)
+    assert store.get(big_h) == big
+    assert store.get(empty_h) == b""
+    assert store.contains(empty_h)
+
+
+def test_overwrite_repairs(store: BlockStore) -> None:
+    h, data = chunk(b"good bytes")
+    store.put(h, b"rotten bytes")
+    store.put(h, data)
+    assert store.get(h) == data
+    assert store.count() == 1
+
+
+def test_scan_ranges(store: BlockStore) -> None:
+    keys = sorted(bytes([i]) * 32 for i in (1, 5, 9, 200, 255))
+    store.write([(k, b"x") for k in keys])
+    assert list(store.scan()) == keys
+    assert list(store.scan(bytes([5]))) == keys[1:]
+    assert list(store.scan(bytes([5]), bytes([200]))) == keys[1:3]
+    assert list(store.scan(b"", bytes([1]))) == []
+    assert list(store.scan(bytes([1]) * 32, bytes([1]) * 32 + b"\x00")) == [keys[0]]
+
+
+def test_write_batch_and_delete_many(store: BlockStore) -> None:
+    items = [chunk(os.urandom(100)) for _ in range(10)]
+    assert store.write(items) == 10
+    assert store.write(items[:3] + [chunk(b"new")]) == 1
+    assert store.count() == 11
+    assert store.delete_many([h for h, _ in items[:5]] + [b"\x00" * 32]) == 5
+    assert store.count() == 6
+
+
+def test_hints(store: BlockStore) -> None:
+    a, b = chunk(b"a"), chunk(b"b")
+    store.write([a], hints=[("node-2", a[0])])
+    store.write([b], hints=[("node-2", b[0]), ("node-10", b[0])])
+    assert store.hint_count() == 3
+    assert sorted(store.hints("node-2")) == sorted([("node-2", a[0]), ("node-2", b[0])])
+    assert list(store.hints("node-10")) == [("node-10", b[0])]
+    assert list(store.hints("node-1")) == []
+    assert len(list(store.hints())) == 3
+    store.delete_hint("node-2", a[0])
+    store.delete_hint("node-2", a[0])
+    assert store.hint_count() == 2
+    assert store.contains(a[0])  # the chunk stays; only the record goes
+    with pytest.raises(ValueError):
+        store.write([a], hints=[("bad\x00node", a[0])])
+
+
+def test_closed_store_refuses(store: BlockStore) -> None:
+    store.close()
+    with pytest.raises(StoreError):
+        store.get(b"\x00" * 32)
+    store.close()  # idempotent
+
+
+def test_rocks_durable_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    items = [chunk(os.urandom(size)) for size in (10, 70 * 1024, 1024 * 1024)]
+    s = RocksChunkStore(path)
+    s.write(items, hints=[("node-x", items[0][0])])
+    s.delete(items[1][0])
+    s.close()
+    s = RocksChunkStore(path)
+    try:
+        assert s.get(items[0][0]) == items[0][1]
+        assert s.get(items[1][0]) is None
+        assert s.get(items[2][0]) == items[2][1]
+        assert s.count() == 2
+        assert list(s.hints()) == [("node-x", items[0][0])]
+        assert s.hint_count() == 1
+    finally:
+        s.close()
+
+
+def test_rocks_uses_blob_files(tmp_path: Path) -> None:
+    s = RocksChunkStore(tmp_path / "db")
+    try:
+        s.write([chunk(os.urandom(256 * 1024)) for _ in range(8)])
+        s._db.flush()
+    finally:
+        s.close()
+    assert list((tmp_path / "db").glob("*.blob"))
+
+
+def test_rocks_second_open_fails_cleanly(tmp_path: Path) -> None:
+    s = RocksChunkStore(tmp_path / "db")
+    try:
+        with pytest.raises(StoreError, match="cannot open"):
+            RocksChunkStore(tmp_path / "db")
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "rocks"])
+async def test_async_store_group_commits(kind: str, tmp_path: Path) -> None:
+    base: BlockStore = MemoryChunkStore() if kind == "memory" else RocksChunkStore(tmp_path / "db")
+    store = AsyncChunkStore(base)
+    items = [chunk(os.urandom(64 * 1024)) for _ in range(50)]
+    await asyncio.gather(*(store.put(h, d) for h, d in items))
+    assert store.batches < len(items)
+    assert base.count() == 50
+    data, intact = await store.get_verified(items[0][0])
+    assert (data, intact) == (items[0][1], True)
+    assert await store.get_verified(b"\x01" * 32) == (None, False)
+    await store.put(items[1][0], b"corrupt", hint_for="node-9")
+    assert (await store.get_verified(items[1][0]))[1] is False
+    assert list(base.hints()) == [("node-9", items[1][0])]
+    assert await store.contains_many([items[2][0], b"\x02" * 32]) == [True, False]
+    assert await store.delete_many([h for h, _ in items[:10]]) == 10
+    assert await store.get(items[0][0]) is None
+    await store.close()
+    with pytest.raises(StoreError):
+        await store.put(*items[0])
