@@ -55,9 +55,10 @@ COPY loadtest ./loadtest
 RUN pip wheel --no-deps --wheel-dir /wheels . \
  && pip install --no-deps /wheels/*.whl \
  && python -m compileall -q /opt/venv/lib
-# Fail the build if a console script the manifests run is missing or the kernel does not import.
-RUN for script in tessera blocknode metanode syncnode; do test -x "/opt/venv/bin/$script" || exit 1; done \
- && python -c "import tessera.config, grpc, grpc_health.v1.health, rocksdict, psycopg, aetcd"
+# Fail the build if a console script the manifests run is missing or does not even start (an
+# import that needs a left-out dependency shows here, not in a crash-looping pod).
+RUN for script in tessera blocknode metanode syncnode; do "$script" --help >/dev/null || exit 1; done \
+ && python -c "import grpc_health.v1.health"
 
 
 # --------------------------------------------------------------------------- runtime

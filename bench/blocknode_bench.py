@@ -110,7 +110,9 @@ async def run(address: str, total_mib: int, chunk_kib: int, streams: int, seed: 
     count = total_mib * 1024 // chunk_kib
     per_stream = [list(chunks(count // streams, size, seed * 1000 + s)) for s in range(streams)]
     total = sum(len(d) for part in per_stream for _, d in part)
-    async with grpc.aio.insecure_channel(address, options=channel_options(16 * 1024 * 1024)) as channel:
+    async with grpc.aio.insecure_channel(
+        address, options=channel_options(16 * 1024 * 1024)
+    ) as channel:
         stub = block_pb2_grpc.BlockStub(channel)
 
         async def put(part: list[tuple[bytes, bytes]]) -> int:
@@ -128,8 +130,12 @@ async def run(address: str, total_mib: int, chunk_kib: int, streams: int, seed: 
             for i in range(0, len(hashes), 64):
                 batch = hashes[i : i + 64]
                 expires_at, sig = signer.sign_ticket(USER, batch, 600)
-                ticket = common_pb2.ReadTicket(user_id=USER, hashes=batch, expires_at=expires_at, signature=sig)
-                async for reply in stub.GetChunks(block_pb2.GetChunksRequest(ticket=ticket, hashes=batch), metadata=md):
+                ticket = common_pb2.ReadTicket(
+                    user_id=USER, hashes=batch, expires_at=expires_at, signature=sig
+                )
+                async for reply in stub.GetChunks(
+                    block_pb2.GetChunksRequest(ticket=ticket, hashes=batch), metadata=md
+                ):
                     got += len(reply.data)
             return got
 
@@ -149,7 +155,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=256, help="MiB to put (and get) per run")
     parser.add_argument("--chunk-kib", type=int, default=1024, help="chunk size in KiB")
-    parser.add_argument("--streams", type=int, nargs="+", default=[1, 4], help="concurrent streams per run")
+    parser.add_argument(
+        "--streams", type=int, nargs="+", default=[1, 4], help="concurrent streams per run"
+    )
     parser.add_argument("--dir", default="", help="working directory (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="blocknode-bench-", dir=args.dir or None) as tmp:

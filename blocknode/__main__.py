@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from blocknode.app import BlockApp, resolve_node_id
+from blocknode.app import BlockApp, StartupError, resolve_node_id
 from blocknode.store import StoreError
 from tessera.config import BlockConfig, ConfigError, load
 from tessera.server import main_for
@@ -15,7 +15,7 @@ DESCRIPTION = (
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point; exits 2 on a configuration error, 1 when the store cannot open."""
+    """Console entry point; exits 2 on a configuration error, 1 when the node cannot start."""
     try:
         cfg = load(BlockConfig, argv, prog="blocknode", description=DESCRIPTION)
         node_id = resolve_node_id(cfg)
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     try:
         main_for(cfg, BlockApp, node_id=node_id)
-    except StoreError as e:
+    except (StoreError, StartupError) as e:
         print(f"blocknode: {e}", file=sys.stderr)
         sys.exit(1)
 

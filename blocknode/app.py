@@ -8,16 +8,21 @@ import os
 import uuid
 from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from prometheus_client import CollectorRegistry
 
+from blocknode.asyncstore import AsyncChunkStore
 from blocknode.service import NODE_METHODS, SERVICE_NAME, BlockService, add_to_server
-from blocknode.store import AsyncChunkStore, RocksChunkStore
+from blocknode.storeproc import ProcessChunkStore
 from tessera.auth import Signer
 from tessera.config import BlockConfig, ConfigError
 from tessera.membership import NodeRecord, Registration, View, Watcher, connect
 from tessera.server import Bound
+
+if TYPE_CHECKING:
+    import aetcd
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,10 @@ NODE_ID_FILE = "NODE_ID"
 STORE_DIR = "chunks"
 KIND = "block"
 READY_TIMEOUT = 10.0  # seconds to wait for our own registration to show in the ring
+
+
+class StartupError(Exception):
+    """The node cannot start (etcd unreachable); the message says why in one line."""
 
 
 def resolve_node_id(cfg: BlockConfig) -> str:
@@ -59,7 +68,16 @@ def resolve_node_id(cfg: BlockConfig) -> str:
 
 
 class BlockApp:
-    """A block node: RocksDB store + Block service, registered in etcd under kind "block"."""
+    """A block node: RocksDB store + Block service, registered in etcd under kind "block".
+
+    Args:
+        cfg: The node's config.
+        registry: Where its Prometheus metrics go.
+        node_id: Its ring identity (see ``resolve_node_id``).
+
+    Raises:
+        StoreError: The chunk store under ``cfg.data_dir`` cannot be opened.
+    """
 
     service_names: tuple[str, ...] = (SERVICE_NAME,)
     public_methods: Collection[str] = ()
@@ -68,9 +86,10 @@ class BlockApp:
     def __init__(self, cfg: BlockConfig, registry: CollectorRegistry, node_id: str) -> None:
         self.cfg = cfg
         self.node_id = node_id
-        self.store = AsyncChunkStore(RocksChunkStore(Path(cfg.data_dir) / STORE_DIR))
+        # RocksDB runs in a child process: rocksdict holds the GIL through every call.
+        self.store = AsyncChunkStore(ProcessChunkStore(Path(cfg.data_dir) / STORE_DIR, readers=4))
         self.service = BlockService(cfg, node_id, self.store, Signer(cfg.cluster_secret), registry)
-        self._etcd = None
+        self._etcd: aetcd.Client | None = None
         self._registration: Registration | None = None
         self._watcher: Watcher | None = None
 
@@ -82,12 +101,18 @@ class BlockApp:
         """Watch the ring, register this node with a lease, and wait until the ring shows it."""
         self._etcd = connect(self.cfg.etcd_endpoints())
         self._watcher = Watcher(self._etcd, KIND, on_change=self.service.update_view)
-        await self._watcher.start()
+        try:
+            await self._watcher.start()
+        except Exception as e:  # aetcd's errors; membership is the module that knows etcd
+            raise StartupError(f"cannot reach etcd at {self.cfg.etcd}: {e}") from e
         record = NodeRecord(
             self.node_id, bound.grpc_address, self.cfg.zone, self.cfg.weight, bound.metrics_address
         )
         self._registration = Registration(self._etcd, KIND, record, self.cfg.lease_ttl)
-        await self._registration.start()
+        try:
+            await self._registration.start()
+        except Exception as e:
+            raise StartupError(f"cannot register in etcd at {self.cfg.etcd}: {e}") from e
 
         def registered(view: View) -> bool:
             rec = view.nodes.get(self.node_id)
@@ -101,7 +126,7 @@ class BlockApp:
             log.warning(
                 "own registration not seen in etcd after %.0f s; serving anyway", READY_TIMEOUT
             )
-        ring = await self.service.sync_ring()
+        ring = await self.service.rings.sync()
         log.info(
             "block ring at revision %d: %d nodes, %d up",
             ring.revision,

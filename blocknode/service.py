@@ -3,34 +3,49 @@
 A put is handled by whichever node the client chose as primary. The chunk's replica set is
 ``ring.live_owners(chunk_position(hash), replicas)``; the primary always keeps a copy (a client
 with a stale ring may pick a non-owner), forwards to the other live owners with the node-only
-``Replicate`` call, and acknowledges once ``min(write_quorum, live owners)`` owner copies are
-durable. The remaining copies finish in the background.
+``Replicate`` call (a stand-in for a down owner gets a hint naming it), and acknowledges once
+``min(write_quorum, live owners)`` owner copies are durable. The remaining copies finish in the
+background.
 
 A read re-hashes every chunk; a chunk missing or corrupt here is fetched from another live
-owner (node callers read any chunk without a ticket, local copies only) and repaired.
+node (node callers read any chunk without a ticket, local copies only) and repaired.
+
+This is the only module of the block node that imports the generated protobuf code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
-from pathlib import Path
+from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
-from blocknode.store import HASH_LEN, AsyncChunkStore, verify
+from blocknode.asyncstore import AsyncChunkStore
+from blocknode.metrics import BlockMetrics
+from blocknode.peers import Peers
+from blocknode.placement import RingTracker
+from blocknode.store import HASH_LEN, verify
 from tessera.auth import Principal, Signer
 from tessera.chunking import MAX_CHUNK
 from tessera.config import BlockConfig
-from tessera.errors import InvalidArgument, NotFound, PermissionDenied, TesseraError, Unavailable
+from tessera.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    TesseraError,
+    Unavailable,
+)
 from tessera.membership import View
 from tessera.pb import block_pb2, block_pb2_grpc, common_pb2
-from tessera.ring import DEFAULT_VNODES, Member, Ring, build_ring, chunk_position
-from tessera.rpc import auth_metadata, channel_options, current_principal
+from tessera.ring import RING_SPACE, Member
+from tessera.rpc import current_principal
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +57,11 @@ NODE_METHODS = tuple(
 PUT_WINDOW = 8  # chunks of one PutChunks stream in flight at once
 GET_WINDOW = 4  # chunks of one GetChunks stream read ahead
 MAX_HASHES = 10_000  # hashes in one HasChunks / DeleteChunks / GetChunks call
+MAX_BUCKETS = 65_536  # RangeDigests / ListRange
 PEER_TIMEOUT = 30.0  # seconds for one node-to-node call
 MAX_BACKGROUND = 256  # replica writes left running after acks; past this, puts wait for all
+DRAIN_SECONDS = 2.0  # after a bad chunk, read the rest of the stream this long before failing
+DRAIN_BYTES = 64 * 1024 * 1024  # ... or this many bytes
 
 
 class Unimplemented(TesseraError):
@@ -64,102 +82,27 @@ def _check_hashes(hashes: Sequence[bytes]) -> None:
             raise InvalidArgument(f"a chunk hash is 32 bytes (SHA-256), got {len(h)}")
 
 
-class Peers:
-    """One grpc.aio channel per peer node, redialled when its address changes."""
+def bucket_bounds(buckets: int, bucket: int) -> tuple[bytes, bytes | None]:
+    """Key range ``[start, end)`` of one of ``buckets`` equal slices of the ring position space.
 
-    def __init__(self, cfg: BlockConfig, signer: Signer, node_id: str) -> None:
-        self._options = channel_options(cfg.max_message_bytes)
-        self._creds: grpc.ChannelCredentials | None = None
-        if cfg.tls_ca or cfg.tls_cert:
-            ca = Path(cfg.tls_ca).read_bytes() if cfg.tls_ca else None
-            self._creds = grpc.ssl_channel_credentials(root_certificates=ca)
-        self._metadata = auth_metadata(signer.node_token(node_id))
-        self._channels: dict[str, tuple[str, grpc.aio.Channel, block_pb2_grpc.BlockStub]] = {}
-        self._retired: list[grpc.aio.Channel] = []
-
-    @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        """Node credentials for calls to peers."""
-        return self._metadata
-
-    def stub(self, member: Member) -> block_pb2_grpc.BlockStub:
-        """The stub for a peer, dialling (or redialling) its advertised address."""
-        known = self._channels.get(member.node_id)
-        if known and known[0] == member.address:
-            return known[2]
-        if known:
-            self._retired.append(known[1])
-        if self._creds is not None:
-            channel = grpc.aio.secure_channel(member.address, self._creds, options=self._options)
-        else:
-            channel = grpc.aio.insecure_channel(member.address, options=self._options)
-        stub = block_pb2_grpc.BlockStub(channel)
-        self._channels[member.node_id] = (member.address, channel, stub)
-        return stub
-
-    async def close(self) -> None:
-        """Close every channel."""
-        channels = [c for _, c, _ in self._channels.values()] + self._retired
-        self._channels.clear()
-        self._retired.clear()
-        for channel in channels:
-            with contextlib.suppress(Exception):
-                await channel.close(grace=1.0)
-
-
-class BlockMetrics:
-    """The block node's Prometheus metrics, registered on the node's registry."""
-
-    def __init__(self, registry: CollectorRegistry, store: AsyncChunkStore) -> None:
-        self.chunks_stored = Gauge(
-            "tessera_block_chunks_stored", "Chunks held by this node", registry=registry
-        )
-        self.chunks_stored.set_function(store.store.count)
-        self.hints = Gauge(
-            "tessera_block_handoff_backlog",
-            "Hinted-handoff chunks held for down nodes",
-            registry=registry,
-        )
-        self.hints.set_function(store.store.hint_count)
-        self.bytes_in = Counter(
-            "tessera_block_bytes_in", "Chunk bytes received", ["source"], registry=registry
-        )
-        self.bytes_out = Counter(
-            "tessera_block_bytes_out", "Chunk bytes sent", ["dest"], registry=registry
-        )
-        self.puts = Counter(
-            "tessera_block_chunk_puts", "Chunks stored, by source", ["source"], registry=registry
-        )
-        self.gets = Counter(
-            "tessera_block_chunk_gets",
-            "Chunks served, by where they came from",
-            ["source"],
-            registry=registry,
-        )
-        self.replication_failures = Counter(
-            "tessera_block_replication_failures",
-            "Replica writes to peers that failed",
-            registry=registry,
-        )
-        self.replication_queue = Gauge(
-            "tessera_block_replication_queue",
-            "Replica writes still running after the put was acknowledged",
-            registry=registry,
-        )
-        self.corrupt = Counter(
-            "tessera_block_corrupt_chunks",
-            "Chunks that failed their hash check when read",
-            registry=registry,
-        )
-        self.repairs = Counter(
-            "tessera_block_repairs",
-            "Chunks re-fetched from a replica and rewritten here",
-            registry=registry,
-        )
+    A chunk's position is the first 8 bytes of its hash, so the slice is a contiguous hash
+    range; bucket ``b`` holds the positions ``p`` with ``p * buckets >> 64 == b``.
+    """
+    lo = -(-bucket * RING_SPACE // buckets)
+    hi = -(-(bucket + 1) * RING_SPACE // buckets)
+    return lo.to_bytes(8, "big"), (hi.to_bytes(8, "big") if hi < RING_SPACE else None)
 
 
 class BlockService(block_pb2_grpc.BlockServicer):
-    """The Block servicer of one node."""
+    """The Block servicer of one node.
+
+    Args:
+        cfg: The node's config (replicas, write quorum, receipt TTL, message limit, TLS).
+        node_id: This node's id on the ring.
+        store: The chunk store, already open.
+        signer: Signs receipts and node tokens, checks read tickets.
+        registry: Where the node's Prometheus metrics are registered.
+    """
 
     def __init__(
         self,
@@ -174,86 +117,27 @@ class BlockService(block_pb2_grpc.BlockServicer):
         self._store = store
         self._signer = signer
         self._peers = Peers(cfg, signer, node_id)
-        self._metrics = BlockMetrics(registry, store)
-        self._view = View("block", 0)
-        self._ring: Ring | None = None
-        self._rebuild: asyncio.Task[None] | None = None
+        self._stubs: dict[tuple[str, str], block_pb2_grpc.BlockStub] = {}
+        self._metrics = BlockMetrics(
+            registry, chunk_count=store.store.count, hint_count=store.store.hint_count
+        )
+        self.rings = RingTracker(node_id, replicas=cfg.replicas, vnodes=cfg.vnodes)
         self._background: set[asyncio.Task[None]] = set()
 
-    # -- ring -------------------------------------------------------------------------------
     def update_view(self, view: View) -> None:
-        """Adopt a newer membership view (the etcd watcher's callback); the ring follows."""
-        if view.revision < self._view.revision:
-            return
-        self._view = view
-        if self._rebuild is None or self._rebuild.done():
-            self._rebuild = asyncio.create_task(self._rebuild_ring(), name="ring-rebuild")
+        """Adopt a newer membership view (the etcd watcher's callback)."""
+        self.rings.update(view)
 
-    async def sync_ring(self) -> Ring:
-        """Wait until the ring reflects the latest view, and return it."""
-        while self._rebuild is not None and not self._rebuild.done():
-            await asyncio.shield(self._rebuild)
-        return self.ring
-
-    async def _rebuild_ring(self) -> None:
-        while True:
-            view = self._view
-            ring = await self._build_ring(view)
-            if self._ring is None or ring.revision >= self._ring.revision:
-                self._ring = ring
-            if self._view is view:
-                return
-
-    async def _build_ring(self, view: View) -> Ring:
-        """The ring for a view; when only liveness or addresses changed, the old points stay."""
-        members = sorted(
-            (
-                Member(n.node_id, n.address, n.zone, n.weight, n.node_id in view.alive)
-                for n in view.nodes.values()
-            ),
-            key=lambda m: m.node_id,
-        )
-        vnodes = self._cfg.vnodes or DEFAULT_VNODES
-        old = self._ring
-        if (
-            old is not None
-            and old.vnodes == vnodes
-            and [(m.node_id, m.weight) for m in old.members]
-            == [(m.node_id, m.weight) for m in members]
-        ):
-            return Ring(
-                revision=view.revision, members=tuple(members), points=old.points, vnodes=vnodes
-            )
-        # Hashing thousands of points per node takes a while: keep the event loop free.
-        return await asyncio.to_thread(build_ring, members, vnodes, view.revision)
-
-    @property
-    def ring(self) -> Ring:
-        """The current ring (empty until the first view arrives)."""
-        if self._ring is None:
-            return build_ring([], revision=0)
-        return self._ring
-
-    def _placement(self, chunk_hash: bytes) -> list[tuple[Member, str]]:
-        """The chunk's live replica set, each with the down owner it stands in for ("" if none).
-
-        ``live_owners`` skips down owners and takes the next nodes of the preference list; a
-        stand-in's copy carries a hint naming the owner it belongs to (hinted handoff).
-        """
-        ring = self.ring
-        position = chunk_position(chunk_hash)
-        live = ring.live_owners(position, self._cfg.replicas)
-        nominal = ring.owners(position, self._cfg.replicas)
-        down = [n for n in nominal if n not in live]
-        stand_ins = dict(zip([n for n in live if n not in nominal], down, strict=False))
-        return [(ring.member(n), stand_ins.get(n, "")) for n in live]
-
-    def _is_owner(self, chunk_hash: bytes) -> bool:
-        return any(m.node_id == self._node_id for m, _ in self._placement(chunk_hash))
+    def _stub(self, member: Member) -> block_pb2_grpc.BlockStub:
+        key = (member.node_id, member.address)
+        stub = self._stubs.get(key)
+        if stub is None:
+            stub = self._stubs[key] = block_pb2_grpc.BlockStub(self._peers.channel(member))
+        return stub
 
     # -- background work --------------------------------------------------------------------
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, aw: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(aw)
         task.set_name(name)
         self._background.add(task)
         self._metrics.replication_queue.inc()
@@ -266,9 +150,8 @@ class BlockService(block_pb2_grpc.BlockServicer):
             log.warning("%s failed: %s", task.get_name(), task.exception())
 
     async def close(self, grace: float = 5.0) -> None:
-        """Give background replication ``grace`` seconds, then cancel it; close channels."""
-        if self._rebuild is not None:
-            self._rebuild.cancel()
+        """Give background copies ``grace`` seconds, then cancel them; close channels."""
+        self.rings.close()
         if self._background:
             _, pending = await asyncio.wait(list(self._background), timeout=grace)
             for task in pending:
@@ -287,10 +170,17 @@ class BlockService(block_pb2_grpc.BlockServicer):
         principal = current_principal()
         window = asyncio.Semaphore(PUT_WINDOW)
         started: asyncio.Queue[asyncio.Task[block_pb2.PutChunkResult] | None] = asyncio.Queue()
+        failed = asyncio.Event()
 
         async def read() -> None:
+            drained = 0
             try:
                 async for request in request_iterator:
+                    if failed.is_set():
+                        drained += len(request.data)
+                        if drained > DRAIN_BYTES:
+                            return
+                        continue
                     started.put_nowait(asyncio.create_task(self._put_request(request, principal)))
                     await window.acquire()  # at most PUT_WINDOW chunks unanswered
             finally:
@@ -299,7 +189,18 @@ class BlockService(block_pb2_grpc.BlockServicer):
         reader = asyncio.create_task(read())
         try:
             while (task := await started.get()) is not None:
-                result = await task
+                try:
+                    result = await task
+                except TesseraError:
+                    # Read (and drop) what the client is still sending before the status goes
+                    # out: grpcio's asyncio client reports a write that meets an ended call as
+                    # INTERNAL, hiding our status (grpc/grpc#36066).
+                    failed.set()
+                    for _ in range(PUT_WINDOW):
+                        window.release()
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(asyncio.shield(reader), DRAIN_SECONDS)
+                    raise
                 window.release()
                 yield result
             await reader  # surfaces a broken request stream
@@ -309,15 +210,15 @@ class BlockService(block_pb2_grpc.BlockServicer):
                 leftover = started.get_nowait()
                 if leftover is not None:
                     leftover.cancel()
+                    if leftover.done() and not leftover.cancelled():
+                        leftover.exception()  # retrieved: no "never retrieved" warning
 
     async def _put_request(
         self, request: block_pb2.PutChunkRequest, principal: Principal
     ) -> block_pb2.PutChunkResult:
         chunk_hash, data = request.hash, request.data
         if request.delta or request.base_hash:
-            raise Unimplemented(
-                "delta uploads are not supported by this node yet; send the chunk's bytes"
-            )
+            raise Unimplemented("delta uploads are not supported yet; send the chunk's bytes")
         if len(chunk_hash) != HASH_LEN:
             raise InvalidArgument(f"a chunk hash is 32 bytes (SHA-256), got {len(chunk_hash)}")
         if len(data) > MAX_CHUNK:
@@ -342,16 +243,18 @@ class BlockService(block_pb2_grpc.BlockServicer):
 
     async def _store_replicated(self, chunk_hash: bytes, data: bytes) -> int:
         """Store here and on the live owners; return the durable copies once W owners have it."""
-        placement = self._placement(chunk_hash)
-        local_hint = next((hint for m, hint in placement if m.node_id == self._node_id), None)
+        replicas = self.rings.placement(chunk_hash)
+        local_hint = next((r.hint_for for r in replicas if r.member.node_id == self._node_id), None)
         # Without any live owner in view (no ring yet) the local copy is the only one we can get.
-        need = min(self._cfg.write_quorum, len(placement)) if placement else 1
+        need = min(self._cfg.write_quorum, len(replicas)) if replicas else 1
         counted: dict[asyncio.Task[None], bool] = {}
         local = asyncio.create_task(self._store_local(chunk_hash, data, "client", local_hint or ""))
-        counted[local] = local_hint is not None or not placement
-        for member, hint_for in placement:
-            if member.node_id != self._node_id:
-                task = asyncio.create_task(self._replicate_to(member, chunk_hash, data, hint_for))
+        counted[local] = local_hint is not None or not replicas
+        for r in replicas:
+            if r.member.node_id != self._node_id:
+                task = asyncio.create_task(
+                    self._replicate_to(r.member, chunk_hash, data, r.hint_for)
+                )
                 counted[task] = True
         # Replicas lagging behind: wait for every copy rather than pile up work (backpressure).
         wait_all = len(self._background) >= MAX_BACKGROUND
@@ -365,7 +268,7 @@ class BlockService(block_pb2_grpc.BlockServicer):
                 for task in done:
                     if task.cancelled() or task.exception() is not None:
                         failures.append(
-                            str(task.exception() if not task.cancelled() else "cancelled")
+                            str(task.exception()) if not task.cancelled() else "cancelled"
                         )
                         continue
                     copies += 1
@@ -373,10 +276,11 @@ class BlockService(block_pb2_grpc.BlockServicer):
         finally:
             # Copies still on their way finish in the background (also when the caller left).
             for task in pending:
-                self._spawn(task, f"replica of {_hex(chunk_hash)}")
+                self._spawn(task, f"copy of {_hex(chunk_hash)}")
         if acked < need:
             raise Unavailable(
-                f"chunk {_hex(chunk_hash)} is durable on {acked} of {need} replicas needed: {'; '.join(failures)}"
+                f"chunk {_hex(chunk_hash)} is durable on {acked} of the {need} replicas needed: "
+                + "; ".join(failures)
             )
         return copies
 
@@ -391,7 +295,7 @@ class BlockService(block_pb2_grpc.BlockServicer):
     ) -> None:
         request = block_pb2.ReplicateRequest(hash=chunk_hash, data=data, hint_for=hint_for)
         try:
-            await self._peers.stub(member).Replicate(
+            await self._stub(member).Replicate(
                 iter([request]), metadata=self._peers.metadata, timeout=PEER_TIMEOUT
             )
         except grpc.aio.AioRpcError as e:
@@ -409,10 +313,8 @@ class BlockService(block_pb2_grpc.BlockServicer):
         async for request in request_iterator:
             chunk_hash, data, hint_for = request.hash, request.data, request.hint_for
             if len(chunk_hash) != HASH_LEN or len(data) > MAX_CHUNK:
-                raise InvalidArgument(
-                    "replica has a bad hash length or is over the chunk size limit"
-                )
-            if hint_for and (len(hint_for) > 256 or "\x00" in hint_for):
+                raise InvalidArgument("a replica needs a 32-byte hash and at most 4 MiB of data")
+            if hint_for and (len(hint_for.encode()) > 255 or "\x00" in hint_for):
                 raise InvalidArgument("hint_for is not a node id")
             if not await asyncio.to_thread(verify, chunk_hash, data):
                 raise InvalidArgument(f"chunk {chunk_hash.hex()} does not match its hash")
@@ -442,7 +344,10 @@ class BlockService(block_pb2_grpc.BlockServicer):
     async def GetChunks(
         self, request: block_pb2.GetChunksRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[block_pb2.ChunkData]:
-        """Stream chunks out, re-hashed as read; node callers need no ticket but get local copies only."""
+        """Stream chunks out, re-hashed as read (all the ticket names when no hash is given).
+
+        Node callers need no ticket but get this node's copies only (no fetch from peers).
+        """
         principal = current_principal()
         hashes = list(request.hashes) or list(request.ticket.hashes)
         _check_hashes(hashes)
@@ -481,7 +386,7 @@ class BlockService(block_pb2_grpc.BlockServicer):
             raise NotFound(f"chunk {chunk_hash.hex()} is not held by this node")
         data = await self._fetch_from_peers(chunk_hash)
         self._metrics.gets.labels("peer").inc()
-        if corrupt or self._is_owner(chunk_hash):
+        if corrupt or self.rings.is_owner(chunk_hash):
             self._spawn(self._repair(chunk_hash, data), f"repair of {_hex(chunk_hash)}")
         return data
 
@@ -491,19 +396,12 @@ class BlockService(block_pb2_grpc.BlockServicer):
         log.info("repaired chunk %s from a replica", chunk_hash.hex())
 
     async def _fetch_from_peers(self, chunk_hash: bytes) -> bytes:
-        """A verified copy from the first live owner (then other live nodes) that has it."""
-        ring = self.ring
-        candidates = [
-            ring.member(n)
-            for n in ring.preference_list(chunk_position(chunk_hash))
-            if n != self._node_id
-        ]
-        candidates = [m for m in candidates if m.up]
+        """A verified copy from the first live node, in preference order, that has one."""
         errors: list[str] = []
-        for member in candidates[: self._cfg.replicas + 2]:
+        for member in self.rings.read_sources(chunk_hash, self._cfg.replicas + 2):
             request = block_pb2.GetChunksRequest(hashes=[chunk_hash])
             try:
-                call = self._peers.stub(member).GetChunks(
+                call = self._stub(member).GetChunks(
                     request, metadata=self._peers.metadata, timeout=PEER_TIMEOUT
                 )
                 async for reply in call:
@@ -542,11 +440,44 @@ class BlockService(block_pb2_grpc.BlockServicer):
         _check_hashes(hashes)
         return block_pb2.DeleteChunksResponse(deleted=await self._store.delete_many(hashes))
 
+    async def RangeDigests(
+        self, request: block_pb2.RangeDigestsRequest, context: grpc.aio.ServicerContext
+    ) -> block_pb2.RangeDigestsResponse:
+        """Node-only: per bucket of the ring's position space, SHA-256 of the sorted hashes held
+        there (empty bytes for an empty bucket)."""
+        buckets = request.buckets
+        if not 1 <= buckets <= MAX_BUCKETS:
+            raise InvalidArgument(f"buckets must be 1..{MAX_BUCKETS}, got {buckets}")
+
+        def digests() -> list[bytes]:
+            sums: dict[int, Any] = {}
+            for h in self._store.store.scan():
+                b = (int.from_bytes(h[:8], "big") * buckets) >> 64
+                if b not in sums:
+                    sums[b] = hashlib.sha256()
+                sums[b].update(h)
+            return [sums[b].digest() if b in sums else b"" for b in range(buckets)]
+
+        return block_pb2.RangeDigestsResponse(digests=await self._store.run_read(digests))
+
+    async def ListRange(
+        self, request: block_pb2.ListRangeRequest, context: grpc.aio.ServicerContext
+    ) -> block_pb2.ListRangeResponse:
+        """Node-only: the hashes this node holds in one bucket (as in RangeDigests), sorted."""
+        if not 1 <= request.buckets <= MAX_BUCKETS or request.bucket >= request.buckets:
+            raise InvalidArgument(f"need 1 <= buckets <= {MAX_BUCKETS} and bucket < buckets")
+        start, end = bucket_bounds(request.buckets, request.bucket)
+        limit = (self._cfg.max_message_bytes - 1024) // (HASH_LEN + 2)
+        hashes = await self._store.run_read(lambda: list(self._store.store.scan(start, end)))
+        if len(hashes) > limit:
+            raise ResourceExhausted(f"{len(hashes)} hashes in this bucket: ask with more buckets")
+        return block_pb2.ListRangeResponse(hashes=hashes)
+
     async def GetRing(
         self, request: block_pb2.GetRingRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.RingInfo:
         """The block ring as this node sees it in etcd."""
-        view = self._view
+        view = self.rings.view
         nodes = [
             common_pb2.NodeInfo(
                 id=rec.node_id,
@@ -562,22 +493,10 @@ class BlockService(block_pb2_grpc.BlockServicer):
         return common_pb2.RingInfo(
             revision=view.revision,
             nodes=nodes,
-            vnodes=self._cfg.vnodes or DEFAULT_VNODES,
+            vnodes=self.rings.vnodes,
             replicas=self._cfg.replicas,
             write_quorum=self._cfg.write_quorum,
         )
-
-    async def RangeDigests(
-        self, request: block_pb2.RangeDigestsRequest, context: grpc.aio.ServicerContext
-    ) -> block_pb2.RangeDigestsResponse:
-        """Not served yet (anti-entropy comes with the replicator)."""
-        raise Unimplemented("RangeDigests is not implemented yet")
-
-    async def ListRange(
-        self, request: block_pb2.ListRangeRequest, context: grpc.aio.ServicerContext
-    ) -> block_pb2.ListRangeResponse:
-        """Not served yet (anti-entropy comes with the replicator)."""
-        raise Unimplemented("ListRange is not implemented yet")
 
     async def GetSignature(
         self, request: block_pb2.GetSignatureRequest, context: grpc.aio.ServicerContext

@@ -9,41 +9,47 @@ A chunk is stored under its SHA-256. ``RocksChunkStore`` keeps three column fami
 - ``hints``: ``target_node NUL hash`` -> b"": hinted-handoff records, chunks held here on behalf
   of a node that was down when they were written.
 
-Every write is one ``WriteBatch`` across the families, synced to the WAL before it returns.
+Every write is one ``WriteBatch`` across the families, durable in the WAL before it returns.
 
-rocksdict holds the GIL for the whole of every call (fsync included), so running it in a thread
-does not let the event loop run meanwhile. ``AsyncChunkStore`` therefore group-commits: puts
-queued while one batch is being written and synced go out together in the next batch, one
-fsync for many chunks, and the loop stalls once per batch rather than once per chunk.
+rocksdict holds the GIL for the whole of every call, so a synced ``write`` would stall every
+Python thread, the event loop included, for the length of the fsync. The store therefore
+writes without ``sync`` and with ``no_slowdown`` (RocksDB hands the WAL record to the OS before
+``Write`` returns; a write stall comes back at once instead of sleeping under the GIL and is
+retried after a GIL-free sleep), then fsyncs the WAL files itself with ``os.fsync``, which
+releases the GIL. The WAL lives in its own directory (``wal/``) so finding its files is cheap;
+a WAL deleted meanwhile had its memtable flushed (and synced) already. Even so a ``Write``
+can block under the GIL (page-cache throttling on a busy disk), which is why the node runs the
+store in a child process (``blocknode.storeproc``). ``blocknode.asyncstore``
+adds group commit on top.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
+import os
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from rocksdict import DBCompressionType, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
-log = logging.getLogger(__name__)
+from tessera.errors import Unavailable
 
-T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 HASH_LEN = 32
 MIN_BLOB_SIZE = 64 * 1024
+WAL_DIR = "wal"
+STALL_TIMEOUT = 60.0  # seconds a write may wait out a RocksDB write stall
 _INDEX_CF = "index"
 _HINTS_CF = "hints"
 
 
-class StoreError(Exception):
-    """The chunk store cannot be opened or written (disk full, locked, corrupt)."""
+class StoreError(Unavailable):
+    """The chunk store cannot be opened or written (disk full, locked, closed): UNAVAILABLE."""
 
 
 @runtime_checkable
@@ -107,7 +113,15 @@ def _split_hint_key(key: bytes) -> tuple[str, bytes]:
 
 
 class RocksChunkStore:
-    """The block node's RocksDB store: blob files for chunk bytes, every write synced."""
+    """The block node's RocksDB store: blob files for chunk bytes, every write synced.
+
+    Args:
+        path: The database directory (created if missing).
+        min_blob_size: Values at least this large go to blob files.
+
+    Raises:
+        StoreError: The database cannot be opened (locked by another process, corrupt).
+    """
 
     def __init__(self, path: str | Path, *, min_blob_size: int = MIN_BLOB_SIZE) -> None:
         self.path = Path(path)
@@ -121,6 +135,8 @@ class RocksChunkStore:
         data_opts.set_write_buffer_size(128 * 1024 * 1024)
         data_opts.set_max_write_buffer_number(4)
         data_opts.set_max_background_jobs(4)
+        (self.path / WAL_DIR).mkdir(exist_ok=True)
+        data_opts.set_wal_dir(str(self.path / WAL_DIR))
         try:
             self._db = Rdict(
                 str(self.path),
@@ -133,8 +149,12 @@ class RocksChunkStore:
         self._hints = self._db.get_column_family(_HINTS_CF)
         self._index_cf = self._db.get_column_family_handle(_INDEX_CF)
         self._hints_cf = self._db.get_column_family_handle(_HINTS_CF)
-        self._sync = WriteOptions()
-        self._sync.sync = True
+        self._write_opts = WriteOptions()
+        self._write_opts.sync = False  # synced by _sync_wal, without the GIL
+        self._write_opts.no_slowdown = True  # a stall returns at once, see _commit
+        self._wal_dir = self.path / WAL_DIR
+        self._wal_dir_fd = os.open(self._wal_dir, os.O_RDONLY | os.O_DIRECTORY)
+        self._wal_files: set[str] = set()
         self._lock = threading.Lock()  # mutations: keeps the counts exact
         self._count = sum(1 for _ in self._index.keys())
         self._hint_count = sum(1 for _ in self._hints.keys())
@@ -223,10 +243,37 @@ class RocksChunkStore:
         return len(present)
 
     def _commit(self, batch: WriteBatch) -> None:
+        """Apply a batch and make it durable; the GIL is free while waiting on the disk."""
+        delay, deadline = 0.001, time.monotonic() + STALL_TIMEOUT
+        while True:
+            try:
+                self._db.write(batch, self._write_opts)
+                break
+            except Exception as e:
+                if "Write stall" not in str(e) or time.monotonic() > deadline:
+                    raise StoreError(f"chunk store write failed: {e}") from e
+            time.sleep(delay)  # compaction or flush behind: wait without holding the GIL
+            delay = min(delay * 2, 0.05)
         try:
-            self._db.write(batch, self._sync)
-        except Exception as e:
-            raise StoreError(f"chunk store write failed: {e}") from e
+            self._sync_wal()
+        except OSError as e:
+            raise StoreError(f"chunk store fsync failed: {e}") from e
+
+    def _sync_wal(self) -> None:
+        """fsync every WAL file (and the WAL directory when a file appeared)."""
+        names = {n for n in os.listdir(self._wal_dir) if n.endswith(".log")}
+        for name in sorted(names):
+            try:
+                fd = os.open(self._wal_dir / name, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # obsolete: its memtable was flushed and synced before it went
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if not names <= self._wal_files:
+            os.fsync(self._wal_dir_fd)
+        self._wal_files = names
 
     # -- hints --------------------------------------------------------------------------------
     def hints(self, target: str | None = None) -> Iterator[tuple[str, bytes]]:
@@ -265,6 +312,7 @@ class RocksChunkStore:
             self._index.close()
             self._hints.close()
             self._db.close()
+            os.close(self._wal_dir_fd)
             # rocksdict releases the DB (and its LOCK file) only once every handle is gone.
             del self._index, self._hints, self._index_cf, self._hints_cf, self._db
 
@@ -354,139 +402,3 @@ class MemoryChunkStore:
 def verify(chunk_hash: bytes, data: bytes) -> bool:
     """Whether ``data`` hashes to ``chunk_hash`` (SHA-256; releases the GIL for large data)."""
     return hashlib.sha256(data).digest() == chunk_hash
-
-
-@dataclass
-class _Op:
-    puts: list[tuple[bytes, bytes]]
-    hints: list[tuple[str, bytes]]
-    deletes: list[bytes]
-    future: asyncio.Future[int] = field(repr=False)
-
-    @property
-    def size(self) -> int:
-        return sum(len(d) for _, d in self.puts) + 64 * (len(self.hints) + len(self.deletes))
-
-
-class AsyncChunkStore:
-    """Asyncio front of a BlockStore: group-committed writes, reads on a small thread pool.
-
-    Mutations go through one writer task in FIFO order; consecutive puts are merged into one
-    synced batch of at most ``max_batch_bytes``. Reads run on ``read_threads`` threads.
-    """
-
-    def __init__(
-        self, store: BlockStore, *, max_batch_bytes: int = 32 * 1024 * 1024, read_threads: int = 4
-    ) -> None:
-        self.store = store
-        self._max_batch = max_batch_bytes
-        self._queue: deque[_Op] = deque()
-        self._wake = asyncio.Event()
-        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="chunkstore-write")
-        self._reader_pool = ThreadPoolExecutor(read_threads, thread_name_prefix="chunkstore-read")
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False
-        self.batches = 0  # synced write batches so far (for tests and benchmarks)
-
-    async def _submit(
-        self, puts: list[tuple[bytes, bytes]], hints: list[tuple[str, bytes]], deletes: list[bytes]
-    ) -> int:
-        if self._closing:
-            raise StoreError("chunk store is closed")
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_loop(), name="chunkstore-writer")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Op(puts, hints, deletes, future))
-        self._wake.set()
-        # Shielded: a caller that goes away does not take the write with it.
-        return await asyncio.shield(future)
-
-    async def put(self, chunk_hash: bytes, data: bytes, *, hint_for: str = "") -> None:
-        """Store a chunk durably, with a hint record when it is held for ``hint_for``."""
-        hints = [(hint_for, chunk_hash)] if hint_for else []
-        await self._submit([(chunk_hash, data)], hints, [])
-
-    async def delete_many(self, hashes: Sequence[bytes]) -> int:
-        """Remove chunks durably; how many were there."""
-        return await self._submit([], [], list(hashes))
-
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                await self._wake.wait()
-                self._wake.clear()
-                continue
-            group = self._take_group()
-            try:
-                result = await loop.run_in_executor(self._writer_pool, self._apply, group)
-            except Exception as e:
-                log.error("chunk store write of %d ops failed: %s", len(group), e)
-                for op in group:
-                    if not op.future.done():
-                        op.future.set_exception(e)
-                continue
-            self.batches += 1
-            for op in group:
-                if not op.future.done():
-                    op.future.set_result(result)
-
-    def _take_group(self) -> list[_Op]:
-        """The next run of ops to apply together: consecutive puts, up to the byte limit."""
-        first = self._queue.popleft()
-        group, size = [first], first.size
-        if first.deletes:
-            return group
-        while (
-            self._queue
-            and not self._queue[0].deletes
-            and size + self._queue[0].size <= self._max_batch
-        ):
-            op = self._queue.popleft()
-            group.append(op)
-            size += op.size
-        return group
-
-    def _apply(self, group: list[_Op]) -> int:
-        if group[0].deletes:
-            return self.store.delete_many(group[0].deletes)
-        puts = [p for op in group for p in op.puts]
-        hints = [h for op in group for h in op.hints]
-        return self.store.write(puts, hints)
-
-    async def _read(self, fn: Callable[[], T]) -> T:
-        if self._closing:
-            raise StoreError("chunk store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._reader_pool, fn)
-
-    async def get(self, chunk_hash: bytes) -> bytes | None:
-        """The chunk's stored bytes, or None."""
-        return await self._read(lambda: self.store.get(chunk_hash))
-
-    async def get_verified(self, chunk_hash: bytes) -> tuple[bytes | None, bool]:
-        """(data, intact): data is None when missing; intact is False when it hashes wrong."""
-
-        def read() -> tuple[bytes | None, bool]:
-            data = self.store.get(chunk_hash)
-            return data, data is not None and verify(chunk_hash, data)
-
-        return await self._read(read)
-
-    async def contains_many(self, hashes: Iterable[bytes]) -> list[bool]:
-        """Presence of each hash, in order."""
-        items = list(hashes)
-        return await self._read(lambda: [self.store.contains(h) for h in items])
-
-    async def close(self) -> None:
-        """Finish queued writes, stop the threads and close the store (idempotent)."""
-        if self._closing:
-            return
-        self._closing = True
-        self._wake.set()
-        if self._writer is not None:
-            await self._writer
-        await asyncio.to_thread(self._writer_pool.shutdown, wait=True)
-        await asyncio.to_thread(self._reader_pool.shutdown, wait=True)
-        self.store.close()

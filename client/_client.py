@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from client._blocks import BlockPool, ring_from_pb
-from client._errors import SyncError, UnavailableError, from_rpc_error
+from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
 from client._types import Change, Cursor, Entry, FileVersion, UploadStats
 from tessera.chunking import Chunk, iter_chunks
 from tessera.pb import common_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
@@ -341,6 +341,78 @@ class Client:
                     await asyncio.sleep(0.2)
 
 
+    # -- deletes, moves, history, restore, sharing, GC ---------------------------------------
+    async def delete(self, path: str, *, parent_revision: str = "", namespace_id: str = "", operation_id: str = "") -> Entry:
+        """Delete a file, or a folder with everything in it (a revision: restorable).
+
+        A stale ``parent_revision`` raises ConflictError (the file changed: the edit is kept).
+        """
+        req = meta_pb2.DeleteRequest(namespace_id=namespace_id, path=path, parent_revision=parent_revision,
+                                     device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
+        return Entry.from_pb((await _call(self._meta.Delete(req, metadata=self._md, timeout=self.config.timeout))).entry)
+
+    async def move(self, src: str, dst: str, *, parent_revision: str = "", namespace_id: str = "", operation_id: str = "") -> Entry:
+        """Move or rename a file or folder (it keeps its file id: history follows it)."""
+        req = meta_pb2.MoveRequest(namespace_id=namespace_id, from_path=src, to_path=dst, parent_revision=parent_revision,
+                                   device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
+        return Entry.from_pb((await _call(self._meta.Move(req, metadata=self._md, timeout=self.config.timeout))).entry)
+
+    async def restore(self, path: str, revision: str, *, namespace_id: str = "", operation_id: str = "") -> Entry:
+        """Make an earlier revision the head again (a new revision; no data is copied)."""
+        req = meta_pb2.RestoreRequest(namespace_id=namespace_id, path=path, revision_id=revision,
+                                      device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
+        return Entry.from_pb((await _call(self._meta.Restore(req, metadata=self._md, timeout=self.config.timeout))).entry)
+
+    async def history(self, path: str, *, limit: int = 0, namespace_id: str = "") -> list[Entry]:
+        """The revisions of a file, newest first (deletes included), each at its path then."""
+        req = meta_pb2.HistoryRequest(namespace_id=namespace_id, path=path, limit=limit)
+        resp = await _call(self._meta.History(req, metadata=self._md, timeout=self.config.timeout))
+        return [Entry.from_pb(e) for e in resp.revisions]
+
+    async def share(self, path: str, user: str, *, role: str = "editor", namespace_id: str = "", operation_id: str = "") -> str:
+        """Share a folder with a user as "editor" or "viewer" (again: change the role).
+
+        Returns:
+            The shared folder's namespace id.
+        """
+        if role not in ("editor", "viewer"):
+            raise InvalidRequestError(f"role must be editor or viewer, not {role!r}", grpc.StatusCode.INVALID_ARGUMENT)
+        req = meta_pb2.ShareRequest(namespace_id=namespace_id, path=path, user_name=user, role=_ROLES[role],
+                                    device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
+        resp = await _call(self._meta.Share(req, metadata=self._md, timeout=self.config.timeout))
+        return str(resp.shared_namespace_id)
+
+    async def unshare(self, path: str, user: str, *, namespace_id: str = "", operation_id: str = "") -> None:
+        """Remove a member from a shared folder (your own name: leave it)."""
+        req = meta_pb2.UnshareRequest(namespace_id=namespace_id, path=path, user_name=user,
+                                      device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
+        await _call(self._meta.Unshare(req, metadata=self._md, timeout=self.config.timeout))
+
+    async def members(self, path: str = "", *, namespace_id: str = "") -> list[Member]:
+        """The members of the (shared) folder holding ``path``, owner first."""
+        req = meta_pb2.ListMembersRequest(namespace_id=namespace_id, path=path)
+        resp = await _call(self._meta.ListMembers(req, metadata=self._md, timeout=self.config.timeout))
+        return [Member(m.user_id, m.user_name, _ROLE_NAMES.get(m.role, "?"), m.namespace_id) for m in resp.members]
+
+    async def namespaces(self) -> list[Namespace]:
+        """Every namespace this user sees: the root (mount path "") and each shared folder."""
+        resp = await _call(self._meta.ListNamespaces(meta_pb2.ListNamespacesRequest(), metadata=self._md, timeout=self.config.timeout))
+        return [Namespace(n.namespace_id, n.mount_path, _ROLE_NAMES.get(n.role, "?"), n.head_seq, n.oldest_seq)
+                for n in resp.namespaces]
+
+    async def run_gc(self, *, retention_seconds: int | None = None, grace_seconds: int | None = None,
+                     journal_retention_seconds: int | None = None, namespace_id: str = "") -> meta_pb2.RunGCResponse:
+        """Admin: one garbage-collection pass now; retention and grace override the node's settings."""
+        req = meta_pb2.RunGCRequest(namespace_id=namespace_id)
+        if retention_seconds is not None:
+            req.revision_retention_seconds = retention_seconds
+        if grace_seconds is not None:
+            req.grace_seconds = grace_seconds
+        if journal_retention_seconds is not None:
+            req.journal_retention_seconds = journal_retention_seconds
+        return await _call(self._meta.RunGC(req, metadata=self._md, timeout=max(self.config.timeout, 300.0)))
+
+
 def _take(chunks: Any, n: int) -> list[Chunk]:
     out: list[Chunk] = []
     for c in chunks:
@@ -348,3 +420,29 @@ def _take(chunks: Any, n: int) -> list[Chunk]:
         if len(out) >= n:
             break
     return out
+
+
+
+@dataclass(frozen=True)
+class Member:
+    """A member of a shared folder."""
+
+    user_id: str
+    name: str
+    role: str  # "owner", "editor" or "viewer"
+    namespace_id: str
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A namespace the user sees: the root (``mount_path`` "") or a shared folder mounted there."""
+
+    namespace_id: str
+    mount_path: str
+    role: str
+    head_seq: int
+    oldest_seq: int
+
+
+_ROLES = {"owner": meta_pb2.ROLE_OWNER, "editor": meta_pb2.ROLE_EDITOR, "viewer": meta_pb2.ROLE_VIEWER}
+_ROLE_NAMES = {v: k for k, v in _ROLES.items()}

@@ -8,6 +8,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from metanode.db import Database
+from metanode.gc import BlockCleaner, Collector
 from metanode.notify import Notifier
 from metanode.schema import migrate
 from metanode.service import MetadataService
@@ -38,6 +39,14 @@ class MetaApp:
         self.block_watch = membership.Watcher(self.etcd, "block")
         self.sync_watch = membership.Watcher(self.etcd, "sync")
         self.notifier = Notifier(self.db, self.sync_watch, self.signer.node_token(node_id))
+        self.collector = Collector(
+            self.db,
+            BlockCleaner(self.block_watch, self.signer.node_token(node_id)),
+            revision_retention=cfg.revision_retention,
+            journal_retention=cfg.journal_retention,
+            grace=cfg.gc_grace,
+            holder=node_id,
+        )
         self.service = MetadataService(
             self.db,
             self.signer,
@@ -46,6 +55,7 @@ class MetaApp:
             block_watch=self.block_watch,
             sync_watch=self.sync_watch,
             notifier=self.notifier,
+            collector=self.collector,
         )
         self.registration: membership.Registration | None = None
 
@@ -62,6 +72,7 @@ class MetaApp:
         )
         self.registration = membership.Registration(self.etcd, "meta", record, self.cfg.lease_ttl)
         await self.registration.start()
+        self.collector.start()
 
     async def stop(self) -> None:
         if self.registration:
@@ -69,4 +80,5 @@ class MetaApp:
         await self.block_watch.stop()
         await self.sync_watch.stop()
         await self.notifier.close()
+        await self.collector.stop()
         await self.db.close()

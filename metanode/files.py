@@ -1,9 +1,11 @@
-"""File-tree operations, each run inside one serializable transaction (``conn``).
+"""File-tree reads and writes, each run inside one serializable transaction (``conn``).
 
 A namespace is a tree of rows in ``files`` linked by ``parent_id``; a file keeps its id across
-renames. Every change writes a revision, moves the file's head, and appends to the namespace's
-gap-free journal (``namespaces.head_seq`` is bumped in the same transaction, so concurrent
-commits serialize on it and the journal never has a hole or a duplicate).
+renames and moves. Every change writes a revision (numbered per file, ``n``), moves the file's
+head, and appends to the namespace's gap-free journal (``namespaces.head_seq`` is bumped in the
+same transaction, so concurrent changes serialize on it and the journal never has a hole or a
+duplicate). Deletes, moves and restores (``metanode.edits``) and shares (``metanode.sharing``)
+are built from ``write_change`` too.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from metanode import blocklists
+from metanode import blocklists, chunks
 from metanode.db import Conn
 from metanode.model import (
     ROOT_PARENT,
@@ -22,24 +24,31 @@ from metanode.model import (
     EntryRow,
     FileVersion,
     Kind,
-    NamespaceRow,
     Op,
     Role,
 )
 from tessera.auth import Signer
 from tessera.errors import Conflict, FailedPrecondition, NotFound, PermissionDenied
-from tessera.paths import name_key, split_path
+from tessera.paths import join_path, name_key, split_path
 
 MAX_LIST_PAGE = 1000
-_EMPTY_HASH = blocklists.content_hash([])
+EMPTY_HASH = blocklists.content_hash([])
 
 
-def _us(ts: dt.datetime) -> int:
+def us(ts: dt.datetime) -> int:
+    """Microseconds since the epoch."""
     return int(ts.timestamp() * 1_000_000)
+
+
+def not_found(path: str) -> NotFound:
+    """The one NOT_FOUND for a missing path and for a namespace the caller is not in."""
+    return NotFound(f"{path or 'that folder'}: no such file or folder")
 
 
 @dataclass(frozen=True)
 class FileRow:
+    """One row of ``files``: a file or folder at its head revision."""
+
     file_id: uuid.UUID
     parent_id: uuid.UUID
     name: str
@@ -48,67 +57,64 @@ class FileRow:
     size: int
     deleted: bool
     seq: int
+    mount_ns: uuid.UUID | None = None
+    revs: int = 0
 
 
-_FILE_COLS = "file_id, parent_id, name, kind, head_rev, size, deleted, seq"
+FILE_COLS = "file_id, parent_id, name, kind, head_rev, size, deleted, seq, mount_ns, revs"
 
 
-def _file_row(row: tuple) -> FileRow:
-    return FileRow(row[0], row[1], row[2], Kind(row[3]), row[4], row[5], row[6], row[7])
+def file_row(row: tuple) -> FileRow:
+    """A FileRow from a ``SELECT {FILE_COLS}`` row."""
+    return FileRow(
+        row[0], row[1], row[2], Kind(row[3]), row[4], row[5], row[6], row[7], row[8], row[9]
+    )
 
 
-# -- namespaces and permissions -------------------------------------------------------------
+# -- permissions -------------------------------------------------------------------------------
 async def role_of(conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID) -> Role | None:
-    row = await (
-        await conn.execute(
-            "SELECT role FROM members WHERE user_id = %s AND ns_id = %s", (user_id, ns_id)
-        )
-    ).fetchone()
+    """The caller's role in a namespace, None for a non-member."""
+    cur = await conn.execute(
+        "SELECT role FROM members WHERE user_id = %s AND ns_id = %s", (user_id, ns_id)
+    )
+    row = await cur.fetchone()
     return Role[row[0].upper()] if row else None
 
 
-async def require_role(conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID, *, write: bool) -> Role:
+async def require_role(
+    conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID, *, write: bool, path: str = ""
+) -> Role:
     """The caller's role; a non-member learns nothing (the same NOT_FOUND as a missing path)."""
     role = await role_of(conn, user_id, ns_id)
     if role is None:
-        raise NotFound("no such file or folder")
+        raise not_found(path)
     if write and role is Role.VIEWER:
-        raise PermissionDenied("you have view-only access to this folder")
+        raise PermissionDenied("you have view-only access to this shared folder")
     return role
 
 
-async def list_namespaces(conn: Conn, user_id: uuid.UUID) -> list[NamespaceRow]:
+async def next_seq(conn: Conn, ns_id: uuid.UUID) -> int:
+    """Reserve the namespace's next journal sequence number."""
     cur = await conn.execute(
-        """SELECT m.ns_id, m.mount_path, m.role, n.head_seq, n.oldest_seq
-           FROM members m JOIN namespaces n ON n.ns_id = m.ns_id
-           WHERE m.user_id = %s ORDER BY m.mount_path""",
-        (user_id,),
+        "UPDATE namespaces SET head_seq = head_seq + 1 WHERE ns_id = %s RETURNING head_seq",
+        (ns_id,),
     )
-    return [NamespaceRow(r[0], r[1], Role[r[2].upper()], r[3], r[4]) for r in await cur.fetchall()]
-
-
-async def _next_seq(conn: Conn, ns_id: uuid.UUID) -> int:
-    row = await (
-        await conn.execute(
-            "UPDATE namespaces SET head_seq = head_seq + 1 WHERE ns_id = %s RETURNING head_seq",
-            (ns_id,),
-        )
-    ).fetchone()
+    row = await cur.fetchone()
     if row is None:
-        raise NotFound("no such file or folder")
+        raise not_found("")
     return int(row[0])
 
 
 # -- lookups -------------------------------------------------------------------------------
-async def _child(conn: Conn, ns_id: uuid.UUID, parent_id: uuid.UUID, key: str) -> FileRow | None:
+async def child(conn: Conn, ns_id: uuid.UUID, parent_id: uuid.UUID, key: str) -> FileRow | None:
     """The live child with this name key, else the most recently changed deleted one."""
     cur = await conn.execute(
-        f"""SELECT {_FILE_COLS} FROM files WHERE ns_id = %s AND parent_id = %s AND name_key = %s
-            ORDER BY deleted, seq DESC LIMIT 1""",
+        f"""SELECT {FILE_COLS} FROM files WHERE ns_id = %s AND parent_id = %s AND name_key = %s
+            ORDER BY deleted, seq DESC, modified_at DESC LIMIT 1""",
         (ns_id, parent_id, key),
     )
     row = await cur.fetchone()
-    return _file_row(row) if row else None
+    return file_row(row) if row else None
 
 
 async def lookup(conn: Conn, ns_id: uuid.UUID, path: str) -> tuple[FileRow, str] | None:
@@ -117,7 +123,9 @@ async def lookup(conn: Conn, ns_id: uuid.UUID, path: str) -> tuple[FileRow, str]
     stored: list[str] = []
     row: FileRow | None = None
     for segment in split_path(path):
-        row = await _child(conn, ns_id, parent, name_key(segment))
+        if row is not None and row.mount_ns is not None:
+            return None  # a mount point has no children in this namespace
+        row = await child(conn, ns_id, parent, name_key(segment))
         if row is None or row.deleted:
             return None
         stored.append(row.name)
@@ -128,23 +136,28 @@ async def lookup(conn: Conn, ns_id: uuid.UUID, path: str) -> tuple[FileRow, str]
 
 
 async def lookup_any(conn: Conn, ns_id: uuid.UUID, path: str) -> tuple[FileRow, str] | None:
-    """Like lookup, but the last segment may be a deleted entry (for history and restore)."""
-    parts = split_path(path)
-    parent_id, parent_path = ROOT_PARENT, ""
-    if len(parts) > 1:
-        found = await lookup(conn, ns_id, "/".join(parts[:-1]))
-        if found is None or found[0].kind is not Kind.FOLDER:
+    """Like lookup, but any segment may be a deleted entry (history and restore of what was in
+    a deleted folder): at each level the live entry wins, else the most recently deleted."""
+    parent = ROOT_PARENT
+    stored: list[str] = []
+    row: FileRow | None = None
+    for segment in split_path(path):
+        if row is not None and row.mount_ns is not None:
             return None
-        parent_id, parent_path = found[0].file_id, found[1]
-    row = await _child(conn, ns_id, parent_id, name_key(parts[-1]))
+        row = await child(conn, ns_id, parent, name_key(segment))
+        if row is None:
+            return None
+        stored.append(row.name)
+        parent = row.file_id
     if row is None:
         return None
-    return row, f"{parent_path}/{row.name}" if parent_path else row.name
+    return row, "/".join(stored)
 
 
-async def _entry(
+async def entry(
     conn: Conn, ns_id: uuid.UUID, file_id: uuid.UUID, rev_id: uuid.UUID, path: str
 ) -> EntryRow:
+    """One revision of a file as an entry, shown at ``path``."""
     cur = await conn.execute(
         """SELECT kind, size, deleted, created_at, seq, device_id, client_mtime_ns, content_hash
            FROM revisions WHERE ns_id = %s AND file_id = %s AND rev_id = %s""",
@@ -152,7 +165,7 @@ async def _entry(
     )
     r = await cur.fetchone()
     if r is None:
-        raise NotFound("no such revision")
+        raise NotFound(f"{path}: no such revision")
     return EntryRow(
         ns_id,
         file_id,
@@ -160,7 +173,7 @@ async def _entry(
         Kind(r[0]),
         r[1],
         rev_id,
-        _us(r[3]),
+        us(r[3]),
         r[2],
         r[4],
         r[5],
@@ -170,11 +183,12 @@ async def _entry(
 
 
 async def stat(conn: Conn, ns_id: uuid.UUID, path: str) -> EntryRow:
+    """The head of the live entry at ``path``."""
     found = await lookup(conn, ns_id, path)
     if found is None:
-        raise NotFound(f"{path}: no such file or folder")
+        raise not_found(path)
     row, stored = found
-    return await _entry(conn, ns_id, row.file_id, row.head_rev, stored)
+    return await entry(conn, ns_id, row.file_id, row.head_rev, stored)
 
 
 async def list_folder(
@@ -191,7 +205,7 @@ async def list_folder(
     if path:
         found = await lookup(conn, ns_id, path)
         if found is None:
-            raise NotFound(f"{path}: no such file or folder")
+            raise not_found(path)
         if found[0].kind is not Kind.FOLDER:
             raise FailedPrecondition(f"{path} is a file, not a folder")
         parent_id, parent_path = found[0].file_id, found[1]
@@ -201,7 +215,7 @@ async def list_folder(
                    r.device_id, r.client_mtime_ns, r.content_hash
             FROM files f JOIN revisions r ON r.ns_id = f.ns_id AND r.file_id = f.file_id AND r.rev_id = f.head_rev
             WHERE f.ns_id = %s AND f.parent_id = %s AND f.name_key > %s {"" if include_deleted else "AND NOT f.deleted"}
-            ORDER BY f.name_key, f.seq DESC LIMIT %s""",
+            ORDER BY f.name_key, f.deleted, f.seq DESC LIMIT %s""",
         (ns_id, parent_id, after, limit + 1),
     )
     rows = await cur.fetchall()
@@ -211,11 +225,11 @@ async def list_folder(
         EntryRow(
             ns_id,
             r[2],
-            f"{parent_path}/{r[1]}" if parent_path else r[1],
+            join_path(parent_path, r[1]),
             Kind(r[4]),
             r[5],
             r[3],
-            _us(r[7]),
+            us(r[7]),
             r[6],
             r[8],
             r[9],
@@ -227,93 +241,98 @@ async def list_folder(
     return entries, (rows[-1][0] if more and rows else "")
 
 
+async def blocklist_of(
+    conn: Conn, ns_id: uuid.UUID, file_id: uuid.UUID, rev_id: uuid.UUID
+) -> list[ChunkRef]:
+    """The chunks of one revision."""
+    cur = await conn.execute(
+        "SELECT blocklist FROM revisions WHERE ns_id = %s AND file_id = %s AND rev_id = %s",
+        (ns_id, file_id, rev_id),
+    )
+    raw = await cur.fetchone()
+    if raw is None:
+        raise NotFound("no such revision")
+    return blocklists.decode(bytes(raw[0]))
+
+
 async def get_file(
     conn: Conn, ns_id: uuid.UUID, path: str, rev_id: uuid.UUID | None
 ) -> FileVersion:
     """A revision (default: the head) with its blocklist."""
     found = await (lookup_any(conn, ns_id, path) if rev_id else lookup(conn, ns_id, path))
     if found is None:
-        raise NotFound(f"{path}: no such file")
+        raise not_found(path)
     row, stored = found
     if row.kind is Kind.FOLDER:
         raise FailedPrecondition(f"{path} is a folder")
     rev = rev_id or row.head_rev
-    entry = await _entry(conn, ns_id, row.file_id, rev, stored)
-    if entry.deleted:
+    e = await entry(conn, ns_id, row.file_id, rev, stored)
+    if e.deleted:
         raise NotFound(f"{path}: revision {rev} is a deletion")
-    raw = await (
-        await conn.execute(
-            "SELECT blocklist FROM revisions WHERE ns_id = %s AND file_id = %s AND rev_id = %s",
-            (ns_id, row.file_id, rev),
-        )
-    ).fetchone()
-    return FileVersion(entry, blocklists.decode(bytes(raw[0])))
+    return FileVersion(e, await blocklist_of(conn, ns_id, row.file_id, rev))
 
 
 # -- writes --------------------------------------------------------------------------------
-async def _write_revision(
+async def write_change(
     conn: Conn,
     ns_id: uuid.UUID,
-    file_id: uuid.UUID,
+    row: FileRow | None,
     *,
-    parent_rev: uuid.UUID | None,
-    kind: Kind,
+    parent_id: uuid.UUID,
+    name: str,
     path: str,
-    chunks: list[ChunkRef],
-    deleted: bool,
+    kind: Kind,
+    chunk_list: list[ChunkRef],
     op: Op,
     device_id: str,
-    client_mtime_ns: int,
+    deleted: bool = False,
+    client_mtime_ns: int = 0,
     old_path: str = "",
-) -> tuple[uuid.UUID, int]:
-    seq = await _next_seq(conn, ns_id)
+    mount_ns: uuid.UUID | None = None,
+) -> EntryRow:
+    """One change to one file: a new revision, the file's head moved to it, a journal record.
+
+    ``row`` is the file's current row (None for a new file, which gets a fresh id); ``mount_ns``
+    is only used when the row is created (a mount point in a member's root namespace).
+    """
+    seq = await next_seq(conn, ns_id)
+    file_id = row.file_id if row else uuid.uuid4()
+    n = (row.revs if row else 0) + 1
     rev_id = uuid.uuid4()
-    size = sum(c.size for c in chunks)
-    await conn.execute(
-        """INSERT INTO revisions (ns_id, file_id, rev_id, parent_rev, seq, kind, size, deleted, path, blocklist,
+    size = sum(c.size for c in chunk_list)
+    digest = blocklists.content_hash(chunk_list) if chunk_list else EMPTY_HASH
+    cur = await conn.execute(
+        """INSERT INTO revisions (ns_id, file_id, rev_id, parent_rev, seq, n, kind, size, deleted, path, blocklist,
                                   content_hash, device_id, client_mtime_ns)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING created_at""",
         (
             ns_id,
             file_id,
             rev_id,
-            parent_rev,
+            row.head_rev if row else None,
             seq,
+            n,
             int(kind),
             size,
             deleted,
             path,
-            blocklists.encode(chunks),
-            blocklists.content_hash(chunks) if chunks else _EMPTY_HASH,
+            blocklists.encode(chunk_list),
+            digest,
             device_id,
             client_mtime_ns,
         ),
     )
+    created = (await cur.fetchone())[0]
     await conn.execute(
-        "INSERT INTO journal (ns_id, seq, op, file_id, rev_id, path, old_path) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (ns_id, seq, int(op), file_id, rev_id, path, old_path),
+        "INSERT INTO journal (ns_id, seq, op, kind, file_id, rev_id, path, old_path) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (ns_id, seq, int(op), int(kind), file_id, rev_id, path, old_path),
     )
-    return rev_id, seq
-
-
-async def _upsert_file(
-    conn: Conn,
-    ns_id: uuid.UUID,
-    existing: FileRow | None,
-    parent_id: uuid.UUID,
-    name: str,
-    kind: Kind,
-    rev_id: uuid.UUID,
-    size: int,
-    seq: int,
-    *,
-    deleted: bool = False,
-    file_id: uuid.UUID | None = None,
-) -> None:
-    if existing is None:
+    if chunk_list and not deleted:
+        await chunks.add_refs(conn, ns_id, file_id, rev_id, chunk_list)
+    if row is None:
         await conn.execute(
-            """INSERT INTO files (ns_id, file_id, parent_id, name, name_key, kind, head_rev, size, deleted, seq)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            """INSERT INTO files (ns_id, file_id, parent_id, name, name_key, kind, head_rev, size, deleted, seq, mount_ns, revs)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (
                 ns_id,
                 file_id,
@@ -325,12 +344,14 @@ async def _upsert_file(
                 size,
                 deleted,
                 seq,
+                mount_ns,
+                n,
             ),
         )
     else:
         await conn.execute(
             """UPDATE files SET parent_id = %s, name = %s, name_key = %s, kind = %s, head_rev = %s, size = %s,
-                                deleted = %s, seq = %s, modified_at = now()
+                                deleted = %s, seq = %s, revs = %s, modified_at = now()
                WHERE ns_id = %s AND file_id = %s""",
             (
                 parent_id,
@@ -341,10 +362,35 @@ async def _upsert_file(
                 size,
                 deleted,
                 seq,
+                n,
                 ns_id,
-                existing.file_id,
+                file_id,
             ),
         )
+    return EntryRow(
+        ns_id,
+        file_id,
+        path,
+        kind,
+        size,
+        rev_id,
+        us(created),
+        deleted,
+        seq,
+        device_id,
+        client_mtime_ns,
+        digest,
+    )
+
+
+def reusable(row: FileRow | None, kind: Kind) -> FileRow | None:
+    """A deleted row a new entry of ``kind`` takes over (same id: its history continues), if any.
+
+    A different kind, or a former mount point, starts a new file id instead.
+    """
+    if row is None or row.kind is not kind or row.mount_ns is not None:
+        return None
+    return row
 
 
 async def ensure_folders(
@@ -353,84 +399,39 @@ async def ensure_folders(
     """Walk (and create, like mkdir -p) the folders of ``parts``; returns (folder id, stored path)."""
     parent, stored = ROOT_PARENT, ""
     for segment in parts:
-        row = await _child(conn, ns_id, parent, name_key(segment))
-        path = (
-            f"{stored}/{row.name if row and not row.deleted else segment}"
-            if stored
-            else (row.name if row and not row.deleted else segment)
-        )
+        row = await child(conn, ns_id, parent, name_key(segment))
         if row is not None and not row.deleted:
+            path = join_path(stored, row.name)
             if row.kind is not Kind.FOLDER:
                 raise FailedPrecondition(f"{path} is a file, not a folder")
+            if row.mount_ns is not None:
+                raise FailedPrecondition(f"{path} is a shared folder: address it by its namespace")
             parent, stored = row.file_id, path
             continue
-        file_id = row.file_id if row else uuid.uuid4()
-        rev_id, seq = await _write_revision(
+        path = join_path(stored, segment)
+        e = await write_change(
             conn,
             ns_id,
-            file_id,
-            parent_rev=row.head_rev if row else None,
-            kind=Kind.FOLDER,
+            reusable(row, Kind.FOLDER),
+            parent_id=parent,
+            name=segment,
             path=path,
-            chunks=[],
-            deleted=False,
+            kind=Kind.FOLDER,
+            chunk_list=[],
             op=Op.UPSERT,
             device_id=device_id,
-            client_mtime_ns=0,
         )
-        await _upsert_file(
-            conn, ns_id, row, parent, segment, Kind.FOLDER, rev_id, 0, seq, file_id=file_id
-        )
-        parent, stored = file_id, path
+        parent, stored = e.file_id, path
     return parent, stored
-
-
-async def need_chunks(conn: Conn, user_id: uuid.UUID, hashes: list[bytes]) -> list[bytes]:
-    """The hashes this user does not own yet (in order, without duplicates)."""
-    unique = list(dict.fromkeys(hashes))
-    if not unique:
-        return []
-    cur = await conn.execute(
-        "SELECT hash FROM chunk_owners WHERE user_id = %s AND hash = ANY(%s)", (user_id, unique)
-    )
-    owned = {bytes(r[0]) for r in await cur.fetchall()}
-    return [h for h in unique if h not in owned]
-
-
-async def _claim_chunks(conn: Conn, user_id: uuid.UUID, spec: CommitSpec, signer: Signer) -> None:
-    """Every chunk must be owned by the user already or come with a valid receipt for them."""
-    missing = await need_chunks(conn, user_id, [c.hash for c in spec.chunks])
-    if not missing:
-        return
-    receipts = {r.hash: r for r in spec.receipts}
-    sizes = {c.hash: c.size for c in spec.chunks}
-    new_rows = []
-    for h in missing:
-        r = receipts.get(h)
-        if (
-            r is None
-            or r.size != sizes[h]
-            or r.user_id != str(user_id)
-            or not signer.check_receipt(h, r.size, r.user_id, r.expires_at, r.signature)
-        ):
-            raise FailedPrecondition(
-                f"chunk {h.hex()[:16]}… has no valid upload receipt: upload it first"
-            )
-        new_rows.append((user_id, h, sizes[h]))
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO chunk_owners (user_id, hash, size) VALUES (%s, %s, %s) ON CONFLICT (user_id, hash) DO NOTHING",
-            new_rows,
-        )
 
 
 async def commit(conn: Conn, user_id: uuid.UUID, spec: CommitSpec, signer: Signer) -> EntryRow:
     """Commit one file version: permission, receipts, conflict check, revision, head, journal."""
-    await require_role(conn, user_id, spec.ns_id, write=True)
+    await require_role(conn, user_id, spec.ns_id, write=True, path=spec.path)
     parts = split_path(spec.path)
     parent_id, parent_path = await ensure_folders(conn, spec.ns_id, parts[:-1], spec.device_id)
     name = parts[-1]
-    existing = await _child(conn, spec.ns_id, parent_id, name_key(name))
+    existing = await child(conn, spec.ns_id, parent_id, name_key(name))
     if existing is not None and not existing.deleted:
         if existing.kind is Kind.FOLDER:
             raise FailedPrecondition(f"{spec.path} is a folder")
@@ -439,94 +440,83 @@ async def commit(conn: Conn, user_id: uuid.UUID, spec: CommitSpec, signer: Signe
                 f"{spec.path} changed since revision {spec.parent_rev or 'none'}: head is {existing.head_rev}",
                 str(existing.head_rev),
             )
-    # An edit against a deleted file wins: it resurrects the file (same id, history continues).
-    await _claim_chunks(conn, user_id, spec, signer)
-    file_id = existing.file_id if existing else uuid.uuid4()
-    stored_name = name
-    path = f"{parent_path}/{stored_name}" if parent_path else stored_name
-    rev_id, seq = await _write_revision(
+        # The name keeps the case it was created with (case-preserving, like Dropbox).
+        name = existing.name
+    else:
+        # An edit against a deleted file wins: it resurrects the file (same id, history continues).
+        existing = reusable(existing, Kind.FILE)
+    await chunks.claim(conn, user_id, spec, signer)
+    return await write_change(
         conn,
         spec.ns_id,
-        file_id,
-        parent_rev=existing.head_rev if existing else None,
+        existing,
+        parent_id=parent_id,
+        name=name,
+        path=join_path(parent_path, name),
         kind=Kind.FILE,
-        path=path,
-        chunks=spec.chunks,
-        deleted=False,
+        chunk_list=spec.chunks,
         op=Op.UPSERT,
         device_id=spec.device_id,
         client_mtime_ns=spec.client_mtime_ns,
     )
-    size = sum(c.size for c in spec.chunks)
-    await _upsert_file(
-        conn,
-        spec.ns_id,
-        existing,
-        parent_id,
-        stored_name,
-        Kind.FILE,
-        rev_id,
-        size,
-        seq,
-        file_id=file_id,
-    )
-    return await _entry(conn, spec.ns_id, file_id, rev_id, path)
 
 
 async def make_folder(
     conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID, path: str, device_id: str
 ) -> EntryRow:
-    await require_role(conn, user_id, ns_id, write=True)
+    """mkdir -p; an existing folder is returned as it is."""
+    await require_role(conn, user_id, ns_id, write=True, path=path)
     folder_id, stored = await ensure_folders(conn, ns_id, split_path(path), device_id)
-    row = await lookup(conn, ns_id, stored)
-    assert row is not None
-    return await _entry(conn, ns_id, folder_id, row[0].head_rev, stored)
+    found = await lookup(conn, ns_id, stored)
+    assert found is not None
+    return await entry(conn, ns_id, folder_id, found[0].head_rev, stored)
 
 
 # -- journal ---------------------------------------------------------------------------------
 async def list_changes(
     conn: Conn, ns_id: uuid.UUID, after: int, limit: int
 ) -> tuple[list[ChangeRow], bool, bool, int]:
-    """(changes with seq > after, has_more, resync_required, head_seq)."""
-    row = await (
-        await conn.execute("SELECT head_seq, oldest_seq FROM namespaces WHERE ns_id = %s", (ns_id,))
-    ).fetchone()
+    """(changes with seq > after, has_more, resync_required, head_seq).
+
+    A record whose revision was pruned by retention still appears (gap-free), with what the
+    journal itself keeps: op, kind, file id, revision id and path.
+    """
+    cur = await conn.execute(
+        "SELECT head_seq, oldest_seq FROM namespaces WHERE ns_id = %s", (ns_id,)
+    )
+    row = await cur.fetchone()
     if row is None:
-        raise NotFound("no such namespace")
+        raise not_found("")
     head, oldest = int(row[0]), int(row[1])
     if after + 1 < oldest:
         return [], False, True, head
     limit = max(1, min(limit or MAX_LIST_PAGE, MAX_LIST_PAGE))
     cur = await conn.execute(
-        """SELECT j.seq, j.op, j.path, j.old_path, r.file_id, r.rev_id, r.kind, r.size, r.deleted, r.created_at,
+        """SELECT j.seq, j.op, j.path, j.old_path, j.file_id, j.rev_id, j.kind, r.size, r.deleted, j.created_at,
                   r.device_id, r.client_mtime_ns, r.content_hash
-           FROM journal j JOIN revisions r ON r.ns_id = j.ns_id AND r.file_id = j.file_id AND r.rev_id = j.rev_id
+           FROM journal j LEFT JOIN revisions r ON r.ns_id = j.ns_id AND r.file_id = j.file_id AND r.rev_id = j.rev_id
            WHERE j.ns_id = %s AND j.seq > %s ORDER BY j.seq LIMIT %s""",
         (ns_id, after, limit + 1),
     )
     rows = await cur.fetchall()
     more = len(rows) > limit
-    changes = [
-        ChangeRow(
+    changes = []
+    for r in rows[:limit]:
+        op = Op(r[1])
+        deleted = r[8] if r[8] is not None else op is Op.DELETE
+        e = EntryRow(
             ns_id,
+            r[4],
+            r[2],
+            Kind(r[6]),
+            r[7] or 0,
+            r[5],
+            us(r[9]),
+            deleted,
             r[0],
-            Op(r[1]),
-            EntryRow(
-                ns_id,
-                r[4],
-                r[2],
-                Kind(r[6]),
-                r[7],
-                r[5],
-                _us(r[9]),
-                r[8],
-                r[0],
-                r[10],
-                r[11],
-                bytes(r[12]),
-            ),
-            r[3],
+            r[10] or "",
+            r[11] or 0,
+            bytes(r[12]) if r[12] is not None else b"",
         )
-        for r in rows[:limit]
-    ]
+        changes.append(ChangeRow(ns_id, r[0], op, e, r[3]))
     return changes, more, False, head

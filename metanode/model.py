@@ -99,3 +99,27 @@ class CommitSpec:
     device_id: str = ""
     op_id: str = ""
     client_mtime_ns: int = 0
+    # Chunks a block node was just asked about and holds (proof after a GC tombstone).
+    present: frozenset[bytes] = frozenset()
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    """One member of a namespace."""
+
+    user_id: uuid.UUID
+    name: str
+    role: Role
+    ns_id: uuid.UUID
+
+
+@dataclass
+class GCStats:
+    """What one garbage-collection pass did."""
+
+    revisions_pruned: int = 0
+    journal_pruned: int = 0
+    chunks_deleted: int = 0
+    chunks_referenced: int = 0
+    chunks_waiting: int = 0
+    chunks_failed: int = 0

@@ -8,12 +8,37 @@ tree is contiguous and CockroachDB spreads users across ranges.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
+from metanode import blocklists
 from metanode.db import Conn, Database
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
+# A migration step is one SQL statement or, for a backfill SQL cannot express (decoding a
+# blocklist), an async function of the connection.
+Step = str | Callable[[Conn], Awaitable[None]]
+
+
+async def _backfill_chunk_refs(conn: Conn) -> None:
+    """One chunk_refs row per (chunk, revision) for every revision written before version 2."""
+    cur = await conn.execute(
+        "SELECT ns_id, file_id, rev_id, blocklist FROM revisions WHERE NOT deleted"
+    )
+    rows = [
+        (h, ns_id, file_id, rev_id)
+        for ns_id, file_id, rev_id, raw in await cur.fetchall()
+        for h in {c.hash for c in blocklists.decode(bytes(raw))}
+    ]
+    if rows:
+        async with conn.cursor() as c:
+            await c.executemany(
+                "INSERT INTO chunk_refs (hash, ns_id, file_id, rev_id) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                rows,
+            )
+
+
+MIGRATIONS: list[tuple[int, str, list[Step]]] = [
     (
         1,
         "users, namespaces, files, revisions, journal, chunk ownership, idempotency",
@@ -112,6 +137,58 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        2,
+        "mounts, per-file revision numbers, chunk references, GC state",
+        [
+            "ALTER TABLE files ADD COLUMN IF NOT EXISTS mount_ns UUID NULL",
+            "ALTER TABLE files ADD COLUMN IF NOT EXISTS revs INT8 NOT NULL DEFAULT 0",
+            "ALTER TABLE revisions ADD COLUMN IF NOT EXISTS n INT8 NOT NULL DEFAULT 0",
+            "ALTER TABLE journal ADD COLUMN IF NOT EXISTS kind INT2 NOT NULL DEFAULT 1",
+            "ALTER TABLE idempotency ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'commit'",
+            "CREATE INDEX IF NOT EXISTS revisions_by_rev ON revisions (ns_id, rev_id)",
+            "CREATE INDEX IF NOT EXISTS chunk_owners_by_hash ON chunk_owners (hash)",
+            # Which revisions reference a chunk: the GC's reference index, keyed by hash.
+            """CREATE TABLE IF NOT EXISTS chunk_refs (
+                hash BYTEA NOT NULL,
+                ns_id UUID NOT NULL,
+                file_id UUID NOT NULL,
+                rev_id UUID NOT NULL,
+                PRIMARY KEY (hash, ns_id, file_id, rev_id)
+            )""",
+            # Chunks that may be garbage: 'candidate' (unreferenced, or asked about before an
+            # upload), 'deleting' (owners dropped, block deletion under way), 'deleted'.
+            """CREATE TABLE IF NOT EXISTS gc_chunks (
+                hash BYTEA PRIMARY KEY,
+                state TEXT NOT NULL,
+                touched_at TIMESTAMPTZ NOT NULL,
+                deleted_at TIMESTAMPTZ NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS gc_chunks_by_state ON gc_chunks (state, touched_at)",
+            """CREATE TABLE IF NOT EXISTS gc_lease (
+                name TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                until_at TIMESTAMPTZ NOT NULL
+            )""",
+        ],
+    ),
+    (
+        3,
+        "backfill revision numbers, journal kinds and chunk references",
+        [
+            """UPDATE revisions SET n = x.n FROM (
+                   SELECT ns_id, file_id, rev_id,
+                          row_number() OVER (PARTITION BY ns_id, file_id ORDER BY seq) AS n
+                   FROM revisions) AS x
+               WHERE revisions.ns_id = x.ns_id AND revisions.file_id = x.file_id
+                 AND revisions.rev_id = x.rev_id""",
+            """UPDATE files SET revs = (SELECT count(*) FROM revisions r
+                                       WHERE r.ns_id = files.ns_id AND r.file_id = files.file_id)""",
+            """UPDATE journal SET kind = r.kind FROM revisions r
+               WHERE r.ns_id = journal.ns_id AND r.file_id = journal.file_id AND r.rev_id = journal.rev_id""",
+            _backfill_chunk_refs,
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
@@ -136,7 +213,7 @@ async def migrate(db: Database) -> int:
             conn: Conn,
             version: int = version,
             description: str = description,
-            statements: list[str] = statements,
+            statements: list[Step] = statements,
         ) -> bool:
             row = await (
                 await conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (version,))
@@ -144,7 +221,10 @@ async def migrate(db: Database) -> int:
             if row:
                 return False
             for stmt in statements:
-                await conn.execute(stmt)
+                if isinstance(stmt, str):
+                    await conn.execute(stmt)
+                else:
+                    await stmt(conn)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
                 (version, description),

@@ -1,76 +1,44 @@
-"""The Metadata gRPC service: validates at the edge, runs one transaction per call, adapts to protos."""
+"""The Metadata gRPC service: validates at the edge, runs one transaction per call, adapts to protos.
+
+Accounts, cluster information and every read live here; the RPCs that change something are
+in ``service_writes.WriteRpcs``; the shared helpers in ``rpcbase``. All SQL lives in the
+``files``, ``edits``, ``sharing``, ``chunks``, ``users`` and ``gc`` modules.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
-from metanode import files, users
-from metanode.db import Conn, Database
-from metanode.model import ChangeRow, ChunkRef, CommitSpec, EntryRow, Kind, Receipt
-from metanode.notify import Notifier
-from tessera.auth import Signer
+from metanode import edits, files, sharing, users
+from metanode.db import Conn
+from metanode.model import EntryRow, MemberRow
+from metanode.rpcbase import ON_BEHALF_KEY, change_pb, entry_pb, opt_uuid, parse_path
+from metanode.service_writes import MAX_BATCH, MAX_BLOCKLIST, MAX_NEED, WriteRpcs
 from tessera.chunking import MAX_CHUNK
-from tessera.errors import InvalidArgument, PermissionDenied, TesseraError, Unauthenticated
-from tessera.membership import Watcher
-from tessera.paths import InvalidPath, normalize_path
+from tessera.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    TesseraError,
+    Unauthenticated,
+)
 from tessera.pb import common_pb2, meta_pb2, meta_pb2_grpc
 from tessera.rpc import current_principal
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-ON_BEHALF_KEY = "x-tessera-user"
-MAX_BLOCKLIST = 200_000
-MAX_BATCH = 5_000
-MAX_NEED = 100_000
-
-
-def entry_pb(e: EntryRow) -> common_pb2.Entry:
-    return common_pb2.Entry(
-        namespace_id=str(e.ns_id),
-        file_id=str(e.file_id),
-        path=e.path,
-        name=e.name,
-        kind=common_pb2.ENTRY_KIND_FOLDER if e.kind is Kind.FOLDER else common_pb2.ENTRY_KIND_FILE,
-        size=e.size,
-        revision_id=str(e.rev_id),
-        modified_at_us=e.modified_at_us,
-        deleted=e.deleted,
-        device_id=e.device_id,
-        seq=e.seq,
-        client_mtime_ns=e.client_mtime_ns,
-        content_hash=e.content_hash,
-    )
-
-
-def change_pb(c: ChangeRow) -> common_pb2.Change:
-    return common_pb2.Change(
-        namespace_id=str(c.ns_id),
-        seq=c.seq,
-        op=int(c.op),
-        entry=entry_pb(c.entry),
-        old_path=c.old_path,
-    )
-
-
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidArgument(f"{what} {value!r} is not a valid id") from None
-
-
-def _path(value: str, *, allow_root: bool = False) -> str:
-    try:
-        return normalize_path(value, allow_root=allow_root)
-    except InvalidPath as e:
-        raise InvalidArgument(str(e)) from None
+__all__ = [
+    "MAX_BATCH",
+    "MAX_BLOCKLIST",
+    "MAX_NEED",
+    "ON_BEHALF_KEY",
+    "MetadataService",
+    "change_pb",
+    "entry_pb",
+]
 
 
 def _node_info(rec: Any, up: bool, kind: str) -> common_pb2.NodeInfo:
@@ -85,64 +53,14 @@ def _node_info(rec: Any, up: bool, kind: str) -> common_pb2.NodeInfo:
     )
 
 
-class MetadataService(meta_pb2_grpc.MetadataServicer):
-    """One method per RPC; all SQL lives in metanode.files and metanode.users."""
+def _member_pb(m: MemberRow) -> meta_pb2.Member:
+    return meta_pb2.Member(
+        user_id=str(m.user_id), user_name=m.name, role=int(m.role), namespace_id=str(m.ns_id)
+    )
 
-    def __init__(
-        self,
-        db: Database,
-        signer: Signer,
-        *,
-        token_ttl: int,
-        ticket_ttl: int,
-        block_watch: Watcher | None,
-        sync_watch: Watcher | None,
-        notifier: Notifier,
-        replicas: int = 3,
-        write_quorum: int = 2,
-    ) -> None:
-        self.db = db
-        self.signer = signer
-        self.token_ttl = token_ttl
-        self.ticket_ttl = ticket_ttl
-        self.block_watch = block_watch
-        self.sync_watch = sync_watch
-        self.notifier = notifier
-        self.replicas = replicas
-        self.write_quorum = write_quorum
 
-    # -- helpers --------------------------------------------------------------------------
-    def _caller(self, context: grpc.aio.ServicerContext) -> uuid.UUID:
-        """The user a call acts for: the token's user, or for a node the x-tessera-user it names."""
-        principal = current_principal()
-        if principal.is_node:
-            for key, value in context.invocation_metadata() or ():
-                if key == ON_BEHALF_KEY:
-                    return _uuid(str(value), "user")
-            raise InvalidArgument(f"node calls must name a user in {ON_BEHALF_KEY}")
-        return _uuid(principal.user_id, "user")
-
-    async def _txn(
-        self, context: grpc.aio.ServicerContext, fn: Callable[[Conn, uuid.UUID], Awaitable[T]]
-    ) -> T:
-        """Run ``fn(conn, user_id)`` in one serializable transaction, after the revocation check."""
-        principal = current_principal()
-        user_id = self._caller(context)
-
-        async def body(conn: Conn) -> T:
-            if not principal.is_node and await users.is_revoked(conn, user_id, principal.token_id):
-                raise Unauthenticated("token revoked: log in again (tessera login)")
-            return await fn(conn, user_id)
-
-        return await self.db.run(body)
-
-    async def _ns(self, conn: Conn, user_id: uuid.UUID, ns: str) -> uuid.UUID:
-        if ns:
-            return _uuid(ns, "namespace")
-        found = await users.fetch_user(conn, user_id=user_id)
-        if found is None:
-            raise Unauthenticated("unknown user: log in again")
-        return found[0].root_ns
+class MetadataService(WriteRpcs, meta_pb2_grpc.MetadataServicer):
+    """One method per RPC."""
 
     # -- accounts -------------------------------------------------------------------------
     async def Login(
@@ -182,9 +100,7 @@ class MetadataService(meta_pb2_grpc.MetadataServicer):
     async def CreateUser(
         self, request: meta_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.CreateUserResponse:
-        principal = current_principal()
-        if not (principal.is_node or principal.is_admin):
-            raise PermissionDenied("only an admin can add users")
+        await self._require_admin(context, "add users")
         name = users.check_user_name(request.name)
         pw_hash = await users.hash_password(request.password)
         user = await self.db.run(
@@ -240,9 +156,7 @@ class MetadataService(meta_pb2_grpc.MetadataServicer):
     async def GetStatus(
         self, request: meta_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.ClusterStatus:
-        principal = current_principal()
-        if not (principal.is_node or principal.is_admin):
-            raise PermissionDenied("only an admin can see the cluster status")
+        await self._require_admin(context, "see the cluster status")
         status = meta_pb2.ClusterStatus(
             cluster=self._cluster_info(),
             etcd_ok=self.block_watch is not None and self.block_watch.view.revision > 0,
@@ -265,150 +179,31 @@ class MetadataService(meta_pb2_grpc.MetadataServicer):
             status.database_ok, status.database_version = False, e.message
         return status
 
-    # -- files ------------------------------------------------------------------------------
-    async def NeedChunks(
-        self, request: meta_pb2.NeedChunksRequest, context: grpc.aio.ServicerContext
-    ) -> meta_pb2.NeedChunksResponse:
-        if len(request.hashes) > MAX_NEED:
-            raise InvalidArgument(f"at most {MAX_NEED} hashes per NeedChunks call")
-        for h in request.hashes:
-            if len(h) != 32:
-                raise InvalidArgument("chunk hashes are 32-byte SHA-256 digests")
-        missing = await self._txn(
-            context, lambda conn, uid: files.need_chunks(conn, uid, list(request.hashes))
-        )
-        return meta_pb2.NeedChunksResponse(missing=missing)
-
-    def _spec(self, req: meta_pb2.CommitRequest, ns_id: uuid.UUID) -> CommitSpec:
-        if len(req.blocklist.chunks) > MAX_BLOCKLIST:
-            raise InvalidArgument(f"a blocklist has at most {MAX_BLOCKLIST} chunks")
-        chunks = []
-        for c in req.blocklist.chunks:
-            if len(c.hash) != 32 or not 0 < c.size <= MAX_CHUNK:
-                raise InvalidArgument(
-                    "each chunk needs a 32-byte SHA-256 hash and a size from 1 byte to 4 MiB"
-                )
-            chunks.append(ChunkRef(bytes(c.hash), c.size))
-        receipts = [
-            Receipt(bytes(r.hash), r.size, r.user_id, r.expires_at, bytes(r.signature))
-            for r in req.receipts
-        ]
-        parent = _uuid(req.parent_revision, "parent revision") if req.parent_revision else None
-        return CommitSpec(
-            ns_id,
-            _path(req.path),
-            parent,
-            chunks,
-            receipts,
-            req.device_id,
-            req.operation_id,
-            req.client_mtime_ns,
-        )
-
-    async def _commit_one(
-        self, conn: Conn, user_id: uuid.UUID, req: meta_pb2.CommitRequest
-    ) -> EntryRow:
-        ns_id = await self._ns(conn, user_id, req.namespace_id)
-        spec = self._spec(req, ns_id)
-        if spec.device_id and spec.op_id:
-            prior = await self._idempotent_result(conn, user_id, spec)
-            if prior is not None:
-                return prior
-        entry = await files.commit(conn, user_id, spec, self.signer)
-        if spec.device_id and spec.op_id:
-            await conn.execute(
-                "INSERT INTO idempotency (user_id, device_id, op_id, outcome) VALUES (%s, %s, %s, %s)",
-                (user_id, spec.device_id, spec.op_id, json.dumps(_entry_json(entry)).encode()),
-            )
-        return entry
-
-    @staticmethod
-    async def _idempotent_result(
-        conn: Conn, user_id: uuid.UUID, spec: CommitSpec
-    ) -> EntryRow | None:
-        row = await (
-            await conn.execute(
-                "SELECT outcome FROM idempotency WHERE user_id = %s AND device_id = %s AND op_id = %s",
-                (user_id, spec.device_id, spec.op_id),
-            )
-        ).fetchone()
-        return _entry_from_json(json.loads(bytes(row[0]))) if row else None
-
-    async def Commit(
-        self, request: meta_pb2.CommitRequest, context: grpc.aio.ServicerContext
-    ) -> meta_pb2.CommitResponse:
-        entry = await self._txn(context, lambda conn, uid: self._commit_one(conn, uid, request))
-        self.notifier.changed(entry.ns_id, entry.seq)
-        return meta_pb2.CommitResponse(entry=entry_pb(entry))
-
-    async def CommitBatch(
-        self, request: meta_pb2.CommitBatchRequest, context: grpc.aio.ServicerContext
-    ) -> meta_pb2.CommitBatchResponse:
-        if len(request.commits) > MAX_BATCH:
-            raise InvalidArgument(f"a batch has at most {MAX_BATCH} commits")
-
-        async def body(conn: Conn, uid: uuid.UUID) -> list[meta_pb2.CommitResult]:
-            results = []
-            for req in request.commits:
-                try:
-                    async with (
-                        conn.transaction()
-                    ):  # a savepoint: one bad entry does not undo the others
-                        entry = await self._commit_one(conn, uid, req)
-                    results.append(meta_pb2.CommitResult(entry=entry_pb(entry)))
-                except TesseraError as e:
-                    head = dict(e.trailers).get("tessera-head-revision", "")
-                    results.append(
-                        meta_pb2.CommitResult(
-                            code=e.code.value[0], message=e.message, head_revision=head
-                        )
-                    )
-            return results
-
-        results = await self._txn(context, body)
-        for r in results:
-            if r.code == 0:
-                self.notifier.changed(uuid.UUID(r.entry.namespace_id), r.entry.seq)
-        return meta_pb2.CommitBatchResponse(results=results)
-
-    async def MakeFolder(
-        self, request: meta_pb2.MakeFolderRequest, context: grpc.aio.ServicerContext
-    ) -> meta_pb2.CommitResponse:
-        path = _path(request.path)
-
-        async def body(conn: Conn, uid: uuid.UUID) -> EntryRow:
-            return await files.make_folder(
-                conn, uid, await self._ns(conn, uid, request.namespace_id), path, request.device_id
-            )
-
-        entry = await self._txn(context, body)
-        self.notifier.changed(entry.ns_id, entry.seq)
-        return meta_pb2.CommitResponse(entry=entry_pb(entry))
-
+    # -- reads ------------------------------------------------------------------------------
     async def Stat(
         self, request: meta_pb2.StatRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Entry:
-        path = _path(request.path)
+        path = parse_path(request.path)
 
         async def body(conn: Conn, uid: uuid.UUID) -> EntryRow:
-            ns = await self._ns(conn, uid, request.namespace_id)
-            await files.require_role(conn, uid, ns, write=False)
-            return await files.stat(conn, ns, path)
+            t = await self._resolve(conn, uid, request.namespace_id, path, into_mount=False)
+            await files.require_role(conn, uid, t.ns_id, write=False, path=path)
+            return await files.stat(conn, t.ns_id, t.path)
 
         return entry_pb(await self._txn(context, body))
 
     async def List(
         self, request: meta_pb2.ListRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.ListResponse:
-        path = _path(request.path, allow_root=True)
+        path = parse_path(request.path, allow_root=True)
 
         async def body(conn: Conn, uid: uuid.UUID) -> tuple[list[EntryRow], str]:
-            ns = await self._ns(conn, uid, request.namespace_id)
-            await files.require_role(conn, uid, ns, write=False)
+            t = await self._resolve(conn, uid, request.namespace_id, path, into_mount=True)
+            await files.require_role(conn, uid, t.ns_id, write=False, path=path)
             return await files.list_folder(
                 conn,
-                ns,
-                path,
+                t.ns_id,
+                t.path,
                 limit=request.limit,
                 after=request.page_token,
                 include_deleted=request.include_deleted,
@@ -420,13 +215,15 @@ class MetadataService(meta_pb2_grpc.MetadataServicer):
     async def GetFile(
         self, request: meta_pb2.GetFileRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.GetFileResponse:
-        path = _path(request.path)
-        rev = _uuid(request.revision_id, "revision") if request.revision_id else None
+        path = parse_path(request.path)
+        rev = opt_uuid(request.revision_id, "revision")
 
         async def body(conn: Conn, uid: uuid.UUID) -> Any:
-            ns = await self._ns(conn, uid, request.namespace_id)
-            await files.require_role(conn, uid, ns, write=False)
-            return await files.get_file(conn, ns, path, rev), uid
+            t = await self._resolve(conn, uid, request.namespace_id, path, into_mount=True)
+            await files.require_role(conn, uid, t.ns_id, write=False, path=path)
+            if not t.path:
+                raise FailedPrecondition(f"{path} is a folder")
+            return await files.get_file(conn, t.ns_id, t.path, rev), uid
 
         version, uid = await self._txn(context, body)
         hashes = list(dict.fromkeys(c.hash for c in version.chunks))
@@ -441,10 +238,36 @@ class MetadataService(meta_pb2_grpc.MetadataServicer):
             ),
         )
 
+    async def History(
+        self, request: meta_pb2.HistoryRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.HistoryResponse:
+        path = parse_path(request.path)
+
+        async def body(conn: Conn, uid: uuid.UUID) -> list[EntryRow]:
+            t = await self._resolve(conn, uid, request.namespace_id, path, into_mount=False)
+            return await edits.history(conn, uid, t.ns_id, t.path, request.limit)
+
+        return meta_pb2.HistoryResponse(
+            revisions=[entry_pb(e) for e in await self._txn(context, body)]
+        )
+
+    async def ListMembers(
+        self, request: meta_pb2.ListMembersRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.ListMembersResponse:
+        path = parse_path(request.path, allow_root=True)
+
+        async def body(conn: Conn, uid: uuid.UUID) -> list[MemberRow]:
+            t = await self._resolve(conn, uid, request.namespace_id, path, into_mount=True)
+            return await sharing.list_members(conn, uid, t.ns_id, t.path)
+
+        return meta_pb2.ListMembersResponse(
+            members=[_member_pb(m) for m in await self._txn(context, body)]
+        )
+
     async def ListNamespaces(
         self, request: meta_pb2.ListNamespacesRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.ListNamespacesResponse:
-        rows = await self._txn(context, lambda conn, uid: files.list_namespaces(conn, uid))
+        rows = await self._txn(context, lambda conn, uid: sharing.list_namespaces(conn, uid))
         return meta_pb2.ListNamespacesResponse(
             namespaces=[
                 meta_pb2.NamespaceInfo(
@@ -462,9 +285,12 @@ class MetadataService(meta_pb2_grpc.MetadataServicer):
         self, request: meta_pb2.ListChangesRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.ListChangesResponse:
         cursor = request.cursor
+        ns_arg = opt_uuid(cursor.namespace_id, "namespace")
 
         async def body(conn: Conn, uid: uuid.UUID) -> Any:
-            ns = await self._ns(conn, uid, cursor.namespace_id)
+            ns = ns_arg
+            if ns is None:
+                ns = (await sharing.resolve(conn, uid, None, "", into_mount=False)).root
             await files.require_role(conn, uid, ns, write=False)
             return ns, await files.list_changes(conn, ns, cursor.seq, request.limit)
 
@@ -476,37 +302,3 @@ class MetadataService(meta_pb2_grpc.MetadataServicer):
             resync_required=resync,
             cursor=common_pb2.Cursor(namespace_id=str(ns), seq=last),
         )
-
-
-def _entry_json(e: EntryRow) -> dict[str, Any]:
-    return {
-        "ns": str(e.ns_id),
-        "file": str(e.file_id),
-        "path": e.path,
-        "kind": int(e.kind),
-        "size": e.size,
-        "rev": str(e.rev_id),
-        "at": e.modified_at_us,
-        "deleted": e.deleted,
-        "seq": e.seq,
-        "device": e.device_id,
-        "mtime": e.client_mtime_ns,
-        "hash": e.content_hash.hex(),
-    }
-
-
-def _entry_from_json(d: dict[str, Any]) -> EntryRow:
-    return EntryRow(
-        uuid.UUID(d["ns"]),
-        uuid.UUID(d["file"]),
-        d["path"],
-        Kind(d["kind"]),
-        d["size"],
-        uuid.UUID(d["rev"]),
-        d["at"],
-        d["deleted"],
-        d["seq"],
-        d["device"],
-        d["mtime"],
-        bytes.fromhex(d["hash"]),
-    )

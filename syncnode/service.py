@@ -9,8 +9,8 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Gauge
 
-from syncnode.feed import Feed, Heartbeat, Moved, NamespaceHead, Removed, Resync
-from tessera.errors import FailedPrecondition
+from syncnode.feed import AccessLost, Behind, Feed, Heartbeat, Moved, NamespaceHead, Removed, Resync
+from tessera.errors import FailedPrecondition, ResourceExhausted
 from tessera.pb import common_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
 from tessera.rpc import auth_metadata, channel_options, current_principal
 
@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 MOVED_MESSAGE = (
     "moved: this sync node no longer serves your account; ask the cluster for the owner and resume"
 )
+BEHIND_MESSAGE = "behind: your device fell too far behind this stream; resume from your last cursor"
+_LOST = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED)
 
 
 class MetaJournalSource:
@@ -46,7 +48,12 @@ class MetaJournalSource:
         req = meta_pb2.ListChangesRequest(
             cursor=common_pb2.Cursor(namespace_id=ns_id, seq=after), limit=limit
         )
-        resp = await self._stub.ListChanges(req, metadata=self._md(user_id), timeout=10)
+        try:
+            resp = await self._stub.ListChanges(req, metadata=self._md(user_id), timeout=10)
+        except grpc.aio.AioRpcError as e:
+            if e.code() in _LOST:
+                raise AccessLost(ns_id) from None
+            raise
         return list(resp.changes), resp.has_more, resp.resync_required
 
     async def close(self) -> None:
@@ -71,11 +78,13 @@ class SyncService(sync_pb2_grpc.SyncServicer):
                 yield _to_pb(ev)
         except Moved:
             raise FailedPrecondition(MOVED_MESSAGE) from None
+        except Behind:
+            raise ResourceExhausted(BEHIND_MESSAGE) from None
 
     async def Notify(
         self, request: sync_pb2.NotifyRequest, context: grpc.aio.ServicerContext
     ) -> sync_pb2.NotifyResponse:
-        self.feed.notify(request.namespace_id, list(request.user_ids))
+        self.feed.notify(request.namespace_id, list(request.user_ids), int(request.seq))
         return sync_pb2.NotifyResponse()
 
 

@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tessera.cli_cluster import add_cluster_commands
 
     add_cluster_commands(sub)
+    from tessera.cli_sync import add_sync_command
+
+    add_sync_command(sub)
 
     user = sub.add_parser("user", help="manage users (admin)")
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)

@@ -154,8 +154,11 @@ def _usage(cluster: LocalCluster, cluster_dir: Path, saved: Path | None, detach:
         ]
     )
     endpoint = cluster.meta_address
+    override = os.environ.get("TESSERA_ENDPOINT", "")
     endpoint_note = (
-        "" if endpoint.endswith(f":{META_PORT}") else f"   (export TESSERA_ENDPOINT={endpoint})"
+        f"   (note: TESSERA_ENDPOINT={override} overrides it)"
+        if override and override != endpoint
+        else ""
     )
     stop = f"tessera down{_dir_hint(cluster_dir)}" + ("" if detach else "   (or Ctrl-C here)")
     lines = [

@@ -68,6 +68,7 @@ class NodeConfig:
     tls_cert: str = field(default="", metadata=_help("PEM certificate: serve TLS when set"))
     tls_key: str = field(default="", metadata=_help("PEM private key for --tls-cert"))
     tls_ca: str = field(default="", metadata=_help("PEM CA bundle to verify other nodes"))
+    tls_server_name: str = field(default="", metadata=_help("name to verify in peers' TLS certificates (default: the host dialled)"))
     max_message_bytes: int = field(default=6 * MiB, metadata=_help("largest gRPC message accepted"))
     lease_ttl: int = field(default=5, metadata=_help("etcd lease TTL in seconds (liveness)"))
     grace_stop: float = field(

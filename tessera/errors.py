@@ -48,6 +48,10 @@ class Unavailable(TesseraError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class Unimplemented(TesseraError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
 HEAD_REVISION_KEY = "tessera-head-revision"
 
 

@@ -744,7 +744,23 @@ class LocalCluster:
             self._launch_postgres(self._postgres)
             launched.append(self._postgres)
         self._write_state()
-        self._wait_ready(launched)
+        for attempt in range(3):
+            try:
+                self._wait_ready(launched)
+                break
+            except ClusterError:
+                # Another program may have taken a port between our choosing and its binding.
+                clashed = [
+                    p
+                    for p in launched
+                    if not p.running() and "already in use" in log_tail(p.log_path, 8).lower()
+                ]
+                if attempt == 2 or not clashed:
+                    raise
+                for proc in clashed:
+                    log.info("%s: port taken meanwhile; retrying on another", proc.name)
+                    proc.port, proc.peer_port = free_port(), free_port()
+                    (self._launch_etcd if proc.kind == "etcd" else self._launch_postgres)(proc)
         ensure_database(self.db_dsn)
 
     def _load_secret(self) -> str:

@@ -1,62 +1,62 @@
 """The consistent-hash ring: pure data and pure functions, no I/O.
 
 Building a ring and using it are separate steps, as in OpenStack Swift's ``common/ring``:
-``build_ring()`` turns a membership snapshot (from etcd, in ``ring_watch``) into an immutable
+``build_ring()`` turns a membership snapshot (read from etcd elsewhere) into an immutable
 ``Ring``; ``Ring.owners()`` and friends answer "which nodes hold this chunk?" from that value.
 Every process that builds from the same members and ``vnodes`` gets the identical ring
 (compare ``ring_fingerprint()``), so no ring is ever shipped over the wire.
 
-Placement scheme: independent SHA-256 virtual nodes, and enough of them
-------------------------------------------------------------------------
-Each node gets ``round(vnodes * weight)`` points. Point ``i`` of node ``id`` sits at 8 bytes of
-``SHA-256("tessera-ring-v1" | len(id) | id | i // 4)``: one digest yields four 64-bit positions.
-A position depends only on ``(node_id, i)``, never on the other members, and a key belongs to
-the first point clockwise from it (the arc ``(previous point, point]``). So when a node joins,
-the only arcs that change hands are those its own points cut off, and they all go *to* it; when
-it leaves, only its own arcs change hands. Movement is exactly the node's share, never churn
-among the others. That property is why the placement is kept this simple.
+Placement: independent SHA-256 virtual nodes, and enough of them
+-----------------------------------------------------------------
+A node gets ``round(vnodes * weight)`` points. Point ``i`` of node ``id`` is 8 bytes of
+``SHA-256("tessera-ring-v1" | len(id) | id | i // 4)`` (one digest, four positions), so it
+depends on ``(node_id, i)`` only. A key belongs to the first point clockwise from it (the arc
+``(previous point, point]``). When a node joins, the only arcs that change hands are those its
+points cut off, and they all go *to* it; when it leaves, only its arcs change hands; a weight
+change adds or drops points of that node only (its points are a prefix of one sequence).
+Movement is the node's share and nothing else: no churn among the other nodes.
 
-The price is balance. A node's primary share is the sum of the arcs in front of its points,
-and with positions independent of one another those arcs are (nearly) exponential: the share's
-relative standard deviation is about ``1 / sqrt(points per node)``. That is 8.8% at 128 vnodes,
-which is why "100+ vnodes give under 10% max-min spread" was false: the spread (max - min over
-the mean) of N nodes is about ``2 * sqrt(2 ln N)`` standard deviations, ~4.5 sigma for 50 nodes.
-Measured with exact arc lengths (means over many random node-name sets):
+The price is balance. A node's share is the sum of the arcs in front of its points; with
+independent positions those arcs are nearly exponential, so the share's relative standard
+deviation is about ``1/sqrt(vnodes)`` and the spread (max - min) / mean over N nodes about
+``2 * sqrt(2 ln N)`` of those. The issue tracker's "100+ vnodes keep max and min within 10% of
+the mean" is false for this (and any) independent placement. Measured, exact arc lengths, mean
+spread over 10-300 random node-name sets (``bench/ring_sim.py`` has the large-N figures):
 
-    vnodes  sigma   spread N=5  N=10   N=50     points per node -> memory (CPython)
-       128   8.8%     19%       28%    42%
-      1024   2.9%      6%        8%    13%
-      4096   1.5%      4%        5%     7%      (p99 at N=50: ~9.5%)
-      8192   1.1%      3%        4%     5%
+    vnodes   sigma    N=5    N=10   N=50
+       128    8.8%    20%    27%    39%     (>=10% in 97-100% of clusters)
+      1024    3.1%     6%     8%    13%
+      4096    1.6%     4%     5%     7%     (N=50: 9.7% worst of 150; N=100: 3% of clusters >=10%)
+      8192    1.1%     3%     3%     5%     (N=50: 7.5% worst of 60)
 
-The alternatives were measured too, and do not help:
+Alternatives, also measured, and rejected:
 
-* Jitter-free spacing (node ``id`` at ``offset(id) + i * 2**64 / vnodes``): every node then has
-  the same stride, the ring is periodic with that stride, and each node's share equals its
-  share on a ring with ONE point per node. Spread 2-5x the mean. Far worse, not better.
-* Stratified or per-node low-discrepancy (Weyl) offsets: no gain beyond N of about 10. The
-  union of many independent point sets is nearly a Poisson process whatever each set's own
-  regularity (Palm-Khintchine), so the arcs stay exponential. Any scheme whose positions depend
-  only on ``(node_id, index)`` has this floor; beating it needs positions that know about the
-  other members (Swift's partition balancer, Cassandra's token allocator), which moves data
-  among old nodes on a join, or is history-dependent rather than a function of the members.
-* Rendezvous hashing over fixed partitions: same 1/sqrt(partitions per node) floor, O(N) per
-  lookup.
+* Jitter-free spacing (node ``id`` at ``offset(id) + i * 2**64 / vnodes``): every node has the
+  same stride, so the ring is periodic and each node's share is its share on a ring with ONE
+  point per node: spread 2x (N=5) to 5x (N=50) the mean, whatever ``vnodes`` is.
+* Stratified offsets (one point per 1/vnodes of the ring) or per-node Weyl sequences: no
+  better than random from N of about 10 (Weyl has worse tails). The union of many independent
+  point sets is close to a Poisson process whatever their own regularity (Palm-Khintchine), so
+  arcs stay exponential. Any placement whose positions depend only on ``(node_id, index)`` has
+  this floor; beating it needs positions that know the other members (Swift's partition
+  balancer, Cassandra's token allocator): movement among old nodes on a join, or a ring that
+  depends on history rather than on the members.
+* Rendezvous hashing over fixed partitions: the same 1/sqrt(partitions per node) floor, and
+  O(N) per lookup.
 
-So DEFAULT_VNODES is 4096: sigma ~1.5%, spread ~5% at 10 nodes and ~7% at 50 (under 10% in
->99% of random 50-node clusters), weights in 1/4096 steps, and a join or leave moves the
-ideal 1/N. The cost is points: N * 4096 of them, about 120 bytes each in CPython and ~4 us
-each to build (~25 MB and ~1 s for 50 nodes). Past a few hundred nodes, set the cluster's
-``vnodes`` lower (the total of ``N * vnodes`` is what costs memory; 1M-2M points is cheap)
-and expect ``spread ~ 2 * sqrt(2 ln N) / sqrt(vnodes)``; ``bench/ring_sim.py`` prints the
-figures, and ``docs/scale.md`` discusses trimming node weights from measured shares, which
-keeps every movement between the trimmed node and its neighbours only.
+So ``DEFAULT_VNODES = 8192``: under 10% spread with a wide margin up to a few hundred nodes
+(4096 would pass at p99 for 50 nodes, not robustly). The cost is points: ~115 bytes each in
+CPython and ~1.5 us each to build, e.g. 50 nodes = 410k points = ~47 MB, ~0.6 s. ``vnodes`` is
+a cluster-wide constant (changing it moves data); a cluster of thousands of nodes should set
+it so that ``N * vnodes`` stays around 1-3M points, and then balance by trimming weights from
+measured replica shares (``bench/ring_sim.py``: 1000 nodes x 256 vnodes, replica-share sigma
+6.4% -> 1.1% in three trims moving 3.7%, 1.4% and 0.9% of replicas; see ``docs/scale.md``).
 
-Replica placement is zone-aware: walking clockwise over distinct nodes, the first node of each
-zone not yet used is taken first (in the order the zones are met), then the remaining nodes in
-clockwise order. The ordered result is the preference list; ``owners(p, n)`` is its first
-``n``. Adding a node only ever moves other nodes *later* in a preference list, so a join puts
-the new node into some replica sets and changes nothing else; a leave is the reverse.
+Replicas: walking clockwise over distinct nodes, the first node of each zone not yet used is
+taken first (in the order the zones are met), then the remaining nodes in clockwise order.
+That order is the preference list; ``owners(p, n)`` is its first ``n``. A join only ever moves
+other nodes *later* in a preference list, so it adds the new node to some replica sets and
+changes nothing else; a leave is the reverse (``diff_rings()`` measures it exactly).
 """
 
 from __future__ import annotations
@@ -64,9 +64,10 @@ from __future__ import annotations
 import hashlib
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
+from operator import itemgetter, le
 from types import MappingProxyType
 
 NodeId = str
@@ -74,7 +75,7 @@ NodeId = str
 RING_SPACE = 1 << 64
 """Positions live in ``[0, RING_SPACE)``."""
 
-DEFAULT_VNODES = 4096
+DEFAULT_VNODES = 8192
 """Points per unit of weight; see the module docstring for why this many."""
 
 _DOMAIN = b"tessera-ring-v1"
@@ -141,12 +142,12 @@ class Ring:
         if any(a >= b for a, b in pairwise(ids)):
             raise ValueError("ring members must be sorted by node_id and unique")
         index = {node_id: i for i, node_id in enumerate(ids)}
-        positions = tuple(p for p, _ in self.points)
+        positions = tuple(map(itemgetter(0), self.points))
         try:
-            point_member = tuple(map(index.__getitem__, (n for _, n in self.points)))
+            point_member = tuple(map(index.__getitem__, map(itemgetter(1), self.points)))
         except KeyError as e:
             raise ValueError(f"ring point names unknown member {e.args[0]!r}") from None
-        if any(a > b for a, b in pairwise(positions)):
+        if not all(map(le, positions, positions[1:])):
             raise ValueError("ring points must be sorted by position")
         if positions and not (0 <= positions[0] and positions[-1] < RING_SPACE):
             raise ValueError("ring positions must lie in [0, 2**64)")
@@ -226,7 +227,8 @@ class Ring:
         placed = self._placed
         firsts: list[int] = []  # first node met in each zone, in the order the zones are met
         others: list[int] = []  # every other node, clockwise
-        used_zones: list[int] = []
+        seen: set[int] = set()
+        used_zones: set[int] = set()
         n_firsts = 0  # how many of firsts (and of others) count: all of them, or the live ones
         n_others = 0
         i = bisect_left(positions, position)
@@ -235,22 +237,23 @@ class Ring:
                 i = 0
             k = point_member[i]
             i += 1
-            if k in firsts or k in others:
+            if k in seen:
                 continue
+            seen.add(k)
             counts = member_up[k] or not live
             z = member_zone[k]
             if z in used_zones:
                 others.append(k)
                 n_others += counts
             else:
-                used_zones.append(z)
+                used_zones.add(z)
                 firsts.append(k)
                 n_firsts += counts
             # Stop once the first n counted entries of firsts + others cannot change: later
             # zone-firsts only append to firsts, later others only append to others.
             if n_firsts >= n or (len(firsts) == zones and n_firsts + n_others >= n):
                 break
-            if len(firsts) + len(others) == placed:
+            if len(seen) == placed:
                 break
         ids = self._ids
         if live:
@@ -337,6 +340,37 @@ def build_ring(members: Iterable[Member], vnodes: int = DEFAULT_VNODES, revision
     Raises:
         ValueError: Duplicate node ids, a bad node id or weight, or ``vnodes < 1``.
     """
+    ordered = _ordered_members(members, vnodes)
+    points = _sorted_points(ordered, range(len(ordered)), vnodes)
+    return Ring(revision=revision, members=ordered, points=tuple(points), vnodes=vnodes)
+
+
+def update_ring(previous: Ring, members: Iterable[Member], revision: int) -> Ring:
+    """The ring for new membership, reusing the points of nodes whose point count is unchanged.
+
+    Returns exactly ``build_ring(members, previous.vnodes, revision)`` (a node's points depend
+    only on its id and count), but hashes only the nodes that joined or changed weight and
+    merges instead of sorting everything: a join or leave on a ring of millions of points
+    costs a fraction of a rebuild. ``previous`` must come from ``build_ring``/``update_ring``.
+
+    Raises:
+        ValueError: As ``build_ring``.
+    """
+    vnodes = previous.vnodes
+    ordered = _ordered_members(members, vnodes)
+    before = {m.node_id: vnode_count(m.weight, vnodes) for m in previous.members}
+    keep = {
+        m.node_id for m in ordered if before.get(m.node_id, -1) == vnode_count(m.weight, vnodes)
+    }
+    fresh = [k for k, m in enumerate(ordered) if m.node_id not in keep]
+    points = [pt for pt in previous.points if pt[1] in keep]
+    points += _sorted_points(ordered, fresh, vnodes)
+    points.sort()  # two sorted runs: timsort merges them in one linear pass
+    return Ring(revision=revision, members=ordered, points=tuple(points), vnodes=vnodes)
+
+
+def _ordered_members(members: Iterable[Member], vnodes: int) -> tuple[Member, ...]:
+    """Members sorted by node id, checked."""
     if vnodes < 1:
         raise ValueError(f"vnodes must be >= 1, got {vnodes}")
     ordered = tuple(sorted(members, key=lambda m: m.node_id))
@@ -344,17 +378,26 @@ def build_ring(members: Iterable[Member], vnodes: int = DEFAULT_VNODES, revision
         raise ValueError("duplicate node_id in ring members")
     if len(ordered) > _IDX_MASK:
         raise ValueError("too many ring members")
+    return ordered
+
+
+def _sorted_points(
+    ordered: Sequence[Member], which: Iterable[int], vnodes: int
+) -> list[tuple[int, str]]:
+    """The sorted ``(position, node_id)`` points of ``ordered[k]`` for each ``k`` in ``which``."""
     # Sort (position << 32 | member index): plain ints sort much faster than tuples, and the
-    # member index breaks the (astronomically unlikely) tie of two equal positions by node id.
+    # index (members are sorted by id) breaks the astronomically unlikely tie of two equal
+    # positions exactly as sorting (position, node_id) would.
     keyed: list[int] = []
-    for k, m in enumerate(ordered):
-        keyed += [
-            (p << _IDX_BITS) | k for p in vnode_positions(m.node_id, vnode_count(m.weight, vnodes))
-        ]
+    for k in which:
+        m = ordered[k]
+        count = vnode_count(m.weight, vnodes)
+        keyed += [(p << _IDX_BITS) | k for p in vnode_positions(m.node_id, count)]
     keyed.sort()
     ids = [m.node_id for m in ordered]
-    points = tuple([(v >> _IDX_BITS, ids[v & _IDX_MASK]) for v in keyed])
-    return Ring(revision=revision, members=ordered, points=points, vnodes=vnodes)
+    positions = [v >> _IDX_BITS for v in keyed]
+    names = map(ids.__getitem__, [v & _IDX_MASK for v in keyed])
+    return list(zip(positions, names, strict=True))
 
 
 def primary_arcs(ring: Ring) -> dict[str, int]:
@@ -470,22 +513,14 @@ def diff_rings(old: Ring, new: Ring, n: int = 3) -> RingDiff:
     added = new_placed - old_placed
     removed = old_placed - new_placed
 
-    # Changed points: (ring, index) pairs present on one side only (a sorted merge).
-    changed: list[tuple[Ring, int]] = []
-    op, np_ = old.points, new.points
-    a = b = 0
-    while a < len(op) or b < len(np_):
-        if b == len(np_) or (a < len(op) and op[a] < np_[b]):
-            changed.append((old, a))
-            a += 1
-        elif a == len(op) or np_[b] < op[a]:
-            changed.append((new, b))
-            b += 1
-        else:
-            if op[a][1] in rezoned:
-                changed += ((old, a), (new, b))
-            a += 1
-            b += 1
+    # Changed points: (ring, index) of the points present on one side only, plus every point
+    # of a node whose zone changed. Set operations run in C; only changed points cost Python.
+    old_points, new_points = set(old.points), set(new.points)
+    changed = [(old, _point_index(old, pt)) for pt in old_points.difference(new_points)]
+    changed += [(new, _point_index(new, pt)) for pt in new_points.difference(old_points)]
+    if rezoned:
+        for ring in (old, new):
+            changed += [(ring, i) for i, (_, node) in enumerate(ring.points) if node in rezoned]
 
     # Affected segment ends: union breakpoints u in (stop point, changed point].
     full = False
@@ -520,6 +555,14 @@ def diff_rings(old: Ring, new: Ring, n: int = 3) -> RingDiff:
         if excess > 0:
             replica_churn += length * excess
     return RingDiff(n, primary_moved, primary_churn, sets_changed, replicas_moved, replica_churn)
+
+
+def _point_index(ring: Ring, point: tuple[int, str]) -> int:
+    """Index of a point known to be on the ring."""
+    i = bisect_left(ring._positions, point[0])
+    while ring.points[i] != point:
+        i += 1
+    return i
 
 
 def _positions_in(positions: tuple[int, ...], lo: int, hi: int) -> list[int]:

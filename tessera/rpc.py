@@ -13,6 +13,8 @@ import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -246,6 +248,40 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
     ]
+
+
+@dataclass(frozen=True)
+class ChannelSecurity:
+    """How to dial: plaintext, or TLS verified against a CA (and optionally a fixed name)."""
+
+    tls: bool = False
+    ca_pem: bytes | None = None
+    server_name: str = ""   # verify peers' certificates against this name instead of the host dialled
+
+    @classmethod
+    def from_files(cls, *, tls: bool, ca_file: str = "", server_name: str = "") -> ChannelSecurity:
+        """TLS when ``tls`` or a CA file is given; the CA bundle read once here."""
+        ca = Path(ca_file).read_bytes() if ca_file else None
+        return cls(tls=tls or ca is not None, ca_pem=ca, server_name=server_name)
+
+    @classmethod
+    def for_node(cls, cfg: Any) -> ChannelSecurity:
+        """A node dials its peers with TLS whenever it serves TLS itself (or has a CA)."""
+        return cls.from_files(tls=bool(cfg.tls_cert), ca_file=cfg.tls_ca, server_name=cfg.tls_server_name)
+
+
+PLAINTEXT = ChannelSecurity()
+
+
+def open_channel(address: str, security: ChannelSecurity = PLAINTEXT, *, max_message_bytes: int = 8 * 1024 * 1024) -> grpc.aio.Channel:
+    """A grpc.aio channel to ``address`` with the shared options, over TLS when configured."""
+    options = channel_options(max_message_bytes)
+    if not security.tls:
+        return grpc.aio.insecure_channel(address, options=options)
+    if security.server_name:
+        options.append(("grpc.ssl_target_name_override", security.server_name))
+    creds = grpc.ssl_channel_credentials(root_certificates=security.ca_pem)
+    return grpc.aio.secure_channel(address, creds, options=options)
 
 
 def auth_metadata(token: str) -> tuple[tuple[str, str], ...]:

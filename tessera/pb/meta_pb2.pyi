@@ -210,18 +210,20 @@ class DeleteRequest(_message.Message):
     def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., parent_revision: _Optional[str] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
 
 class MoveRequest(_message.Message):
-    __slots__ = ("namespace_id", "from_path", "to_path", "device_id", "operation_id")
+    __slots__ = ("namespace_id", "from_path", "to_path", "device_id", "operation_id", "parent_revision")
     NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_PATH_FIELD_NUMBER: _ClassVar[int]
     TO_PATH_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_REVISION_FIELD_NUMBER: _ClassVar[int]
     namespace_id: str
     from_path: str
     to_path: str
     device_id: str
     operation_id: str
-    def __init__(self, namespace_id: _Optional[str] = ..., from_path: _Optional[str] = ..., to_path: _Optional[str] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
+    parent_revision: str
+    def __init__(self, namespace_id: _Optional[str] = ..., from_path: _Optional[str] = ..., to_path: _Optional[str] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ..., parent_revision: _Optional[str] = ...) -> None: ...
 
 class RestoreRequest(_message.Message):
     __slots__ = ("namespace_id", "path", "revision_id", "device_id", "operation_id")
@@ -304,16 +306,20 @@ class HistoryResponse(_message.Message):
     def __init__(self, revisions: _Optional[_Iterable[_Union[_common_pb2.Entry, _Mapping]]] = ...) -> None: ...
 
 class ShareRequest(_message.Message):
-    __slots__ = ("namespace_id", "path", "user_name", "role")
+    __slots__ = ("namespace_id", "path", "user_name", "role", "device_id", "operation_id")
     NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     USER_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
     namespace_id: str
     path: str
     user_name: str
     role: Role
-    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., user_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ...) -> None: ...
+    device_id: str
+    operation_id: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., user_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
 
 class ShareResponse(_message.Message):
     __slots__ = ("shared_namespace_id",)
@@ -322,14 +328,18 @@ class ShareResponse(_message.Message):
     def __init__(self, shared_namespace_id: _Optional[str] = ...) -> None: ...
 
 class UnshareRequest(_message.Message):
-    __slots__ = ("namespace_id", "path", "user_name")
+    __slots__ = ("namespace_id", "path", "user_name", "device_id", "operation_id")
     NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     USER_NAME_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
     namespace_id: str
     path: str
     user_name: str
-    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., user_name: _Optional[str] = ...) -> None: ...
+    device_id: str
+    operation_id: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., user_name: _Optional[str] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
 
 class UnshareResponse(_message.Message):
     __slots__ = ()
@@ -344,14 +354,16 @@ class ListMembersRequest(_message.Message):
     def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class Member(_message.Message):
-    __slots__ = ("user_id", "user_name", "role")
+    __slots__ = ("user_id", "user_name", "role", "namespace_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     USER_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     user_name: str
     role: Role
-    def __init__(self, user_id: _Optional[str] = ..., user_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ...) -> None: ...
+    namespace_id: str
+    def __init__(self, user_id: _Optional[str] = ..., user_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., namespace_id: _Optional[str] = ...) -> None: ...
 
 class ListMembersResponse(_message.Message):
     __slots__ = ("members",)
@@ -402,3 +414,31 @@ class ListChangesResponse(_message.Message):
     has_more: bool
     resync_required: bool
     def __init__(self, changes: _Optional[_Iterable[_Union[_common_pb2.Change, _Mapping]]] = ..., cursor: _Optional[_Union[_common_pb2.Cursor, _Mapping]] = ..., has_more: _Optional[bool] = ..., resync_required: _Optional[bool] = ...) -> None: ...
+
+class RunGCRequest(_message.Message):
+    __slots__ = ("revision_retention_seconds", "grace_seconds", "namespace_id", "journal_retention_seconds")
+    REVISION_RETENTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_RETENTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    revision_retention_seconds: int
+    grace_seconds: int
+    namespace_id: str
+    journal_retention_seconds: int
+    def __init__(self, revision_retention_seconds: _Optional[int] = ..., grace_seconds: _Optional[int] = ..., namespace_id: _Optional[str] = ..., journal_retention_seconds: _Optional[int] = ...) -> None: ...
+
+class RunGCResponse(_message.Message):
+    __slots__ = ("revisions_pruned", "journal_pruned", "chunks_deleted", "chunks_referenced", "chunks_waiting", "chunks_failed")
+    REVISIONS_PRUNED_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_PRUNED_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_REFERENCED_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_WAITING_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    revisions_pruned: int
+    journal_pruned: int
+    chunks_deleted: int
+    chunks_referenced: int
+    chunks_waiting: int
+    chunks_failed: int
+    def __init__(self, revisions_pruned: _Optional[int] = ..., journal_pruned: _Optional[int] = ..., chunks_deleted: _Optional[int] = ..., chunks_referenced: _Optional[int] = ..., chunks_waiting: _Optional[int] = ..., chunks_failed: _Optional[int] = ...) -> None: ...

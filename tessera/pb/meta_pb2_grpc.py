@@ -147,6 +147,11 @@ class MetadataStub:
                 request_serializer=tessera_dot_v1_dot_meta__pb2.ListChangesRequest.SerializeToString,
                 response_deserializer=tessera_dot_v1_dot_meta__pb2.ListChangesResponse.FromString,
                 _registered_method=True)
+        self.RunGC = channel.unary_unary(
+                '/tessera.v1.Metadata/RunGC',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.RunGCRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.RunGCResponse.FromString,
+                _registered_method=True)
 
 
 class MetadataServicer:
@@ -294,6 +299,14 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunGC(self, request, context):
+        """Admin only: one garbage-collection pass now (old revisions past retention, journal past
+        retention, then chunks no kept revision references once their grace period is over).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -406,6 +419,11 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.ListChanges,
                     request_deserializer=tessera_dot_v1_dot_meta__pb2.ListChangesRequest.FromString,
                     response_serializer=tessera_dot_v1_dot_meta__pb2.ListChangesResponse.SerializeToString,
+            ),
+            'RunGC': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunGC,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.RunGCRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.RunGCResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1004,6 +1022,33 @@ class Metadata:
             '/tessera.v1.Metadata/ListChanges',
             tessera_dot_v1_dot_meta__pb2.ListChangesRequest.SerializeToString,
             tessera_dot_v1_dot_meta__pb2.ListChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunGC(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/RunGC',
+            tessera_dot_v1_dot_meta__pb2.RunGCRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.RunGCResponse.FromString,
             options,
             channel_credentials,
             insecure,

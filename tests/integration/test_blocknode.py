@@ -24,6 +24,7 @@ import pytest
 from tessera.auth import Signer
 from tessera.chunking import MAX_CHUNK
 from tessera.pb import block_pb2, block_pb2_grpc, common_pb2
+from tessera.ring import Member, Ring, build_ring, chunk_position
 from tessera.rpc import auth_metadata, channel_options
 
 SECRET = "integration-test-cluster-secret"
@@ -209,6 +210,10 @@ async def has(stub: block_pb2_grpc.BlockStub, hashes: list[bytes]) -> list[bool]
     return list(reply.present)
 
 
+async def alist(stream: AsyncIterator[object]) -> list[object]:
+    return [item async for item in stream]
+
+
 async def expect_code(code: grpc.StatusCode, coro) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await coro
@@ -259,6 +264,18 @@ async def test_mismatched_hash_is_rejected_and_not_stored(single: Cluster) -> No
         await expect_code(grpc.StatusCode.INVALID_ARGUMENT, put(stub, [(b"short", b"x")]))
 
 
+async def test_bad_chunk_mid_stream_reports_invalid_argument(single: Cluster) -> None:
+    # The client is still writing when the bad chunk is found; the node reads the rest before
+    # failing, so the client sees INVALID_ARGUMENT rather than grpcio's INTERNAL (#36066).
+    async with block_stub(single.nodes[0]) as stub:
+        for _ in range(5):
+            chunks = [make_chunk(200_000) for _ in range(30)]
+            bad_hash = hashlib.sha256(b"not it").digest()
+            chunks[2] = (bad_hash, chunks[2][1])
+            await expect_code(grpc.StatusCode.INVALID_ARGUMENT, put(stub, chunks))
+            assert await has(stub, [bad_hash]) == [False]
+
+
 async def test_chunk_over_max_size_is_rejected(single: Cluster) -> None:
     big = make_chunk(MAX_CHUNK + 1)
     async with block_stub(single.nodes[0]) as stub:
@@ -269,22 +286,42 @@ async def test_chunk_over_max_size_is_rejected(single: Cluster) -> None:
 async def test_message_over_limit_is_resource_exhausted(single: Cluster) -> None:
     huge = make_chunk(7 * 1024 * 1024)
     async with block_stub(single.nodes[0]) as stub:
-        await expect_code(grpc.StatusCode.RESOURCE_EXHAUSTED, put(stub, [huge]))
+        # A request of one message (the client cannot race the status with further writes).
+        too_many = [
+            hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(7 * 1024 * 1024 // 32)
+        ]
+        await expect_code(grpc.StatusCode.RESOURCE_EXHAUSTED, get(stub, too_many, ticket([])))
+        # A 7 MiB chunk on a put stream: the transport refuses it. grpcio's asyncio client
+        # may report its own write failing instead (INTERNAL, grpc/grpc#36066).
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await put(stub, [huge])
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED or (
+            info.value.code() == grpc.StatusCode.INTERNAL
+            and info.value.details() == "Internal error from Core"
+        )
         assert await has(stub, [huge[0]]) == [False]
+
+
+async def status_without_writing(call: grpc.aio.Call) -> grpc.StatusCode:
+    """The status of a client-streaming call the client never writes to: the node decides on
+    the headers alone (authentication), and no write can race that status (grpc/grpc#36066)."""
+    return await call.code()
 
 
 async def test_missing_or_bad_token_is_unauthenticated(single: Cluster) -> None:
     chunk = make_chunk(10)
+    expired = auth_metadata(SIGNER.issue_token(USER, ttl=-10)[0])
+    forged = auth_metadata("tsr1.forged.token")
     async with block_stub(single.nodes[0]) as stub:
-        await expect_code(grpc.StatusCode.UNAUTHENTICATED, put(stub, [chunk], md=()))
-        await expect_code(grpc.StatusCode.UNAUTHENTICATED, get(stub, [chunk[0]], md=()))
+        for md in ((), forged, expired):
+            code = await status_without_writing(stub.PutChunks(metadata=md))
+            assert code == grpc.StatusCode.UNAUTHENTICATED
+            await expect_code(grpc.StatusCode.UNAUTHENTICATED, get(stub, [chunk[0]], md=md))
+        await expect_code(grpc.StatusCode.UNAUTHENTICATED, stub.GetRing(block_pb2.GetRingRequest()))
         await expect_code(
             grpc.StatusCode.UNAUTHENTICATED,
-            put(stub, [chunk], md=auth_metadata("tsr1.forged.token")),
+            stub.HasChunks(block_pb2.HasChunksRequest(hashes=[chunk[0]])),
         )
-        await expect_code(grpc.StatusCode.UNAUTHENTICATED, stub.GetRing(block_pb2.GetRingRequest()))
-        expired = auth_metadata(SIGNER.issue_token(USER, ttl=-10)[0])
-        await expect_code(grpc.StatusCode.UNAUTHENTICATED, put(stub, [chunk], md=expired))
 
 
 async def test_node_only_calls_refuse_users(single: Cluster) -> None:
@@ -298,10 +335,8 @@ async def test_node_only_calls_refuse_users(single: Cluster) -> None:
             grpc.StatusCode.PERMISSION_DENIED,
             stub.DeleteChunks(block_pb2.DeleteChunksRequest(hashes=[h]), metadata=USER_MD),
         )
-        replicate = stub.Replicate(
-            iter([block_pb2.ReplicateRequest(hash=h, data=d)]), metadata=USER_MD
-        )
-        await expect_code(grpc.StatusCode.PERMISSION_DENIED, replicate)
+        code = await status_without_writing(stub.Replicate(metadata=USER_MD))
+        assert code == grpc.StatusCode.PERMISSION_DENIED
         assert await has(stub, [h]) == [False]
 
 
@@ -367,10 +402,51 @@ async def test_replicate_with_hint_and_checks(single: Cluster) -> None:
 
 
 async def test_unimplemented_calls(single: Cluster) -> None:
+    h, _ = make_chunk(10)
     async with block_stub(single.nodes[0]) as stub:
+        request = block_pb2.GetSignatureRequest(ticket=ticket([h]), hash=h, block_size=4096)
         await expect_code(
-            grpc.StatusCode.UNIMPLEMENTED,
-            stub.RangeDigests(block_pb2.RangeDigestsRequest(buckets=4), metadata=NODE_MD),
+            grpc.StatusCode.UNIMPLEMENTED, stub.GetSignature(request, metadata=USER_MD)
+        )
+        delta = block_pb2.PutChunkRequest(hash=h, base_hash=h, delta=b"ops")
+        await expect_code(
+            grpc.StatusCode.UNIMPLEMENTED, alist(stub.PutChunks(iter([delta]), metadata=USER_MD))
+        )
+
+
+async def test_range_digests_and_list_range(single: Cluster) -> None:
+    chunks = [make_chunk(100) for _ in range(20)]
+    async with block_stub(single.nodes[0]) as stub:
+        await put(stub, chunks)
+        buckets = 4
+        digests = await stub.RangeDigests(
+            block_pb2.RangeDigestsRequest(buckets=buckets), metadata=NODE_MD
+        )
+        assert len(digests.digests) == buckets
+        held: list[bytes] = []
+        for b in range(buckets):
+            listed = await stub.ListRange(
+                block_pb2.ListRangeRequest(buckets=buckets, bucket=b), metadata=NODE_MD
+            )
+            hashes = list(listed.hashes)
+            assert hashes == sorted(hashes)
+            assert all((int.from_bytes(h[:8], "big") * buckets) >> 64 == b for h in hashes)
+            expected = hashlib.sha256(b"".join(hashes)).digest() if hashes else b""
+            assert digests.digests[b] == expected
+            held += hashes
+        assert {h for h, _ in chunks} <= set(held)
+        assert len(held) == len(set(held))
+        await expect_code(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            stub.RangeDigests(block_pb2.RangeDigestsRequest(buckets=0), metadata=NODE_MD),
+        )
+        await expect_code(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            stub.ListRange(block_pb2.ListRangeRequest(buckets=2, bucket=2), metadata=NODE_MD),
+        )
+        await expect_code(
+            grpc.StatusCode.PERMISSION_DENIED,
+            stub.ListRange(block_pb2.ListRangeRequest(buckets=2, bucket=0), metadata=USER_MD),
         )
 
 
@@ -454,8 +530,49 @@ async def test_read_repairs_a_missing_copy(trio: Cluster) -> None:
         await expect_code(grpc.StatusCode.NOT_FOUND, get(stubs[2], [h], md=NODE_MD))
 
 
+def client_ring(info: common_pb2.RingInfo) -> Ring:
+    """The ring a client builds from GetRing."""
+    members = [Member(n.id, n.address, n.zone, n.weight, n.up) for n in info.nodes]
+    return build_ring(members, vnodes=info.vnodes, revision=info.revision)
+
+
+def metric(node: Node, name: str) -> float:
+    with urllib.request.urlopen(f"http://{node.info['metrics']}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
+
+
+async def test_non_owner_stores_and_forwards_to_owner(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, replicas=1, write_quorum=1)
+    try:
+        cluster.add(2)
+        first, second = cluster.nodes
+        async with block_stub(first) as stub0, block_stub(second) as stub1:
+            ring = client_ring(await stub0.GetRing(block_pb2.GetRingRequest(), metadata=USER_MD))
+            assert len(ring) == 2
+            # A chunk the ring gives to the second node, sent to the first (a stale client).
+            h, d = next(
+                c
+                for c in (make_chunk(2000) for _ in range(1000))
+                if ring.owners(chunk_position(c[0]), 1) == [second.node_id]
+            )
+            [result] = await put(stub0, [(h, d)])
+            assert result.replicas >= 1
+            assert await has(stub1, [h]) == [True]  # acknowledged: durable on the owner
+
+            async def kept_here() -> bool:
+                return (await has(stub0, [h]))[0]
+
+            await wait_until(kept_here)
+            assert [c.data for c in await get(stub1, [h])] == [d]
+    finally:
+        cluster.stop()
+
+
 async def test_killed_node_shows_down_and_writes_go_on(tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path)
+    cluster = Cluster(tmp_path, replicas=2, write_quorum=2)
     try:
         cluster.add(3)
         victim = cluster.nodes[2]
@@ -474,17 +591,24 @@ async def test_killed_node_shows_down_and_writes_go_on(tmp_path: Path) -> None:
             started = time.monotonic()
             await wait_until(victim_down, within=4 * LEASE_TTL + 5)
             assert time.monotonic() - started < 4 * LEASE_TTL + 5
-            # Two live owners: W=2 is still met.
-            chunk = make_chunk(70_000)
-            results = await put(stub, [chunk])
-            assert results[0].replicas == 2
-            assert [c.data for c in await get(stub, [chunk[0]])] == [chunk[1]]
+            # RF=2, W=2 with one owner down: the other live node stands in, with a hint.
+            ring = client_ring(await stub.GetRing(block_pb2.GetRingRequest(), metadata=USER_MD))
+            chunks = [make_chunk(70_000) for _ in range(12)]
+            hinted = sum(victim.node_id in ring.owners(chunk_position(h), 2) for h, _ in chunks)
+            assert hinted > 0
+            results = await put(stub, chunks)
+            assert all(r.replicas == 2 for r in results)
+            assert [c.data for c in await get(stub, [h for h, _ in chunks])] == [
+                d for _, d in chunks
+            ]
+            backlog = sum(metric(n, "tessera_block_handoff_backlog") for n in cluster.nodes[:2])
+            assert backlog == hinted
 
         # A restarted node keeps its id (data_dir/NODE_ID) and its chunks, and is up again.
         back = cluster.start_node("node2")
         assert back.node_id == victim.node_id
         async with block_stub(cluster.nodes[0]) as stub:
-            ring = await stub.GetRing(block_pb2.GetRingRequest(), metadata=USER_MD)
-            assert all(n.up for n in ring.nodes) and len(ring.nodes) == 3
+            ring_info = await stub.GetRing(block_pb2.GetRingRequest(), metadata=USER_MD)
+            assert all(n.up for n in ring_info.nodes) and len(ring_info.nodes) == 3
     finally:
         cluster.stop()

@@ -41,15 +41,17 @@ K8S = ROOT / "k8s"
 OVERLAYS = sorted(
     p.name for p in (K8S / "overlays").iterdir() if (p / "kustomization.yaml").exists()
 )
-# Oldest Kubernetes we support (native sidecar-era features used: preStop sleep, matchLabelKeys)
-# and the newest schema kubernetes-validate ships.
+# The oldest Kubernetes we support (docs/deploy.md: the manifests use the preStop `sleep` action
+# and matchLabelKeys) and the newest schema kubernetes-validate ships.
 K8S_VERSIONS = ["1.32", kubernetes_validate.latest_version()]
 NAMESPACE = "tessera"
 PROBE_SCRIPT = K8S / "base" / "grpc_health_probe.py"
 
 # kubernetes-validate re-reads its JSON schemas (megabytes) for every object it validates; the
 # files never change, so read each once (10x faster, keeps this module well under its time budget).
-kubernetes_validate.utils.schema_contents = functools.cache(kubernetes_validate.utils.schema_contents)
+kubernetes_validate.utils.schema_contents = functools.cache(
+    kubernetes_validate.utils.schema_contents
+)
 
 NODE_CLASSES: tuple[type[config.NodeConfig], ...] = (
     config.BlockConfig,
@@ -455,32 +457,38 @@ def test_every_node_environment_loads_and_validates(objs):
                 )
 
 
-def test_etcd_endpoints_are_the_etcd_members(objs):
+def test_etcd_endpoint_is_a_service_over_every_member(objs):
+    """The node's etcd client uses only the first endpoint (tessera/membership.py), so
+    TESSERA_ETCD is one Service that load-balances over the etcd members: losing a member then
+    costs a reconnect, not etcd itself."""
     etcd = get(objs, "StatefulSet", "etcd")
-    client_port = named_ports(etcd["spec"]["template"]["spec"]["containers"][0])["client"]
-    headless = get(objs, "Service", etcd["spec"]["serviceName"])
-    assert headless["spec"]["clusterIP"] == "None"
-    members = {
-        f"{etcd['metadata']['name']}-{i}.{headless['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
-        for i in range(etcd["spec"]["replicas"])
-    }
+    etcd_labels = pod_template(etcd)["metadata"]["labels"]
+    client_port = named_ports(pod_template(etcd)["spec"]["containers"][0])["client"]
     for w, c, _ in tessera_nodes(objs):
         env = container_env(objs, c)
         if "TESSERA_ETCD" not in env:
             continue
         endpoints = config.NodeConfig(etcd=env["TESSERA_ETCD"]).etcd_endpoints()
-        assert {h for h, _ in endpoints} == members, (
-            f"{name_of(w)}: TESSERA_ETCD {env['TESSERA_ETCD']}"
-        )
-        assert {p for _, p in endpoints} == {client_port}
+        assert len(endpoints) == 1, f"{name_of(w)}: only the first of {endpoints} would be used"
+        host, port = endpoints[0]
+        service_name, namespace = host.split(".")[:2]
+        assert namespace == NAMESPACE, f"{name_of(w)}: TESSERA_ETCD {host}"
+        service = get(objs, "Service", service_name)
+        assert service["spec"].get("clusterIP") != "None", "a headless name would pin one member"
+        assert selects({"matchLabels": service["spec"]["selector"]}, etcd_labels)
+        ports = {p["port"]: p.get("targetPort", p["port"]) for p in service["spec"]["ports"]}
+        assert ports.get(port) in {client_port, "client"}, f"{name_of(service)} port {port}"
     peers = next(
         v["value"]
-        for v in etcd["spec"]["template"]["spec"]["containers"][0]["env"]
+        for v in pod_template(etcd)["spec"]["containers"][0]["env"]
         if v["name"] == "ETCD_INITIAL_CLUSTER"
     )
-    assert len(peers.split(",")) == etcd["spec"]["replicas"], (
-        "ETCD_INITIAL_CLUSTER must list every member"
-    )
+    headless = etcd["spec"]["serviceName"]
+    expected = {
+        f"{etcd['metadata']['name']}-{i}=http://{etcd['metadata']['name']}-{i}.{headless}.{NAMESPACE}.svc.cluster.local:2380"
+        for i in range(etcd["spec"]["replicas"])
+    }
+    assert set(peers.split(",")) == expected, "ETCD_INITIAL_CLUSTER must list every member"
 
 
 def test_database_and_meta_addresses_resolve_to_services(objs):
@@ -1083,7 +1091,11 @@ def test_dockerfile_matches_the_manifests():
 def _load_probe():
     spec = importlib.util.spec_from_file_location("grpc_health_probe", PROBE_SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in k8s/
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = dont_write
     return module
 
 

@@ -1,0 +1,165 @@
+"""The asyncio front of a chunk store: group-committed writes, reads on a few threads.
+
+Mutations go through one writer task in FIFO order; puts queued while one batch is being
+written and synced go out together in the next (one fsync for many chunks, and a burst of
+puts costs a handful of round trips to the store). Reads, and the re-hash of what they read,
+run on a small thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from blocknode.store import BlockStore, StoreError, verify
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Op:
+    puts: list[tuple[bytes, bytes]]
+    hints: list[tuple[str, bytes]]
+    deletes: list[bytes]
+    future: asyncio.Future[int] = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return sum(len(d) for _, d in self.puts) + 64 * (len(self.hints) + len(self.deletes))
+
+
+class AsyncChunkStore:
+    """Asyncio front of a BlockStore: group-committed writes, reads on a small thread pool.
+
+    Mutations go through one writer task in FIFO order; consecutive puts are merged into one
+    synced batch of at most ``max_batch_bytes``. Reads run on ``read_threads`` threads.
+
+    Args:
+        store: The blocking store it fronts (closed by ``close``).
+        max_batch_bytes: Upper bound on the chunk bytes of one group commit.
+        read_threads: Threads for reads and re-hashing.
+    """
+
+    def __init__(
+        self, store: BlockStore, *, max_batch_bytes: int = 16 * 1024 * 1024, read_threads: int = 4
+    ) -> None:
+        self.store = store
+        self._max_batch = max_batch_bytes
+        self._queue: deque[_Op] = deque()
+        self._wake = asyncio.Event()
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="chunkstore-write")
+        self._reader_pool = ThreadPoolExecutor(read_threads, thread_name_prefix="chunkstore-read")
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0  # synced write batches so far (for tests and benchmarks)
+
+    async def _submit(
+        self, puts: list[tuple[bytes, bytes]], hints: list[tuple[str, bytes]], deletes: list[bytes]
+    ) -> int:
+        if self._closing:
+            raise StoreError("chunk store is closed")
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_loop(), name="chunkstore-writer")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Op(puts, hints, deletes, future))
+        self._wake.set()
+        # Shielded: a caller that goes away does not take the write with it.
+        return await asyncio.shield(future)
+
+    async def put(self, chunk_hash: bytes, data: bytes, *, hint_for: str = "") -> None:
+        """Store a chunk durably, with a hint record when it is held for ``hint_for``."""
+        hints = [(hint_for, chunk_hash)] if hint_for else []
+        await self._submit([(chunk_hash, data)], hints, [])
+
+    async def delete_many(self, hashes: Sequence[bytes]) -> int:
+        """Remove chunks durably; how many were there."""
+        return await self._submit([], [], list(hashes))
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            group = self._take_group()
+            try:
+                result = await loop.run_in_executor(self._writer_pool, self._apply, group)
+            except Exception as e:
+                log.error("chunk store write of %d ops failed: %s", len(group), e)
+                for op in group:
+                    if not op.future.done():
+                        op.future.set_exception(e)
+                continue
+            self.batches += 1
+            for op in group:
+                if not op.future.done():
+                    op.future.set_result(result)
+
+    def _take_group(self) -> list[_Op]:
+        """The next run of ops to apply together: consecutive puts, up to the byte limit."""
+        first = self._queue.popleft()
+        group, size = [first], first.size
+        if first.deletes:
+            return group
+        while (
+            self._queue
+            and not self._queue[0].deletes
+            and size + self._queue[0].size <= self._max_batch
+        ):
+            op = self._queue.popleft()
+            group.append(op)
+            size += op.size
+        return group
+
+    def _apply(self, group: list[_Op]) -> int:
+        if group[0].deletes:
+            return self.store.delete_many(group[0].deletes)
+        puts = [p for op in group for p in op.puts]
+        hints = [h for op in group for h in op.hints]
+        return self.store.write(puts, hints)
+
+    async def run_read(self, fn: Callable[[], T]) -> T:
+        """Run a blocking read of the store on the read threads."""
+        if self._closing:
+            raise StoreError("chunk store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._reader_pool, fn)
+
+    async def get(self, chunk_hash: bytes) -> bytes | None:
+        """The chunk's stored bytes, or None."""
+        return await self.run_read(lambda: self.store.get(chunk_hash))
+
+    async def get_verified(self, chunk_hash: bytes) -> tuple[bytes | None, bool]:
+        """(data, intact): data is None when missing; intact is False when it hashes wrong."""
+
+        def read() -> tuple[bytes | None, bool]:
+            data = self.store.get(chunk_hash)
+            return data, data is not None and verify(chunk_hash, data)
+
+        return await self.run_read(read)
+
+    async def contains_many(self, hashes: Iterable[bytes]) -> list[bool]:
+        """Presence of each hash, in order."""
+        items = list(hashes)
+        return await self.run_read(lambda: [self.store.contains(h) for h in items])
+
+    async def close(self) -> None:
+        """Finish queued writes, stop the threads and close the store (idempotent)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            await self._writer
+        await asyncio.to_thread(self._writer_pool.shutdown, wait=True)
+        await asyncio.to_thread(self._reader_pool.shutdown, wait=True)
+        self.store.close()

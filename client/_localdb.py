@@ -1,0 +1,379 @@
+"""The sync daemon's local state in SQLite (WAL): three trees, cursors, the op queue, chunks.
+
+* ``remote``: what the journals say, one row per (namespace, file id), with the seq it was
+  last changed at (a row never goes back to an older seq).
+* ``local``: what the disk said when last indexed (size, mtime, inode), keyed by local path.
+* ``synced``: what both agreed on last (the merge base), keyed by local path.
+* ``ops``: local changes not yet committed, replayed in order (``id``).
+* ``chunks``: where chunks already on disk are (hash -> file, offset), for downloads.
+* ``receipts``: block-node receipts of chunks uploaded but not committed yet, so a restarted
+  upload does not send them again.
+
+Local paths are relative to the synced folder, "/"-separated; ``key`` is their case- and
+normalisation-insensitive collision key (``tessera.paths.name_key`` per segment).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tessera.paths import name_key
+
+FILE, FOLDER = 1, 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (ns_id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS remote (
+    ns_id TEXT NOT NULL, file_id TEXT NOT NULL, path TEXT NOT NULL, key TEXT NOT NULL,
+    kind INTEGER NOT NULL, revision TEXT NOT NULL, size INTEGER NOT NULL,
+    content_hash BLOB NOT NULL, deleted INTEGER NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (ns_id, file_id));
+CREATE INDEX IF NOT EXISTS remote_key ON remote (key);
+CREATE TABLE IF NOT EXISTS synced (
+    key TEXT PRIMARY KEY, path TEXT NOT NULL, ns_id TEXT NOT NULL, file_id TEXT NOT NULL,
+    kind INTEGER NOT NULL, revision TEXT NOT NULL, size INTEGER NOT NULL, content_hash BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS synced_file ON synced (ns_id, file_id);
+CREATE TABLE IF NOT EXISTS local (
+    key TEXT PRIMARY KEY, path TEXT NOT NULL, kind INTEGER NOT NULL, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS local_inode ON local (inode);
+CREATE TABLE IF NOT EXISTS ops (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, path TEXT NOT NULL,
+    dest TEXT NOT NULL DEFAULT '', op_id TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS chunks (
+    key TEXT NOT NULL, offset INTEGER NOT NULL, hash BLOB NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (key, offset));
+CREATE INDEX IF NOT EXISTS chunks_hash ON chunks (hash);
+CREATE TABLE IF NOT EXISTS receipts (
+    hash BLOB PRIMARY KEY, size INTEGER NOT NULL, receipt BLOB NOT NULL, expires_at INTEGER NOT NULL);
+"""
+
+
+def key_of(path: str) -> str:
+    """The collision key of a local relative path."""
+    return "/".join(name_key(s) for s in path.split("/")) if path else ""
+
+
+def under(prefix_key: str) -> tuple[str, str]:
+    """SQL LIKE-free bounds for the keys strictly inside a folder key: (lo, hi)."""
+    return prefix_key + "/", prefix_key + "0"   # "0" sorts right after "/"
+
+
+@dataclass(frozen=True)
+class RemoteRow:
+    """One remote entry as the journal last described it."""
+
+    ns_id: str
+    file_id: str
+    path: str
+    kind: int
+    revision: str
+    size: int
+    content_hash: bytes
+    deleted: bool
+    seq: int
+
+
+@dataclass(frozen=True)
+class SyncedRow:
+    """The merge base of one path."""
+
+    path: str
+    ns_id: str
+    file_id: str
+    kind: int
+    revision: str
+    size: int
+    content_hash: bytes
+
+
+@dataclass(frozen=True)
+class LocalRow:
+    """The disk as last indexed."""
+
+    path: str
+    kind: int
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass(frozen=True)
+class Op:
+    """A queued local change: upload, mkdir, delete or move (``dest``)."""
+
+    id: int
+    kind: str
+    path: str
+    dest: str
+    op_id: str
+    attempts: int
+
+
+class LocalDB:
+    """Thin typed access to the state database; every method is one short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction (nested calls join the outer one)."""
+        with self._lock:
+            if self._db.in_transaction:
+                yield self._db
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # -- meta, counters, cursors ---------------------------------------------------------
+    def get_meta(self, name: str, default: str = "") -> str:
+        """A saved setting."""
+        rows = self._all("SELECT value FROM meta WHERE name = ?", (name,))
+        return rows[0][0] if rows else default
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Save a setting."""
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    def bump(self, name: str, by: int = 1) -> None:
+        """Add to a persistent counter (chunks sent, conflicts, ...)."""
+        with self.tx() as db:
+            db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + ?", (name, by, by))
+
+    def counters(self) -> dict[str, int]:
+        """Every counter."""
+        return dict(self._all("SELECT name, value FROM counters"))
+
+    def cursors(self) -> dict[str, int]:
+        """Journal position per namespace."""
+        return dict(self._all("SELECT ns_id, seq FROM cursors"))
+
+    def set_cursor(self, ns_id: str, seq: int) -> None:
+        """Record that a namespace's journal was applied up to ``seq``."""
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (ns_id, seq))
+
+    def forget_namespace(self, ns_id: str) -> None:
+        """Drop a namespace's cursor and remote rows (access revoked, or before a resync)."""
+        with self.tx() as db:
+            db.execute("DELETE FROM cursors WHERE ns_id = ?", (ns_id,))
+            db.execute("DELETE FROM remote WHERE ns_id = ?", (ns_id,))
+
+    # -- remote ------------------------------------------------------------------------
+    def remote_by_id(self, ns_id: str, file_id: str) -> RemoteRow | None:
+        """The remote row of a file id."""
+        rows = self._all("SELECT ns_id, file_id, path, kind, revision, size, content_hash, deleted, seq FROM remote WHERE ns_id = ? AND file_id = ?", (ns_id, file_id))
+        return RemoteRow(*rows[0]) if rows else None
+
+    def put_remote(self, row: RemoteRow) -> bool:
+        """Insert or update a remote row unless the stored one is newer; True if written."""
+        with self.tx() as db:
+            cur = db.execute("SELECT seq FROM remote WHERE ns_id = ? AND file_id = ?", (row.ns_id, row.file_id)).fetchone()
+            if cur is not None and cur[0] > row.seq:
+                return False
+            db.execute("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (row.ns_id, row.file_id, row.path, key_of(row.path), row.kind, row.revision, row.size,
+                        row.content_hash, int(row.deleted), row.seq))
+            return True
+
+    def move_remote_subtree(self, ns_id: str, old: str, new: str) -> None:
+        """Rewrite the paths of remote rows inside a moved folder."""
+        lo, hi = under(key_of(old))
+        with self.tx() as db:
+            for fid, path in db.execute("SELECT file_id, path FROM remote WHERE ns_id = ? AND key >= ? AND key < ?", (ns_id, lo, hi)).fetchall():
+                moved = new + path[len(old):]
+                db.execute("UPDATE remote SET path = ?, key = ? WHERE ns_id = ? AND file_id = ?", (moved, key_of(moved), ns_id, fid))
+
+    def delete_remote_subtree(self, ns_id: str, folder: str, seq: int) -> None:
+        """Mark every remote row inside a deleted folder as deleted."""
+        lo, hi = under(key_of(folder))
+        with self.tx() as db:
+            db.execute("UPDATE remote SET deleted = 1, seq = MAX(seq, ?) WHERE ns_id = ? AND key >= ? AND key < ?", (seq, ns_id, lo, hi))
+
+    def remote_diff(self) -> list[tuple[RemoteRow, SyncedRow | None]]:
+        """Remote rows whose revision differs from the synced row of the same file id."""
+        rows = self._all(
+            """SELECT r.ns_id, r.file_id, r.path, r.kind, r.revision, r.size, r.content_hash, r.deleted, r.seq,
+                      s.path, s.ns_id, s.file_id, s.kind, s.revision, s.size, s.content_hash
+               FROM remote r LEFT JOIN synced s ON s.ns_id = r.ns_id AND s.file_id = r.file_id
+               WHERE (s.revision IS NULL AND r.deleted = 0) OR (s.revision IS NOT NULL AND s.revision != r.revision)
+               ORDER BY r.seq""")
+        return [(RemoteRow(*r[:9]), SyncedRow(*r[9:]) if r[9] is not None else None) for r in rows]
+
+    # -- synced ------------------------------------------------------------------------
+    def synced(self, path: str) -> SyncedRow | None:
+        """The merge base of a path."""
+        rows = self._all("SELECT path, ns_id, file_id, kind, revision, size, content_hash FROM synced WHERE key = ?", (key_of(path),))
+        return SyncedRow(*rows[0]) if rows else None
+
+    def synced_by_id(self, ns_id: str, file_id: str) -> SyncedRow | None:
+        """The merge base of a file id."""
+        rows = self._all("SELECT path, ns_id, file_id, kind, revision, size, content_hash FROM synced WHERE ns_id = ? AND file_id = ?", (ns_id, file_id))
+        return SyncedRow(*rows[0]) if rows else None
+
+    def put_synced(self, row: SyncedRow) -> None:
+        """Record a path as agreed with the cluster (replacing any row with its file id)."""
+        with self.tx() as db:
+            db.execute("DELETE FROM synced WHERE ns_id = ? AND file_id = ? AND key != ?", (row.ns_id, row.file_id, key_of(row.path)))
+            db.execute("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (key_of(row.path), row.path, row.ns_id, row.file_id, row.kind, row.revision, row.size, row.content_hash))
+
+    def drop_synced(self, path: str, *, subtree: bool = False) -> None:
+        """Forget the merge base of a path (and of everything inside it)."""
+        key = key_of(path)
+        with self.tx() as db:
+            db.execute("DELETE FROM synced WHERE key = ?", (key,))
+            if subtree:
+                db.execute("DELETE FROM synced WHERE key >= ? AND key < ?", under(key))
+
+    def synced_subtree(self, path: str) -> list[SyncedRow]:
+        """Synced rows strictly inside a folder."""
+        rows = self._all("SELECT path, ns_id, file_id, kind, revision, size, content_hash FROM synced WHERE key >= ? AND key < ?", under(key_of(path)))
+        return [SyncedRow(*r) for r in rows]
+
+    # -- local -------------------------------------------------------------------------
+    def local(self, path: str) -> LocalRow | None:
+        """The disk as last indexed at a path."""
+        rows = self._all("SELECT path, kind, size, mtime_ns, inode FROM local WHERE key = ?", (key_of(path),))
+        return LocalRow(*rows[0]) if rows else None
+
+    def local_rows(self, prefix: str = "") -> list[LocalRow]:
+        """Every indexed entry (inside a folder, when ``prefix`` is given)."""
+        if not prefix:
+            rows = self._all("SELECT path, kind, size, mtime_ns, inode FROM local")
+        else:
+            rows = self._all("SELECT path, kind, size, mtime_ns, inode FROM local WHERE key >= ? AND key < ?", under(key_of(prefix)))
+        return [LocalRow(*r) for r in rows]
+
+    def put_local(self, row: LocalRow) -> None:
+        """Record a disk entry."""
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO local VALUES (?, ?, ?, ?, ?, ?)",
+                       (key_of(row.path), row.path, row.kind, row.size, row.mtime_ns, row.inode))
+
+    def drop_local(self, path: str, *, subtree: bool = False) -> None:
+        """Forget a disk entry (and everything inside it)."""
+        key = key_of(path)
+        with self.tx() as db:
+            db.execute("DELETE FROM local WHERE key = ?", (key,))
+            db.execute("DELETE FROM chunks WHERE key = ?", (key,))
+            if subtree:
+                db.execute("DELETE FROM local WHERE key >= ? AND key < ?", under(key))
+                db.execute("DELETE FROM chunks WHERE key >= ? AND key < ?", under(key))
+
+    def move_local(self, old: str, new: str, *, synced: bool = False) -> None:
+        """Rename a local entry and everything inside it (local rows, chunks; synced rows too
+        when ``synced``: the move is agreed with the cluster)."""
+        old_key, new_key = key_of(old), key_of(new)
+        lo, hi = under(old_key)
+        with self.tx() as db:
+            for table in ("local", "synced") if synced else ("local",):
+                rows = db.execute(f"SELECT key, path FROM {table} WHERE key = ? OR (key >= ? AND key < ?)", (old_key, lo, hi)).fetchall()
+                for key, path in rows:
+                    moved = new + path[len(old):]
+                    db.execute(f"DELETE FROM {table} WHERE key = ? AND key != ?", (key_of(moved), key))
+                    db.execute(f"UPDATE {table} SET key = ?, path = ? WHERE key = ?", (key_of(moved), moved, key))
+            for (key,) in db.execute("SELECT DISTINCT key FROM chunks WHERE key = ? OR (key >= ? AND key < ?)", (old_key, lo, hi)).fetchall():
+                db.execute("UPDATE OR REPLACE chunks SET key = ? WHERE key = ?", (new_key + key[len(old_key):], key))
+
+    # -- ops ---------------------------------------------------------------------------
+    def add_op(self, kind: str, path: str, dest: str = "", op_id: str = "") -> None:
+        """Queue a local change; an upload already queued for the path is not queued twice."""
+        import uuid
+
+        with self.tx() as db:
+            if kind == "upload":
+                if db.execute("SELECT 1 FROM ops WHERE kind = 'upload' AND path = ?", (path,)).fetchone():
+                    return
+            db.execute("INSERT INTO ops (kind, path, dest, op_id) VALUES (?, ?, ?, ?)", (kind, path, dest, op_id or uuid.uuid4().hex))
+
+    def ops(self) -> list[Op]:
+        """The queue, oldest first."""
+        return [Op(*r) for r in self._all("SELECT id, kind, path, dest, op_id, attempts FROM ops ORDER BY id")]
+
+    def op_done(self, op_id: int) -> None:
+        """Remove a finished (or abandoned) op."""
+        with self.tx() as db:
+            db.execute("DELETE FROM ops WHERE id = ?", (op_id,))
+
+    def op_failed(self, op_id: int) -> None:
+        """Count a failed attempt."""
+        with self.tx() as db:
+            db.execute("UPDATE ops SET attempts = attempts + 1 WHERE id = ?", (op_id,))
+
+    def pending_keys(self) -> set[str]:
+        """Keys of every path a queued op touches (source and destination)."""
+        out: set[str] = set()
+        for path, dest in self._all("SELECT path, dest FROM ops"):
+            out.add(key_of(path))
+            if dest:
+                out.add(key_of(dest))
+        return out
+
+    # -- chunks and receipts ------------------------------------------------------------
+    def set_chunks(self, path: str, chunks: list[tuple[int, bytes, int]]) -> None:
+        """Record where a file's chunks are: (offset, hash, size) each."""
+        key = key_of(path)
+        with self.tx() as db:
+            db.execute("DELETE FROM chunks WHERE key = ?", (key,))
+            db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?)", [(key, o, h, s) for o, h, s in chunks])
+
+    def find_chunk(self, chunk_hash: bytes) -> list[tuple[str, int, int]]:
+        """Where a chunk may be on disk: (path, offset, size) candidates (verify before use)."""
+        return self._all(
+            "SELECT l.path, c.offset, c.size FROM chunks c JOIN local l ON l.key = c.key WHERE c.hash = ? LIMIT 4", (chunk_hash,))
+
+    def save_receipts(self, receipts: list[tuple[bytes, int, bytes, int]]) -> None:
+        """Keep receipts of uploaded chunks: (hash, size, serialized receipt, expires_at)."""
+        with self.tx() as db:
+            db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?)", receipts)
+
+    def receipts(self, hashes: list[bytes]) -> dict[bytes, bytes]:
+        """Serialized receipts still valid for an hour or more, by hash."""
+        out: dict[bytes, bytes] = {}
+        limit = int(time.time()) + 3600
+        for i in range(0, len(hashes), 500):
+            part = hashes[i:i + 500]
+            marks = ",".join("?" * len(part))
+            for h, r in self._all(f"SELECT hash, receipt FROM receipts WHERE expires_at > ? AND hash IN ({marks})", (limit, *part)):
+                out[bytes(h)] = bytes(r)
+        return out
+
+    def drop_receipts(self, hashes: list[bytes]) -> None:
+        """Forget receipts once their chunks are committed (the user owns them now)."""
+        with self.tx() as db:
+            db.executemany("DELETE FROM receipts WHERE hash = ?", [(h,) for h in hashes])
+            db.execute("DELETE FROM receipts WHERE expires_at < ?", (int(time.time()),))
+
+    def receipt_count(self) -> int:
+        """How many uncommitted uploaded chunks this device holds receipts for."""
+        return int(self._all("SELECT COUNT(*) FROM receipts")[0][0])

@@ -1,0 +1,333 @@
+"""Replaying the queue of local changes against the cluster, in order.
+
+Each op re-reads the disk when it runs (an op says *where* something changed, the disk says
+*what* it is now). Conflicts follow DESIGN.md: a stale parent revision gets ABORTED; the
+local bytes are kept as a conflicted copy, uploaded, and the winner is downloaded. A delete
+that loses to a remote edit is dropped (edit wins). Network failures propagate: the op stays
+queued and the daemon retries with backoff.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from typing import TYPE_CHECKING
+
+import grpc
+
+from client._client import _call
+from client._errors import ConflictError, NotFoundError, SyncError, UnavailableError
+from client._localdb import FILE, FOLDER, LocalRow, Op, RemoteRow, SyncedRow, key_of
+from client._transfer import FileChanging, Prepared
+from client._types import Entry
+from tessera.paths import InvalidPath, conflicted_copy_name, numbered_name
+from tessera.pb import meta_pb2
+
+if TYPE_CHECKING:
+    from client._daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+SMALL_FILE = 4 * 1024 * 1024
+BATCH_FILES = 200
+_NETWORK = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+
+
+def is_network(e: BaseException) -> bool:
+    """Is this failure the network's (retry later) rather than the request's?"""
+    return isinstance(e, UnavailableError) or (isinstance(e, SyncError) and e.status in _NETWORK)
+
+
+def remote_row(e: Entry, content_hash: bytes | None = None) -> RemoteRow:
+    """A remote-tree row from an SDK entry."""
+    return RemoteRow(e.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size,
+                     content_hash if content_hash is not None else e.content_hash, e.deleted, e.seq)
+
+
+class OpRunner:
+    """Runs queued ops for one daemon."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+
+    @property
+    def _meta(self):  # noqa: ANN202 - the generated stub
+        return self.d.client._meta
+
+    async def run_all(self) -> int:
+        """Run every queued op in order; returns how many finished. Network errors propagate."""
+        done = 0
+        ops = self.d.db.ops()
+        i = 0
+        while i < len(ops):
+            op = ops[i]
+            if op.kind == "upload" and self._small(op.path):
+                group = [op]
+                while i + len(group) < len(ops) and len(group) < BATCH_FILES:
+                    nxt = ops[i + len(group)]
+                    if nxt.kind != "upload" or not self._small(nxt.path):
+                        break
+                    group.append(nxt)
+                if len(group) > 1:
+                    done += await self._guard(self._upload_batch(group), group[0])
+                    i += len(group)
+                    continue
+            done += await self._guard(self._run(op), op)
+            i += 1
+        return done
+
+    def _small(self, rel: str) -> bool:
+        e = self.d.indexer.stat(rel)
+        return e is not None and e.kind == FILE and e.size <= SMALL_FILE
+
+    async def _guard(self, coro, op: Op) -> int:  # noqa: ANN001 - a coroutine
+        try:
+            await coro
+            return 1
+        except FileChanging:
+            self.d.defer(op.path)
+            return 0
+        except FileNotFoundError:
+            self.d.db.op_done(op.id)
+            return 1
+        except SyncError as e:
+            if is_network(e):
+                raise
+            log.warning("%s %s: %s (not synced)", op.kind, op.path, e.message)
+            self.d.db.bump("failed_ops")
+            self.d.db.op_done(op.id)
+            return 1
+
+    async def _run(self, op: Op) -> None:
+        if op.kind == "upload":
+            await self._upload(op)
+        elif op.kind == "mkdir":
+            await self._mkdir(op)
+        elif op.kind == "delete":
+            await self._delete(op)
+        elif op.kind == "move":
+            await self._move(op)
+        else:
+            self.d.db.op_done(op.id)
+
+    # -- uploads -------------------------------------------------------------------------
+    def _parent(self, rel: str, ns_id: str) -> str:
+        s = self.d.db.synced(rel)
+        return s.revision if s is not None and s.ns_id == ns_id and s.kind == FILE else ""
+
+    def _unchanged(self, rel: str, p: Prepared) -> bool:
+        s = self.d.db.synced(rel)
+        return s is not None and s.kind == FILE and s.content_hash == p.content_hash
+
+    async def _upload(self, op: Op) -> None:
+        rel = op.path
+        e = self.d.indexer.stat(rel)
+        if e is None or e.kind != FILE:
+            self.d.db.op_done(op.id)
+            return
+        ns_id, ns_path = self.d.mounts.remote(rel)
+        p = await self.d.transfer.prepare(rel)
+        if self._unchanged(rel, p):
+            self._committed_local(rel, p)
+            self.d.db.op_done(op.id)
+            return
+        req = self.d.transfer.commit_request(p, ns_id, ns_path, self._parent(rel, ns_id), op.op_id)
+        try:
+            entry = await self.d.transfer.commit(req)
+        except ConflictError:
+            await self._conflict(op, rel, p, ns_id, ns_path)
+            return
+        self._committed(rel, entry, p)
+        self.d.db.op_done(op.id)
+
+    async def _upload_batch(self, group: list[Op]) -> None:
+        prepared: list[tuple[Op, Prepared, str, str]] = []
+        for op in group:
+            e = self.d.indexer.stat(op.path)
+            if e is None or e.kind != FILE:
+                self.d.db.op_done(op.id)
+                continue
+            try:
+                p = await self.d.transfer.prepare(op.path)
+            except FileChanging:
+                self.d.defer(op.path)
+                continue
+            except FileNotFoundError:
+                self.d.db.op_done(op.id)
+                continue
+            if self._unchanged(op.path, p):
+                self._committed_local(op.path, p)
+                self.d.db.op_done(op.id)
+                continue
+            ns_id, ns_path = self.d.mounts.remote(op.path)
+            prepared.append((op, p, ns_id, ns_path))
+        if not prepared:
+            return
+        reqs = [self.d.transfer.commit_request(p, ns, path, self._parent(op.path, ns), op.op_id) for op, p, ns, path in prepared]
+        results = await self.d.transfer.commit_batch(reqs)
+        for (op, p, ns_id, ns_path), res in zip(prepared, results, strict=True):
+            code = grpc.StatusCode.OK
+            for c in grpc.StatusCode:
+                if c.value[0] == res.code:
+                    code = c
+            if code is grpc.StatusCode.OK:
+                self._committed(op.path, Entry.from_pb(res.entry), p)
+                self.d.db.op_done(op.id)
+            elif code is grpc.StatusCode.ABORTED:
+                await self._conflict(op, op.path, p, ns_id, ns_path)
+            elif code in _NETWORK:
+                raise UnavailableError(res.message)
+            else:
+                log.warning("upload %s: %s (not synced)", op.path, res.message)
+                self.d.db.bump("failed_ops")
+                self.d.db.op_done(op.id)
+
+    def _committed_local(self, rel: str, p: Prepared) -> None:
+        with self.d.db.tx():
+            self.d.db.put_local(LocalRow(rel, FILE, p.size, p.mtime_ns, p.inode))
+            self.d.db.set_chunks(rel, p.refs)
+
+    def _committed(self, rel: str, entry: Entry, p: Prepared) -> None:
+        with self.d.db.tx():
+            self._committed_local(rel, p)
+            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE, entry.revision, entry.size, p.content_hash))
+            self.d.db.put_remote(remote_row(entry, p.content_hash))
+        self.d.progress.file_done(rel, p.size, "up")
+
+    async def _conflict(self, op: Op, rel: str, p: Prepared, ns_id: str, ns_path: str) -> None:
+        """Our parent was stale: keep our bytes as a conflicted copy; the winner comes down."""
+        try:
+            head: Entry | None = await self.d.client.stat(ns_path, namespace_id=ns_id)
+        except NotFoundError:
+            head = None
+        if head is None or head.deleted:
+            self.d.db.drop_synced(rel)        # it was deleted meanwhile: recreate it next time
+            self.d.db.op_failed(op.id)
+            return
+        if not head.is_folder and head.content_hash == p.content_hash:
+            self._committed(rel, head, p)     # both sides wrote the same bytes
+            self.d.db.op_done(op.id)
+            return
+        copy = self.conflicted_copy(rel)
+        os.rename(self.d.root / rel, self.d.root / copy)
+        with self.d.db.tx():
+            self.d.db.drop_local(rel)
+            self.d.db.put_local(LocalRow(copy, FILE, p.size, p.mtime_ns, p.inode))
+            self.d.db.op_done(op.id)
+            self.d.db.add_op("upload", copy)
+            self.d.db.bump("conflicts")
+        self.d.progress.conflict(rel, copy)
+        log.warning("conflict on %s: your version is kept as %s", rel, copy)
+
+    def conflicted_copy(self, rel: str) -> str:
+        """A free local name for the conflicted copy of ``rel``."""
+        folder, _, name = rel.rpartition("/")
+        try:
+            base = conflicted_copy_name(name, self.d.device_name, dt.datetime.now())
+        except InvalidPath:
+            base = name + f" (conflicted copy, {self.d.device_name})"
+        candidate, n = base, 1
+        while os.path.lexists(self.d.root / (f"{folder}/{candidate}" if folder else candidate)) or self.d.db.synced(
+                f"{folder}/{candidate}" if folder else candidate) is not None:
+            n += 1
+            candidate = numbered_name(base, n)
+        return f"{folder}/{candidate}" if folder else candidate
+
+    # -- folders, deletes, moves -------------------------------------------------------------
+    async def _mkdir(self, op: Op) -> None:
+        e = self.d.indexer.stat(op.path)
+        if e is None or e.kind != FOLDER:
+            self.d.db.op_done(op.id)
+            return
+        ns_id, ns_path = self.d.mounts.remote(op.path)
+        if not ns_path:                  # a mount point itself
+            self.d.db.op_done(op.id)
+            return
+        req = meta_pb2.MakeFolderRequest(namespace_id=ns_id, path=ns_path, device_id=self.d.client.device_id, operation_id=op.op_id)
+        resp = await _call(self._meta.MakeFolder(req, metadata=self.d.client._md, timeout=self.d.client.config.timeout))
+        entry = Entry.from_pb(resp.entry)
+        with self.d.db.tx():
+            self.d.db.put_synced(SyncedRow(op.path, entry.namespace_id, entry.file_id, FOLDER, entry.revision, 0, entry.content_hash))
+            self.d.db.put_remote(remote_row(entry))
+            self.d.db.op_done(op.id)
+
+    async def _delete(self, op: Op) -> None:
+        rel = op.path
+        s = self.d.db.synced(rel)
+        if self.d.indexer.stat(rel) is not None or s is None:
+            self.d.db.op_done(op.id)      # back again, or never synced: nothing to delete
+            return
+        if s.kind == FOLDER and self._remote_children_kept(rel):
+            self.d.db.drop_synced(rel)    # a child was edited elsewhere: keep the folder
+            self.d.db.op_done(op.id)
+            return
+        ns_path = self.d.mounts.remote(rel)[1]
+        req = meta_pb2.DeleteRequest(namespace_id=s.ns_id, path=ns_path, parent_revision=s.revision if s.kind == FILE else "",
+                                     device_id=self.d.client.device_id, operation_id=op.op_id)
+        try:
+            resp = await _call(self._meta.Delete(req, metadata=self.d.client._md, timeout=self.d.client.config.timeout))
+        except ConflictError:
+            log.info("%s was changed elsewhere; keeping that edit instead of deleting it", rel)
+            self.d.db.drop_synced(rel)    # the edit wins: it downloads again
+            self.d.db.op_done(op.id)
+            return
+        except NotFoundError:
+            self.d.db.drop_synced(rel, subtree=True)
+            self.d.db.op_done(op.id)
+            return
+        entry = Entry.from_pb(resp.entry)
+        with self.d.db.tx():
+            self.d.db.drop_synced(rel, subtree=s.kind == FOLDER)
+            self.d.db.put_remote(remote_row(entry))
+            self.d.db.op_done(op.id)
+        self.d.progress.file_done(rel, 0, "delete")
+
+    def _remote_children_kept(self, rel: str) -> bool:
+        """Does the remote tree hold live children of this folder that we did not delete?"""
+        for row in self.d.db.synced_subtree(rel):
+            r = self.d.db.remote_by_id(row.ns_id, row.file_id)
+            if r is not None and not r.deleted:
+                return True
+        return False
+
+    async def _move(self, op: Op) -> None:
+        old, new = op.path, op.dest
+        s = self.d.db.synced(old)
+        ns_a, pa = self.d.mounts.remote(old)
+        ns_b, pb = self.d.mounts.remote(new)
+        if s is None or ns_a != ns_b or not pa or not pb:
+            self._reupload(old, new)
+            self.d.db.op_done(op.id)
+            return
+        req = meta_pb2.MoveRequest(namespace_id=ns_a, from_path=pa, to_path=pb, device_id=self.d.client.device_id, operation_id=op.op_id,
+                                   parent_revision=s.revision if s.kind == FILE else "")
+        try:
+            resp = await _call(self._meta.Move(req, metadata=self.d.client._md, timeout=self.d.client.config.timeout))
+        except SyncError as e:
+            if is_network(e) or e.status is grpc.StatusCode.UNIMPLEMENTED:
+                if not is_network(e):
+                    self._reupload(old, new)
+                    self.d.db.op_done(op.id)
+                    return
+                raise
+            log.info("move %s -> %s refused (%s): uploading it at the new place instead", old, new, e.message)
+            self._reupload(old, new)
+            self.d.db.op_done(op.id)
+            return
+        entry = Entry.from_pb(resp.entry)
+        with self.d.db.tx():
+            self.d.db.move_local(old, new, synced=True)
+            self.d.db.put_synced(SyncedRow(new, entry.namespace_id, entry.file_id, s.kind, entry.revision, entry.size, s.content_hash))
+            self.d.db.put_remote(remote_row(entry, s.content_hash))
+            self.d.db.op_done(op.id)
+        self.d.progress.file_done(new, 0, "move")
+
+    def _reupload(self, old: str, new: str) -> None:
+        """Fall back from a move to uploading what is at ``new`` (the old place stays as it is)."""
+        with self.d.db.tx():
+            self.d.db.drop_synced(old, subtree=True)
+            top = self.d.db.local(new)
+            rows = ([top] if top else []) + self.d.db.local_rows(new)
+            for r in sorted(rows, key=lambda r: key_of(r.path).count("/")):
+                self.d.db.add_op("mkdir" if r.kind == FOLDER else "upload", r.path)

@@ -1,0 +1,246 @@
+"""Moving file contents for the daemon: chunked uploads that resume, downloads that reuse disk.
+
+Uploads stream the file once: each batch of chunks is checked with NeedChunks, chunks with a
+receipt kept from an earlier (interrupted) attempt are not sent again, the rest go to their
+block nodes (several batches in flight), and every receipt is saved in SQLite as it arrives.
+Nothing is visible to other devices before the single Commit at the end.
+
+Downloads take every chunk they can from files already on disk (by hash, verified), fetch only
+the rest, write a temporary file beside the target and rename it into place, unless the target
+changed meanwhile (the user's write wins; the indexer sees it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from client._client import Client, _call
+from client._localdb import LocalDB
+from client._types import Entry
+from tessera.chunking import Chunk, iter_chunks
+from tessera.pb import common_pb2, meta_pb2
+
+BATCH_CHUNKS = 16
+IN_FLIGHT = 3
+EMPTY_CONTENT_HASH = hashlib.sha256(b"").digest()
+
+
+class FileChanging(Exception):
+    """The file changed while it was read: upload it once it settles."""
+
+
+class TargetChanged(Exception):
+    """The local file changed while its new version downloaded: the local write wins."""
+
+
+@dataclass
+class Prepared:
+    """A file read and its chunks stored: ready to commit."""
+
+    refs: list[tuple[int, bytes, int]]      # (offset, hash, size)
+    receipts: list[common_pb2.Receipt]
+    size: int
+    mtime_ns: int
+    inode: int
+    sent_chunks: int
+    sent_bytes: int
+
+    @property
+    def content_hash(self) -> bytes:
+        """SHA-256 over the chunk hashes, as the metanode computes it."""
+        return hashlib.sha256(b"".join(h for _, h, _ in self.refs)).digest()
+
+
+def _take(chunks: Iterator[Chunk], n: int) -> list[Chunk]:
+    out: list[Chunk] = []
+    for c in chunks:
+        out.append(c)
+        if len(out) >= n:
+            break
+    return out
+
+
+class Transfer:
+    """Uploads and downloads for one daemon."""
+
+    def __init__(self, client: Client, db: LocalDB, root: Path, *, on_bytes: Callable[[int], None] | None = None) -> None:
+        self.client = client
+        self.db = db
+        self.root = root
+        self._on_bytes = on_bytes or (lambda _n: None)
+
+    # -- upload --------------------------------------------------------------------------
+    async def prepare(self, rel: str) -> Prepared:
+        """Chunk a file and make sure the cluster holds every chunk (with receipts as needed).
+
+        Raises:
+            FileChanging: the file changed while it was read.
+            FileNotFoundError: it is gone.
+        """
+        path = self.root / rel
+        blocks = await self.client._block_pool()
+        refs: list[tuple[int, bytes, int]] = []
+        receipts: dict[bytes, common_pb2.Receipt] = {}
+        sent = sent_bytes = 0
+        in_flight: set[asyncio.Task[None]] = set()
+
+        async def store(batch: list[Chunk]) -> None:
+            nonlocal sent, sent_bytes
+            missing = await self.client.need_chunks([c.hash for c in batch])
+            kept = self.db.receipts(list(missing))
+            for h, raw in kept.items():
+                receipts[h] = common_pb2.Receipt.FromString(raw)
+            todo = list({c.hash: c for c in batch if c.hash in missing and c.hash not in kept}.values())
+            if not todo:
+                return
+            got = await blocks.put(todo)
+            self.db.save_receipts([(bytes(r.hash), r.size, r.SerializeToString(), r.expires_at) for r in got])
+            for r in got:
+                receipts[bytes(r.hash)] = r
+            n, b = len(todo), sum(c.size for c in todo)
+            sent += n
+            sent_bytes += b
+            self.db.bump("chunks_sent", n)
+            self.db.bump("bytes_sent", b)
+            self._on_bytes(b)
+
+        st1 = os.lstat(path)
+        try:
+            with path.open("rb") as f:
+                chunks = iter_chunks(f)
+                while True:
+                    batch = await asyncio.to_thread(_take, chunks, BATCH_CHUNKS)
+                    if not batch:
+                        break
+                    refs.extend((c.offset, c.hash, c.size) for c in batch)
+                    while len(in_flight) >= IN_FLIGHT:
+                        done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                        for t in done:
+                            t.result()
+                    in_flight.add(asyncio.create_task(store(batch)))
+                if in_flight:
+                    for t in await asyncio.gather(*in_flight, return_exceptions=True):
+                        if isinstance(t, BaseException):
+                            raise t
+                    in_flight = set()
+        finally:
+            for t in in_flight:
+                t.cancel()
+        st2 = os.lstat(path)
+        if (st1.st_size, st1.st_mtime_ns, st1.st_ino) != (st2.st_size, st2.st_mtime_ns, st2.st_ino):
+            raise FileChanging(rel)
+        wanted = [receipts[h] for h in dict.fromkeys(h for _, h, _ in refs) if h in receipts]
+        return Prepared(refs, wanted, st1.st_size, st1.st_mtime_ns, st1.st_ino, sent, sent_bytes)
+
+    def commit_request(self, p: Prepared, ns_id: str, ns_path: str, parent_revision: str, op_id: str) -> meta_pb2.CommitRequest:
+        """The Commit for a prepared file."""
+        return meta_pb2.CommitRequest(
+            namespace_id=ns_id, path=ns_path, parent_revision=parent_revision,
+            blocklist=common_pb2.Blocklist(chunks=[common_pb2.ChunkRef(hash=h, size=s) for _, h, s in p.refs]),
+            receipts=p.receipts, client_mtime_ns=p.mtime_ns, device_id=self.client.device_id, operation_id=op_id)
+
+    async def commit(self, req: meta_pb2.CommitRequest) -> Entry:
+        """Commit one file version (ConflictError when the parent is stale)."""
+        resp = await _call(self.client._meta.Commit(req, metadata=self.client._md, timeout=self.client.config.timeout))
+        self.db.drop_receipts([bytes(r.hash) for r in req.receipts])
+        return Entry.from_pb(resp.entry)
+
+    async def commit_batch(self, reqs: list[meta_pb2.CommitRequest]) -> list[meta_pb2.CommitResult]:
+        """Commit many small files in one round trip; one result each."""
+        req = meta_pb2.CommitBatchRequest(commits=reqs)
+        resp = await _call(self.client._meta.CommitBatch(req, metadata=self.client._md, timeout=self.client.config.timeout))
+        self.db.drop_receipts([bytes(r.hash) for c in reqs for r in c.receipts])
+        return list(resp.results)
+
+    # -- download ------------------------------------------------------------------------
+    def _local_chunk(self, chunk_hash: bytes) -> bytes | None:
+        for rel, offset, size in self.db.find_chunk(chunk_hash):
+            try:
+                with (self.root / rel).open("rb") as f:
+                    f.seek(offset)
+                    data = f.read(size)
+            except OSError:
+                continue
+            if len(data) == size and hashlib.sha256(data).digest() == chunk_hash:
+                return data
+        return None
+
+    async def download(self, ns_id: str, ns_path: str, rel: str, expect: tuple[int, int, int] | None,
+                       make_dirs: Callable[[Path], None]) -> tuple[Entry, os.stat_result, list[tuple[int, bytes, int]], int]:
+        """Fetch the head of a remote file into ``rel``.
+
+        Args:
+            ns_id: the namespace.
+            ns_path: the path inside it.
+            rel: the local relative path.
+            expect: (size, mtime_ns, inode) the target must still have at rename time, or None
+                if it must still be absent.
+            make_dirs: creates (and records) missing parent folders.
+
+        Returns:
+            (entry, stat of the new file, its chunks as (offset, hash, size), bytes fetched).
+
+        Raises:
+            TargetChanged: the local file changed meanwhile (nothing was replaced).
+        """
+        req = meta_pb2.GetFileRequest(namespace_id=ns_id, path=ns_path)
+        resp = await _call(self.client._meta.GetFile(req, metadata=self.client._md, timeout=self.client.config.timeout))
+        entry = Entry.from_pb(resp.entry)
+        layout: list[tuple[int, bytes, int]] = []
+        offsets: dict[bytes, list[int]] = {}
+        pos = 0
+        for c in resp.blocklist.chunks:
+            layout.append((pos, bytes(c.hash), c.size))
+            offsets.setdefault(bytes(c.hash), []).append(pos)
+            pos += c.size
+        target = self.root / rel
+        make_dirs(target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".tessera-part", dir=target.parent)
+        fetched = 0
+        try:
+            os.ftruncate(fd, pos)
+            remote: list[bytes] = []
+            for h, where in offsets.items():
+                data = await asyncio.to_thread(self._local_chunk, h)
+                if data is None:
+                    remote.append(h)
+                    continue
+                for off in where:
+                    os.pwrite(fd, data, off)
+            if remote:
+                blocks = await self.client._block_pool()
+                async for h, data in blocks.get(resp.ticket, remote):
+                    for off in offsets[h]:
+                        await asyncio.to_thread(os.pwrite, fd, data, off)
+                    fetched += len(data)
+                    self._on_bytes(len(data))
+            await asyncio.to_thread(os.fsync, fd)
+            os.close(fd)
+            fd = -1
+            _check_target(target, expect)
+            os.replace(tmp, target)
+            st = os.lstat(target)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.db.bump("bytes_fetched", fetched)
+        return entry, st, layout, fetched
+
+
+def _check_target(target: Path, expect: tuple[int, int, int] | None) -> None:
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        if expect is None:
+            return
+        raise TargetChanged(str(target)) from None
+    if expect is None or (st.st_size, st.st_mtime_ns, st.st_ino) != expect:
+        raise TargetChanged(str(target))

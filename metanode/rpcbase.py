@@ -1,0 +1,160 @@
+"""What every Metadata RPC shares: proto conversion, edge validation, the caller, transactions,
+path resolution and notifications. ``MetadataService`` (service.py) and ``WriteRpcs``
+(service_writes.py) build on ``ServiceBase``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+import grpc
+
+from metanode import users
+from metanode.db import Conn, Database
+from metanode.gc import Collector
+from metanode.model import ChangeRow, EntryRow, Kind
+from metanode.notify import Notifier
+from metanode.sharing import Target, resolve
+from tessera.auth import Signer
+from tessera.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from tessera.membership import Watcher
+from tessera.paths import InvalidPath, normalize_path
+from tessera.pb import common_pb2
+from tessera.rpc import current_principal
+
+T = TypeVar("T")
+ON_BEHALF_KEY = "x-tessera-user"
+
+
+def entry_pb(e: EntryRow) -> common_pb2.Entry:
+    """An entry as its proto."""
+    return common_pb2.Entry(
+        namespace_id=str(e.ns_id),
+        file_id=str(e.file_id),
+        path=e.path,
+        name=e.name,
+        kind=common_pb2.ENTRY_KIND_FOLDER if e.kind is Kind.FOLDER else common_pb2.ENTRY_KIND_FILE,
+        size=e.size,
+        revision_id=str(e.rev_id),
+        modified_at_us=e.modified_at_us,
+        deleted=e.deleted,
+        device_id=e.device_id,
+        seq=e.seq,
+        client_mtime_ns=e.client_mtime_ns,
+        content_hash=e.content_hash,
+    )
+
+
+def change_pb(c: ChangeRow) -> common_pb2.Change:
+    """A journal record as its proto."""
+    return common_pb2.Change(
+        namespace_id=str(c.ns_id),
+        seq=c.seq,
+        op=int(c.op),
+        entry=entry_pb(c.entry),
+        old_path=c.old_path,
+    )
+
+
+def parse_uuid(value: str, what: str) -> uuid.UUID:
+    """A UUID from a request field, or INVALID_ARGUMENT naming the field."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument(f"{what} {value!r} is not a valid id") from None
+
+
+def opt_uuid(value: str, what: str) -> uuid.UUID | None:
+    """Like parse_uuid, with "" meaning None."""
+    return parse_uuid(value, what) if value else None
+
+
+def parse_path(value: str, *, allow_root: bool = False) -> str:
+    """A normalised path, or INVALID_ARGUMENT with the one-line reason."""
+    try:
+        return normalize_path(value, allow_root=allow_root)
+    except InvalidPath as e:
+        raise InvalidArgument(str(e)) from None
+
+
+class ServiceBase:
+    """State and helpers of the Metadata servicer."""
+
+    def __init__(
+        self,
+        db: Database,
+        signer: Signer,
+        *,
+        token_ttl: int,
+        ticket_ttl: int,
+        block_watch: Watcher | None,
+        sync_watch: Watcher | None,
+        notifier: Notifier,
+        collector: Collector | None = None,
+        replicas: int = 3,
+        write_quorum: int = 2,
+    ) -> None:
+        self.db = db
+        self.signer = signer
+        self.token_ttl = token_ttl
+        self.ticket_ttl = ticket_ttl
+        self.block_watch = block_watch
+        self.sync_watch = sync_watch
+        self.notifier = notifier
+        self.collector = collector
+        self.replicas = replicas
+        self.write_quorum = write_quorum
+
+    def _caller(self, context: grpc.aio.ServicerContext) -> uuid.UUID:
+        """The user a call acts for: the token's user, or for a node the x-tessera-user it names."""
+        principal = current_principal()
+        if principal.is_node:
+            for key, value in context.invocation_metadata() or ():
+                if key == ON_BEHALF_KEY:
+                    return parse_uuid(str(value), "user")
+            raise InvalidArgument(f"node calls must name a user in {ON_BEHALF_KEY}")
+        return parse_uuid(principal.user_id, "user")
+
+    async def _txn(
+        self, context: grpc.aio.ServicerContext, fn: Callable[[Conn, uuid.UUID], Awaitable[T]]
+    ) -> T:
+        """Run ``fn(conn, user_id)`` in one serializable transaction, after the revocation check."""
+        principal = current_principal()
+        user_id = self._caller(context)
+
+        async def body(conn: Conn) -> T:
+            if not principal.is_node and await users.is_revoked(conn, user_id, principal.token_id):
+                raise Unauthenticated("token revoked: log in again (tessera login)")
+            return await fn(conn, user_id)
+
+        return await self.db.run(body)
+
+    async def _require_admin(self, context: grpc.aio.ServicerContext, what: str) -> None:
+        """Admins (with a token that was not revoked) and nodes only."""
+        principal = current_principal()
+        if principal.is_node:
+            return
+
+        async def check(conn: Conn, uid: uuid.UUID) -> None:
+            return None
+
+        await self._txn(context, check)  # a revoked token is UNAUTHENTICATED, admin or not
+        if not principal.is_admin:
+            raise PermissionDenied(f"only an admin can {what}")
+
+    @staticmethod
+    async def _resolve(
+        conn: Conn, user_id: uuid.UUID, ns: str, path: str, *, into_mount: bool
+    ) -> Target:
+        """Where a request's (namespace_id, path) lands; see ``sharing.resolve``."""
+        return await resolve(conn, user_id, opt_uuid(ns, "namespace"), path, into_mount=into_mount)
+
+    def _notify(self, changes: Iterable[tuple[uuid.UUID, int]]) -> None:
+        """Tell the sync nodes about the newest seq of each changed namespace."""
+        newest: dict[uuid.UUID, int] = {}
+        for ns, seq in changes:
+            newest[ns] = max(seq, newest.get(ns, 0))
+        for ns, seq in newest.items():
+            self.notifier.changed(ns, seq)
