@@ -1,28 +1,40 @@
-"""The block node as a ``NodeApp``: store, Block service, etcd registration and ring watch."""
+"""The block node as a ``NodeApp``: store, Block service, etcd registration and ring watch,
+and the background loops (replicator, scrubber, decommissioner)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import uuid
 from collections.abc import Collection
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import aetcd
 import grpc
 from prometheus_client import CollectorRegistry
 
 from blocknode.asyncstore import AsyncChunkStore
+from blocknode.auditor import Scrubber
+from blocknode.config import BlockNodeConfig
+from blocknode.decommission import Decommissioner
+from blocknode.ratelimit import RateLimiter
+from blocknode.replicator import Replicator
 from blocknode.service import NODE_METHODS, SERVICE_NAME, BlockService, add_to_server
 from blocknode.storeproc import ProcessChunkStore
 from tessera.auth import Signer
 from tessera.config import BlockConfig, ConfigError
-from tessera.membership import NodeRecord, Registration, View, Watcher, connect
+from tessera.membership import (
+    NodeRecord,
+    Registration,
+    View,
+    Watcher,
+    alive_prefix,
+    connect,
+    nodes_prefix,
+)
 from tessera.server import Bound
-
-if TYPE_CHECKING:
-    import aetcd
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +42,7 @@ NODE_ID_FILE = "NODE_ID"
 STORE_DIR = "chunks"
 KIND = "block"
 READY_TIMEOUT = 10.0  # seconds to wait for our own registration to show in the ring
+MB = 1_000_000
 
 
 class StartupError(Exception):
@@ -84,14 +97,74 @@ class BlockApp:
     node_methods: Collection[str] = NODE_METHODS
 
     def __init__(self, cfg: BlockConfig, registry: CollectorRegistry, node_id: str) -> None:
+        if not isinstance(cfg, BlockNodeConfig):  # a plain BlockConfig: default pacing
+            fields = {k: v for k, v in cfg.__dict__.items() if k != "kind"}
+            cfg = BlockNodeConfig(**fields)
         self.cfg = cfg
         self.node_id = node_id
         # RocksDB runs in a child process: rocksdict holds the GIL through every call.
         self.store = AsyncChunkStore(ProcessChunkStore(Path(cfg.data_dir) / STORE_DIR, readers=4))
         self.service = BlockService(cfg, node_id, self.store, Signer(cfg.cluster_secret), registry)
+        service = self.service
+        self.replicator = Replicator(
+            node_id,
+            self.store,
+            service.rings,
+            service.peers,
+            service.metrics,
+            RateLimiter(cfg.rebalance_rate_mb * MB),
+            cfg.repair_interval,
+        )
+        service.pass_figures = lambda: (
+            service.metrics.under_replicated,
+            service.metrics.last_pass_at,
+        )
+        self.scrubber = Scrubber(
+            node_id,
+            self.store,
+            service.rings,
+            service.peers,
+            service.metrics,
+            cfg.scrub_rate_mb,
+            cfg.scrub_interval,
+        )
+        self.decommissioner = Decommissioner(
+            node_id,
+            cfg.down_grace,
+            self._decommission,
+            on_removed=lambda _n: service.metrics.decommissions.inc(),
+        )
         self._etcd: aetcd.Client | None = None
         self._registration: Registration | None = None
         self._watcher: Watcher | None = None
+        self._view: View | None = None
+        self._loops: list[asyncio.Task[None]] = []
+
+    def _on_view(self, view: View) -> None:
+        """A new membership view: follow the ring, and start a pass when it matters."""
+        previous = self._view
+        self._view = view
+        self.service.update_view(view)
+        self.decommissioner.observe(view)
+        if previous is None:
+            return
+        members_changed = previous.nodes != view.nodes
+        came_back = bool(view.alive - previous.alive)
+        if members_changed or came_back:
+            self.replicator.trigger()
+
+    async def _decommission(self, node_id: str) -> bool:
+        """Remove a node's membership in etcd, unless its liveness key is back."""
+        assert self._etcd is not None
+        member_key = nodes_prefix(KIND) + node_id.encode()
+        alive_key = alive_prefix(KIND) + node_id.encode()
+        tx = self._etcd.transactions
+        succeeded, _ = await self._etcd.transaction(
+            compare=[tx.version(alive_key) == 0, tx.version(member_key) > 0],
+            success=[tx.delete(member_key)],
+            failure=[],
+        )
+        return bool(succeeded)
 
     def register(self, server: grpc.aio.Server) -> None:
         """Add the Block service."""
@@ -100,7 +173,7 @@ class BlockApp:
     async def start(self, bound: Bound) -> None:
         """Watch the ring, register this node with a lease, and wait until the ring shows it."""
         self._etcd = connect(self.cfg.etcd_endpoints())
-        self._watcher = Watcher(self._etcd, KIND, on_change=self.service.update_view)
+        self._watcher = Watcher(self._etcd, KIND, on_change=self._on_view)
         try:
             await self._watcher.start()
         except Exception as e:  # aetcd's errors; membership is the module that knows etcd
@@ -133,9 +206,19 @@ class BlockApp:
             len(ring),
             sum(m.up for m in ring.members),
         )
+        self._loops = [
+            asyncio.create_task(self.replicator.run(), name="replicator"),
+            asyncio.create_task(self.scrubber.run(), name="scrubber"),
+            asyncio.create_task(self.decommissioner.run(), name="decommissioner"),
+        ]
 
     async def stop(self) -> None:
-        """Drop liveness, stop watching, finish background copies, close channels and store."""
+        """Stop the loops, drop liveness, stop watching, finish background copies, close."""
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self._registration is not None:
             await self._registration.stop()
         if self._watcher is not None:

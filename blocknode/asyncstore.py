@@ -1,38 +1,48 @@
 """The asyncio front of a chunk store: group-committed writes, reads on a few threads.
 
 Mutations go through one writer task in FIFO order; puts queued while one batch is being
-written and synced go out together in the next (one fsync for many chunks, and a burst of
-puts costs a handful of round trips to the store). Reads, and the re-hash of what they read,
-run on a small thread pool.
+written and synced go out together in the next (one WAL sync for many chunks, and a burst of
+puts costs a handful of round trips to the store). Other mutations (deletes, hint records)
+run alone, in their place in the queue. Reads, and the re-hash of what they read, run on a
+small thread pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from blocknode.store import BlockStore, StoreError, verify
+from blocknode.store import BlockStore, ChunkCorrupt, StoreError, verify
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
+class Copy(enum.Enum):
+    """What a verified read found."""
+
+    OK = "ok"
+    MISSING = "missing"
+    CORRUPT = "corrupt"
+
+
 @dataclass
 class _Op:
     puts: list[tuple[bytes, bytes]]
     hints: list[tuple[str, bytes]]
-    deletes: list[bytes]
-    future: asyncio.Future[int] = field(repr=False)
+    call: Callable[[], Any] | None  # a mutation that runs alone (delete, hint bookkeeping)
+    future: asyncio.Future[Any] = field(repr=False)
 
     @property
     def size(self) -> int:
-        return sum(len(d) for _, d in self.puts) + 64 * (len(self.hints) + len(self.deletes))
+        return sum(len(d) for _, d in self.puts) + 64 * len(self.hints)
 
 
 class AsyncChunkStore:
@@ -61,14 +71,17 @@ class AsyncChunkStore:
         self.batches = 0  # synced write batches so far (for tests and benchmarks)
 
     async def _submit(
-        self, puts: list[tuple[bytes, bytes]], hints: list[tuple[str, bytes]], deletes: list[bytes]
-    ) -> int:
+        self,
+        puts: list[tuple[bytes, bytes]],
+        hints: list[tuple[str, bytes]],
+        call: Callable[[], T] | None = None,
+    ) -> Any:
         if self._closing:
             raise StoreError("chunk store is closed")
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop(), name="chunkstore-writer")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Op(puts, hints, deletes, future))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Op(puts, hints, call, future))
         self._wake.set()
         # Shielded: a caller that goes away does not take the write with it.
         return await asyncio.shield(future)
@@ -76,11 +89,22 @@ class AsyncChunkStore:
     async def put(self, chunk_hash: bytes, data: bytes, *, hint_for: str = "") -> None:
         """Store a chunk durably, with a hint record when it is held for ``hint_for``."""
         hints = [(hint_for, chunk_hash)] if hint_for else []
-        await self._submit([(chunk_hash, data)], hints, [])
+        await self._submit([(chunk_hash, data)], hints)
 
     async def delete_many(self, hashes: Sequence[bytes]) -> int:
         """Remove chunks durably; how many were there."""
-        return await self._submit([], [], list(hashes))
+        items = list(hashes)
+        return int(await self._submit([], [], lambda: self.store.delete_many(items)))
+
+    async def finish_hints(self, target: str, hashes: Sequence[bytes]) -> int:
+        """Forget ``target``'s hint records for these chunks (delivered, or moot)."""
+        items = list(hashes)
+        return int(await self._submit([], [], lambda: self.store.finish_hints(target, items)))
+
+    async def drop_unhinted(self, hashes: Sequence[bytes]) -> list[bytes]:
+        """Delete the chunks no hint record names; returns those deleted."""
+        items = list(hashes)
+        return list(await self._submit([], [], lambda: self.store.drop_unhinted(items)))
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -109,11 +133,11 @@ class AsyncChunkStore:
         """The next run of ops to apply together: consecutive puts, up to the byte limit."""
         first = self._queue.popleft()
         group, size = [first], first.size
-        if first.deletes:
+        if first.call is not None:
             return group
         while (
             self._queue
-            and not self._queue[0].deletes
+            and self._queue[0].call is None
             and size + self._queue[0].size <= self._max_batch
         ):
             op = self._queue.popleft()
@@ -121,9 +145,9 @@ class AsyncChunkStore:
             size += op.size
         return group
 
-    def _apply(self, group: list[_Op]) -> int:
-        if group[0].deletes:
-            return self.store.delete_many(group[0].deletes)
+    def _apply(self, group: list[_Op]) -> Any:
+        if group[0].call is not None:
+            return group[0].call()
         puts = [p for op in group for p in op.puts]
         hints = [h for op in group for h in op.hints]
         return self.store.write(puts, hints)
@@ -138,19 +162,50 @@ class AsyncChunkStore:
         """The chunk's stored bytes, or None."""
         return await self.run_read(lambda: self.store.get(chunk_hash))
 
-    async def get_verified(self, chunk_hash: bytes) -> tuple[bytes | None, bool]:
-        """(data, intact): data is None when missing; intact is False when it hashes wrong."""
+    async def read(self, chunk_hash: bytes) -> tuple[Copy, bytes | None]:
+        """The chunk re-hashed as read: (OK, data), (MISSING, None) or (CORRUPT, None)."""
 
-        def read() -> tuple[bytes | None, bool]:
-            data = self.store.get(chunk_hash)
-            return data, data is not None and verify(chunk_hash, data)
+        def read() -> tuple[Copy, bytes | None]:
+            try:
+                data = self.store.get(chunk_hash)
+            except ChunkCorrupt:
+                return Copy.CORRUPT, None
+            if data is None:
+                return Copy.MISSING, None
+            if not verify(chunk_hash, data):
+                return Copy.CORRUPT, None
+            return Copy.OK, data
 
         return await self.run_read(read)
+
+    async def get_verified(self, chunk_hash: bytes) -> tuple[bytes | None, bool]:
+        """(data, intact): data is None when missing or unreadable; intact False unless OK."""
+        state, data = await self.read(chunk_hash)
+        return data, state is Copy.OK
 
     async def contains_many(self, hashes: Iterable[bytes]) -> list[bool]:
         """Presence of each hash, in order."""
         items = list(hashes)
         return await self.run_read(lambda: [self.store.contains(h) for h in items])
+
+    async def scan_page(
+        self, start: bytes, end: bytes | None = None, limit: int = 4096
+    ) -> list[bytes]:
+        """Up to ``limit`` stored hashes in ``[start, end)``, in order."""
+
+        def page() -> list[bytes]:
+            out: list[bytes] = []
+            for h in self.store.scan(start, end):
+                out.append(h)
+                if len(out) >= limit:
+                    break
+            return out
+
+        return await self.run_read(page)
+
+    async def hints(self) -> list[tuple[str, bytes]]:
+        """Every (target node, hash) hint record."""
+        return await self.run_read(lambda: list(self.store.hints()))
 
     async def close(self) -> None:
         """Finish queued writes, stop the threads and close the store (idempotent)."""

@@ -8,7 +8,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class BlockMetrics:
-    """Chunks stored, bytes in/out, puts/gets, replication and repair counters."""
+    """Chunks stored, bytes in/out, puts/gets, replication, repair, rebalance and scrubbing.
+
+    The figures ``NodeStatus`` reports are also kept as plain numbers (``under_replicated``,
+    ``transferred``, ``scrubbed``, ``corrupt_seen``, ``last_pass_at``).
+    """
 
     def __init__(
         self,
@@ -54,7 +58,7 @@ class BlockMetrics:
         )
         self.corrupt = Counter(
             "tessera_block_corrupt_chunks",
-            "Chunks that failed their hash check when read",
+            "Chunks that failed their hash check when read (reads and scrubber)",
             registry=registry,
         )
         self.repairs = Counter(
@@ -62,3 +66,93 @@ class BlockMetrics:
             "Chunks fetched from a replica and rewritten here",
             registry=registry,
         )
+        self.under_replicated_gauge = Gauge(
+            "tessera_block_under_replicated_chunks",
+            "Chunks this node counts as having fewer live copies on their ring owners than RF "
+            "(as of the last replication pass; each chunk counted by one node)",
+            registry=registry,
+        )
+        self._transfer = {
+            kind: Counter(
+                f"tessera_block_{kind}_bytes",
+                text,
+                registry=registry,
+            )
+            for kind, text in (
+                (
+                    "repair",
+                    "Chunk bytes copied to a ring owner that lacked them (anti-entropy, "
+                    "re-replication after a node loss)",
+                ),
+                (
+                    "rebalance",
+                    "Chunk bytes moved to nodes that joined, or off nodes that no longer own them",
+                ),
+                ("handoff", "Chunk bytes of hinted-handoff copies delivered to their owner"),
+            )
+        }
+        self.dropped = Counter(
+            "tessera_block_copies_dropped",
+            "Copies deleted here once every ring owner held the chunk (handoff, rebalance)",
+            registry=registry,
+        )
+        self.scrubbed_counter = Counter(
+            "tessera_block_scrubbed_chunks", "Chunks re-hashed by the scrubber", registry=registry
+        )
+        self.scrub_bytes = Counter(
+            "tessera_block_scrubbed_bytes", "Bytes re-hashed by the scrubber", registry=registry
+        )
+        self.passes = Counter(
+            "tessera_block_replication_passes",
+            "Replication passes (handoff, rebalance, anti-entropy) completed",
+            registry=registry,
+        )
+        self.last_pass_gauge = Gauge(
+            "tessera_block_last_pass_timestamp_seconds",
+            "When the last replication pass ended",
+            registry=registry,
+        )
+        self.decommissions = Counter(
+            "tessera_block_decommissions",
+            "Nodes this node removed from the ring after their down grace",
+            registry=registry,
+        )
+        self.under_replicated = 0
+        self.transferred = dict.fromkeys(self._transfer, 0)
+        self.scrubbed = 0
+        self.corrupt_seen = 0
+        self.last_pass_at = 0.0
+
+    def transfer(self, kind: str, nbytes: int) -> None:
+        """Count background bytes sent: ``repair``, ``rebalance`` or ``handoff``."""
+        self._transfer[kind].inc(nbytes)
+        self.transferred[kind] += nbytes
+        self.bytes_out.labels(kind).inc(nbytes)
+
+    def transfer_in(self, kind: str, nbytes: int) -> None:
+        """Count background bytes fetched from a peer (a repair pulls its copy)."""
+        self._transfer[kind].inc(nbytes)
+        self.transferred[kind] += nbytes
+        self.bytes_in.labels(kind).inc(nbytes)
+
+    def found_corrupt(self) -> None:
+        """Count a copy found corrupt here."""
+        self.corrupt.inc()
+        self.corrupt_seen += 1
+
+    def set_under_replicated(self, count: int) -> None:
+        """Publish the last pass's under-replicated count."""
+        self.under_replicated = count
+        self.under_replicated_gauge.set(count)
+
+    def pass_done(self, at: float) -> None:
+        """Record the end of a replication pass (unix seconds)."""
+        self.passes.inc()
+        self.last_pass_at = at
+        self.last_pass_gauge.set(at)
+
+    def scrubbed_one(self, nbytes: int) -> None:
+        """Count one chunk re-hashed by the scrubber."""
+        self.scrubbed += 1
+        self.scrubbed_counter.inc()
+        self.scrub_bytes.inc(nbytes)

@@ -10,31 +10,37 @@ background.
 A read re-hashes every chunk; a chunk missing or corrupt here is fetched from another live
 node (node callers read any chunk without a ticket, local copies only) and repaired.
 
-This is the only module of the block node that imports the generated protobuf code.
+Background copies (``Replicate`` with ``repair``) of a chunk deleted here by the garbage
+collector in the last ``RECENT_DELETE_SECONDS`` are refused, so that a stale copy on another
+node (a hint, a copy awaiting rebalance) does not bring a collected chunk back.
+
+This module and ``peers`` (the outgoing calls) are the block node's only users of the
+generated protobuf code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
-from typing import Any
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 import grpc
 from prometheus_client import CollectorRegistry
 
-from blocknode.asyncstore import AsyncChunkStore
+from blocknode.asyncstore import AsyncChunkStore, Copy
 from blocknode.metrics import BlockMetrics
-from blocknode.peers import Peers
+from blocknode.peers import PeerClient, PeerError
 from blocknode.placement import RingTracker
+from blocknode.ranges import OwnerIndex, bucket_bounds, digests, placement_fingerprint
 from blocknode.store import HASH_LEN, verify
 from tessera.auth import Principal, Signer
 from tessera.chunking import MAX_CHUNK
 from tessera.config import BlockConfig
 from tessera.errors import (
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -44,21 +50,32 @@ from tessera.errors import (
 )
 from tessera.membership import View
 from tessera.pb import block_pb2, block_pb2_grpc, common_pb2
-from tessera.ring import RING_SPACE, Member
+from tessera.ring import Member
 from tessera.rpc import current_principal
+
+__all__ = ["NODE_METHODS", "SERVICE_NAME", "BlockService", "add_to_server", "bucket_bounds"]
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "tessera.v1.Block"
 NODE_METHODS = tuple(
     f"/{SERVICE_NAME}/{m}"
-    for m in ("HasChunks", "Replicate", "DeleteChunks", "RangeDigests", "ListRange")
+    for m in (
+        "HasChunks",
+        "Replicate",
+        "DeleteChunks",
+        "RangeDigests",
+        "ListRange",
+        "NodeStatus",
+    )
 )
 PUT_WINDOW = 8  # chunks of one PutChunks stream in flight at once
 GET_WINDOW = 4  # chunks of one GetChunks stream read ahead
 MAX_HASHES = 10_000  # hashes in one HasChunks / DeleteChunks / GetChunks call
 MAX_BUCKETS = 65_536  # RangeDigests / ListRange
-PEER_TIMEOUT = 30.0  # seconds for one node-to-node call
+REPLICATE_WINDOW = 8  # chunks of one Replicate stream being stored at once
+RECENT_DELETE_SECONDS = 600.0  # background copies of chunks deleted here this recently: refused
+RECENT_DELETE_MAX = 1_000_000
 MAX_BACKGROUND = 256  # replica writes left running after acks; past this, puts wait for all
 DRAIN_SECONDS = 2.0  # after a bad chunk, read the rest of the stream this long before failing
 DRAIN_BYTES = 64 * 1024 * 1024  # ... or this many bytes
@@ -82,15 +99,30 @@ def _check_hashes(hashes: Sequence[bytes]) -> None:
             raise InvalidArgument(f"a chunk hash is 32 bytes (SHA-256), got {len(h)}")
 
 
-def bucket_bounds(buckets: int, bucket: int) -> tuple[bytes, bytes | None]:
-    """Key range ``[start, end)`` of one of ``buckets`` equal slices of the ring position space.
+class RecentDeletes:
+    """Chunks garbage-collected here lately (in memory, bounded): background copies refused."""
 
-    A chunk's position is the first 8 bytes of its hash, so the slice is a contiguous hash
-    range; bucket ``b`` holds the positions ``p`` with ``p * buckets >> 64 == b``.
-    """
-    lo = -(-bucket * RING_SPACE // buckets)
-    hi = -(-(bucket + 1) * RING_SPACE // buckets)
-    return lo.to_bytes(8, "big"), (hi.to_bytes(8, "big") if hi < RING_SPACE else None)
+    def __init__(self, keep: float = RECENT_DELETE_SECONDS, limit: int = RECENT_DELETE_MAX) -> None:
+        self._keep = keep
+        self._limit = limit
+        self._at: OrderedDict[bytes, float] = OrderedDict()
+
+    def add(self, hashes: Iterable[bytes]) -> None:
+        """Note chunks just deleted."""
+        now = time.monotonic()
+        for h in hashes:
+            self._at.pop(h, None)
+            self._at[h] = now
+        while len(self._at) > self._limit:
+            self._at.popitem(last=False)
+
+    def forget(self, chunk_hash: bytes) -> None:
+        """A client stored the chunk again: copies of it are welcome."""
+        self._at.pop(chunk_hash, None)
+
+    def __contains__(self, chunk_hash: object) -> bool:
+        at = self._at.get(chunk_hash)  # type: ignore[call-overload]
+        return at is not None and time.monotonic() - at < self._keep
 
 
 class BlockService(block_pb2_grpc.BlockServicer):
@@ -116,36 +148,40 @@ class BlockService(block_pb2_grpc.BlockServicer):
         self._node_id = node_id
         self._store = store
         self._signer = signer
-        self._peers = Peers(cfg, signer, node_id)
-        self._stubs: dict[tuple[str, str], block_pb2_grpc.BlockStub] = {}
-        self._metrics = BlockMetrics(
+        self.peers = PeerClient(cfg, signer, node_id)
+        self.metrics = BlockMetrics(
             registry, chunk_count=store.store.count, hint_count=store.store.hint_count
         )
         self.rings = RingTracker(node_id, replicas=cfg.replicas, vnodes=cfg.vnodes)
         self._background: set[asyncio.Task[None]] = set()
+        self._recent_deletes = RecentDeletes()
+        self._index: OwnerIndex | None = None
+        # Set by the app: the replicator's latest figures, for NodeStatus.
+        self.pass_figures: Callable[[], tuple[int, float]] = lambda: (0, 0.0)
 
     def update_view(self, view: View) -> None:
         """Adopt a newer membership view (the etcd watcher's callback)."""
         self.rings.update(view)
 
-    def _stub(self, member: Member) -> block_pb2_grpc.BlockStub:
-        key = (member.node_id, member.address)
-        stub = self._stubs.get(key)
-        if stub is None:
-            stub = self._stubs[key] = block_pb2_grpc.BlockStub(self._peers.channel(member))
-        return stub
+    def _owner_index(self) -> OwnerIndex:
+        """Owners on the current ring (cached while membership stays the same)."""
+        ring = self.rings.ring
+        index = self._index
+        if index is None or index.placement != placement_fingerprint(ring, self._cfg.replicas):
+            index = self._index = OwnerIndex(ring, self._cfg.replicas)
+        return index
 
     # -- background work --------------------------------------------------------------------
     def _spawn(self, aw: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(aw)
         task.set_name(name)
         self._background.add(task)
-        self._metrics.replication_queue.inc()
+        self.metrics.replication_queue.inc()
         task.add_done_callback(self._background_done)
 
     def _background_done(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
-        self._metrics.replication_queue.dec()
+        self.metrics.replication_queue.dec()
         if not task.cancelled() and task.exception() is not None:
             log.warning("%s failed: %s", task.get_name(), task.exception())
 
@@ -158,7 +194,7 @@ class BlockService(block_pb2_grpc.BlockServicer):
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-        await self._peers.close()
+        await self.peers.close()
 
     # -- puts -------------------------------------------------------------------------------
     async def PutChunks(
@@ -227,7 +263,7 @@ class BlockService(block_pb2_grpc.BlockServicer):
             )
         if not await asyncio.to_thread(verify, chunk_hash, data):
             raise InvalidArgument(f"chunk {chunk_hash.hex()} does not match its hash")
-        self._metrics.bytes_in.labels("client").inc(len(data))
+        self.metrics.bytes_in.labels("client").inc(len(data))
         copies = await self._store_replicated(chunk_hash, data)
         expires_at, signature = self._signer.sign_receipt(
             chunk_hash, len(data), principal.user_id, self._cfg.receipt_ttl
@@ -287,41 +323,70 @@ class BlockService(block_pb2_grpc.BlockServicer):
     async def _store_local(
         self, chunk_hash: bytes, data: bytes, source: str, hint_for: str = ""
     ) -> None:
+        if source != "repair":
+            self._recent_deletes.forget(chunk_hash)  # a client stored it again
         await self._store.put(chunk_hash, data, hint_for=hint_for)
-        self._metrics.puts.labels(source).inc()
+        self.metrics.puts.labels(source).inc()
 
     async def _replicate_to(
         self, member: Member, chunk_hash: bytes, data: bytes, hint_for: str = ""
     ) -> None:
-        request = block_pb2.ReplicateRequest(hash=chunk_hash, data=data, hint_for=hint_for)
         try:
-            await self._stub(member).Replicate(
-                iter([request]), metadata=self._peers.metadata, timeout=PEER_TIMEOUT
-            )
-        except grpc.aio.AioRpcError as e:
-            self._metrics.replication_failures.inc()
-            raise Unavailable(f"replica {member.node_id}: {e.code().name} {e.details()}") from None
-        self._metrics.bytes_out.labels("replica").inc(len(data))
+            await self.peers.replicate(member, chunk_hash, data, hint_for)
+        except PeerError as e:
+            self.metrics.replication_failures.inc()
+            raise Unavailable(f"replica {e}") from None
+        self.metrics.bytes_out.labels("replica").inc(len(data))
 
     async def Replicate(
         self,
         request_iterator: AsyncIterator[block_pb2.ReplicateRequest],
         context: grpc.aio.ServicerContext,
     ) -> block_pb2.ReplicateResponse:
-        """Node-only: store replicas (and hinted-handoff copies) sent by a peer."""
+        """Node-only: store replicas, hinted-handoff copies and background copies from a peer.
+
+        Up to ``REPLICATE_WINDOW`` chunks of the stream are stored at once (one group commit);
+        the answer comes when every one is durable.
+        """
         stored = 0
-        async for request in request_iterator:
-            chunk_hash, data, hint_for = request.hash, request.data, request.hint_for
-            if len(chunk_hash) != HASH_LEN or len(data) > MAX_CHUNK:
-                raise InvalidArgument("a replica needs a 32-byte hash and at most 4 MiB of data")
-            if hint_for and (len(hint_for.encode()) > 255 or "\x00" in hint_for):
-                raise InvalidArgument("hint_for is not a node id")
-            if not await asyncio.to_thread(verify, chunk_hash, data):
-                raise InvalidArgument(f"chunk {chunk_hash.hex()} does not match its hash")
-            self._metrics.bytes_in.labels("replica").inc(len(data))
-            await self._store_local(chunk_hash, data, "hint" if hint_for else "replica", hint_for)
-            stored += 1
-        return block_pb2.ReplicateResponse(stored=stored)
+        refused: list[bytes] = []
+        window = asyncio.Semaphore(REPLICATE_WINDOW)
+        writes: list[asyncio.Task[None]] = []
+
+        async def store(chunk_hash: bytes, data: bytes, source: str, hint_for: str) -> None:
+            try:
+                await self._store_local(chunk_hash, data, source, hint_for)
+            finally:
+                window.release()
+
+        try:
+            async for request in request_iterator:
+                chunk_hash, data, hint_for = request.hash, request.data, request.hint_for
+                if len(chunk_hash) != HASH_LEN or len(data) > MAX_CHUNK:
+                    raise InvalidArgument("a replica needs a 32-byte hash and at most 4 MiB")
+                if hint_for and (len(hint_for.encode()) > 255 or "\x00" in hint_for):
+                    raise InvalidArgument("hint_for is not a node id")
+                if not await asyncio.to_thread(verify, chunk_hash, data):
+                    raise InvalidArgument(f"chunk {chunk_hash.hex()} does not match its hash")
+                self.metrics.bytes_in.labels("replica").inc(len(data))
+                if request.repair and chunk_hash in self._recent_deletes:
+                    refused.append(chunk_hash)
+                    continue
+                if hint_for:
+                    source = "hint"
+                elif request.repair:
+                    source = "repair"
+                else:
+                    source = "replica"
+                await window.acquire()
+                writes.append(asyncio.create_task(store(chunk_hash, data, source, hint_for)))
+                stored += 1
+            if writes:
+                await asyncio.gather(*writes)
+        finally:
+            for task in writes:
+                task.cancel()  # no-op for those done; the stream failed for the others
+        return block_pb2.ReplicateResponse(stored=stored, refused=refused)
 
     # -- reads ------------------------------------------------------------------------------
     def _check_ticket(
@@ -366,57 +431,48 @@ class BlockService(block_pb2_grpc.BlockServicer):
                     return
                 chunk_hash, task = reads.popleft()
                 data = await task
-                self._metrics.bytes_out.labels(dest).inc(len(data))
+                self.metrics.bytes_out.labels(dest).inc(len(data))
                 yield block_pb2.ChunkData(hash=chunk_hash, data=data)
         finally:
             for _, task in reads:
                 task.cancel()
 
     async def _read(self, chunk_hash: bytes, *, local_only: bool) -> bytes:
-        data, intact = await self._store.get_verified(chunk_hash)
-        if intact:
+        state, data = await self._store.read(chunk_hash)
+        if state is Copy.OK:
             assert data is not None
-            self._metrics.gets.labels("local").inc()
+            self.metrics.gets.labels("local").inc()
             return data
-        corrupt = data is not None
+        corrupt = state is Copy.CORRUPT
         if corrupt:
-            self._metrics.corrupt.inc()
+            self.metrics.found_corrupt()
             log.error("chunk %s is corrupt here; fetching a good replica", chunk_hash.hex())
         if local_only:
             raise NotFound(f"chunk {chunk_hash.hex()} is not held by this node")
         data = await self._fetch_from_peers(chunk_hash)
-        self._metrics.gets.labels("peer").inc()
+        self.metrics.gets.labels("peer").inc()
         if corrupt or self.rings.is_owner(chunk_hash):
             self._spawn(self._repair(chunk_hash, data), f"repair of {_hex(chunk_hash)}")
         return data
 
     async def _repair(self, chunk_hash: bytes, data: bytes) -> None:
         await self._store_local(chunk_hash, data, "repair")
-        self._metrics.repairs.inc()
+        self.metrics.repairs.inc()
+        self.metrics.transfer_in("repair", len(data))
         log.info("repaired chunk %s from a replica", chunk_hash.hex())
 
     async def _fetch_from_peers(self, chunk_hash: bytes) -> bytes:
         """A verified copy from the first live node, in preference order, that has one."""
         errors: list[str] = []
         for member in self.rings.read_sources(chunk_hash, self._cfg.replicas + 2):
-            request = block_pb2.GetChunksRequest(hashes=[chunk_hash])
             try:
-                call = self._stub(member).GetChunks(
-                    request, metadata=self._peers.metadata, timeout=PEER_TIMEOUT
-                )
-                async for reply in call:
-                    data = reply.data
-                    if reply.hash == chunk_hash and await asyncio.to_thread(
-                        verify, chunk_hash, data
-                    ):
-                        self._metrics.bytes_in.labels("peer").inc(len(data))
-                        return data
-                    log.warning(
-                        "replica %s sent a bad copy of %s", member.node_id, chunk_hash.hex()
-                    )
-            except grpc.aio.AioRpcError as e:
-                if e.code() != grpc.StatusCode.NOT_FOUND:
-                    errors.append(f"{member.node_id}: {e.code().name}")
+                data = await self.peers.fetch(member, chunk_hash)
+            except PeerError as e:
+                errors.append(str(e))
+                continue
+            if data is not None:
+                self.metrics.bytes_in.labels("peer").inc(len(data))
+                return data
         if errors:
             raise Unavailable(
                 f"chunk {chunk_hash.hex()} is not here and replicas failed: {', '.join(errors)}"
@@ -438,27 +494,43 @@ class BlockService(block_pb2_grpc.BlockServicer):
         """Node-only: remove chunks (garbage collection)."""
         hashes = list(request.hashes)
         _check_hashes(hashes)
+        self._recent_deletes.add(hashes)
         return block_pb2.DeleteChunksResponse(deleted=await self._store.delete_many(hashes))
+
+    def _shared_filter(self, shared_with: str, placement: bytes) -> Callable[[bytes], bool]:
+        """Keeps the chunks owned by both this node and ``shared_with`` (all when unset)."""
+        if not shared_with:
+            return lambda _h: True
+        index = self._owner_index()
+        if placement != index.placement:
+            raise FailedPrecondition(
+                "this node's ring differs from the caller's (membership changing): retry later"
+            )
+        me = self._node_id
+
+        def keep(h: bytes) -> bool:
+            owners = index.owners(h)
+            return me in owners and shared_with in owners
+
+        return keep
 
     async def RangeDigests(
         self, request: block_pb2.RangeDigestsRequest, context: grpc.aio.ServicerContext
     ) -> block_pb2.RangeDigestsResponse:
         """Node-only: per bucket of the ring's position space, SHA-256 of the sorted hashes held
-        there (empty bytes for an empty bucket)."""
+        there (empty bytes for an empty bucket); only those shared with ``shared_with`` when
+        it is set."""
         buckets = request.buckets
         if not 1 <= buckets <= MAX_BUCKETS:
             raise InvalidArgument(f"buckets must be 1..{MAX_BUCKETS}, got {buckets}")
+        await self.rings.sync()
+        keep = self._shared_filter(request.shared_with, request.placement)
+        store = self._store.store
 
-        def digests() -> list[bytes]:
-            sums: dict[int, Any] = {}
-            for h in self._store.store.scan():
-                b = (int.from_bytes(h[:8], "big") * buckets) >> 64
-                if b not in sums:
-                    sums[b] = hashlib.sha256()
-                sums[b].update(h)
-            return [sums[b].digest() if b in sums else b"" for b in range(buckets)]
+        def compute() -> list[bytes]:
+            return digests(filter(keep, store.scan()), buckets)
 
-        return block_pb2.RangeDigestsResponse(digests=await self._store.run_read(digests))
+        return block_pb2.RangeDigestsResponse(digests=await asyncio.to_thread(compute))
 
     async def ListRange(
         self, request: block_pb2.ListRangeRequest, context: grpc.aio.ServicerContext
@@ -468,7 +540,11 @@ class BlockService(block_pb2_grpc.BlockServicer):
             raise InvalidArgument(f"need 1 <= buckets <= {MAX_BUCKETS} and bucket < buckets")
         start, end = bucket_bounds(request.buckets, request.bucket)
         limit = (self._cfg.max_message_bytes - 1024) // (HASH_LEN + 2)
-        hashes = await self._store.run_read(lambda: list(self._store.store.scan(start, end)))
+        await self.rings.sync()
+        keep = self._shared_filter(request.shared_with, request.placement)
+        hashes = await self._store.run_read(
+            lambda: [h for h in self._store.store.scan(start, end) if keep(h)]
+        )
         if len(hashes) > limit:
             raise ResourceExhausted(f"{len(hashes)} hashes in this bucket: ask with more buckets")
         return block_pb2.ListRangeResponse(hashes=hashes)
@@ -496,6 +572,29 @@ class BlockService(block_pb2_grpc.BlockServicer):
             vnodes=self.rings.vnodes,
             replicas=self._cfg.replicas,
             write_quorum=self._cfg.write_quorum,
+        )
+
+    async def NodeStatus(
+        self, request: block_pb2.NodeStatusRequest, context: grpc.aio.ServicerContext
+    ) -> block_pb2.NodeStatusResponse:
+        """Node-only: this node's replication figures (see block.proto)."""
+        store = self._store.store
+        counts = await self._store.run_read(lambda: (store.count(), store.hint_count()))
+        under, last_pass_at = self.pass_figures()
+        moved = self.metrics.transferred
+        return block_pb2.NodeStatusResponse(
+            node_id=self._node_id,
+            chunks=counts[0],
+            handoff_backlog=counts[1],
+            replication_queue=len(self._background),
+            under_replicated=under,
+            last_pass_at=int(last_pass_at),
+            repair_bytes=moved["repair"],
+            rebalance_bytes=moved["rebalance"],
+            handoff_bytes=moved["handoff"],
+            ring_revision=self.rings.ring.revision,
+            scrubbed_chunks=self.metrics.scrubbed,
+            corrupt_chunks=self.metrics.corrupt_seen,
         )
 
     async def GetSignature(

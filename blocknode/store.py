@@ -1,6 +1,6 @@
 """Chunk stores: a narrow Protocol, RocksDB (``rocksdict``) for real, a dict for unit tests.
 
-A chunk is stored under its SHA-256. ``RocksChunkStore`` keeps three column families:
+A chunk is stored under its SHA-256. ``RocksChunkStore`` keeps four column families:
 
 - ``default``: hash -> chunk bytes; values of 64 KiB and up live in blob files, so compaction
   rewrites keys, not chunk bytes.
@@ -8,26 +8,25 @@ A chunk is stored under its SHA-256. ``RocksChunkStore`` keeps three column fami
   blob.
 - ``hints``: ``target_node NUL hash`` -> b"": hinted-handoff records, chunks held here on behalf
   of a node that was down when they were written.
+- ``hint_index``: ``hash target_node`` -> b"": the same records by chunk, so that a handoff copy
+  is dropped only when no other hint still needs it.
 
-Every write is one ``WriteBatch`` across the families, durable in the WAL before it returns.
+Every write is one ``WriteBatch`` across the families, durable before it returns: RocksDB syncs
+the WAL itself (``WriteOptions.sync``). rocksdict holds the GIL through the call, fsync
+included, which is why the node runs the store in a child process (``blocknode.storeproc``);
+``blocknode.asyncstore`` adds group commit on top, so that one sync covers a batch of puts.
+Writes use ``no_slowdown``: a RocksDB write stall comes back at once and is retried after a
+sleep that releases the GIL, so the child's reader threads keep serving meanwhile.
 
-rocksdict holds the GIL for the whole of every call, so a synced ``write`` would stall every
-Python thread, the event loop included, for the length of the fsync. The store therefore
-writes without ``sync`` and with ``no_slowdown`` (RocksDB hands the WAL record to the OS before
-``Write`` returns; a write stall comes back at once instead of sleeping under the GIL and is
-retried after a GIL-free sleep), then fsyncs the WAL files itself with ``os.fsync``, which
-releases the GIL. The WAL lives in its own directory (``wal/``) so finding its files is cheap;
-a WAL deleted meanwhile had its memtable flushed (and synced) already. Even so a ``Write``
-can block under the GIL (page-cache throttling on a busy disk), which is why the node runs the
-store in a child process (``blocknode.storeproc``). ``blocknode.asyncstore``
-adds group commit on top.
+A copy RocksDB finds corrupt (a blob record failing its checksum) raises ``ChunkCorrupt``; a
+copy corrupted in a way RocksDB cannot see comes back as stored and fails the caller's re-hash.
+Either way the node repairs it from another replica by writing the chunk again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -46,10 +45,15 @@ WAL_DIR = "wal"
 STALL_TIMEOUT = 60.0  # seconds a write may wait out a RocksDB write stall
 _INDEX_CF = "index"
 _HINTS_CF = "hints"
+_HINT_INDEX_CF = "hint_index"
 
 
 class StoreError(Unavailable):
     """The chunk store cannot be opened or written (disk full, locked, closed): UNAVAILABLE."""
+
+
+class ChunkCorrupt(StoreError):
+    """The stored copy of a chunk failed RocksDB's own checksum: it is there but unreadable."""
 
 
 @runtime_checkable
@@ -99,6 +103,12 @@ class BlockStore(ChunkStore, Protocol):
     def hint_count(self) -> int:
         """How many hint records are held."""
 
+    def finish_hints(self, target: str, hashes: Sequence[bytes]) -> int:
+        """Forget the hint records of ``target`` for these chunks; how many there were."""
+
+    def drop_unhinted(self, hashes: Sequence[bytes]) -> list[bytes]:
+        """Delete the chunks no hint record names, in one durable batch; which were deleted."""
+
 
 def _hint_key(target: str, chunk_hash: bytes) -> bytes:
     raw = target.encode()
@@ -110,6 +120,10 @@ def _hint_key(target: str, chunk_hash: bytes) -> bytes:
 def _split_hint_key(key: bytes) -> tuple[str, bytes]:
     target, _, chunk_hash = key.partition(b"\x00")
     return target.decode(), chunk_hash
+
+
+def _hint_index_key(target: str, chunk_hash: bytes) -> bytes:
+    return chunk_hash + target.encode()
 
 
 class RocksChunkStore:
@@ -137,24 +151,20 @@ class RocksChunkStore:
         data_opts.set_max_background_jobs(4)
         (self.path / WAL_DIR).mkdir(exist_ok=True)
         data_opts.set_wal_dir(str(self.path / WAL_DIR))
+        families = {name: self._options() for name in (_INDEX_CF, _HINTS_CF, _HINT_INDEX_CF)}
         try:
-            self._db = Rdict(
-                str(self.path),
-                data_opts,
-                column_families={_INDEX_CF: self._options(), _HINTS_CF: self._options()},
-            )
+            self._db = Rdict(str(self.path), data_opts, column_families=families)
         except Exception as e:  # rocksdict raises plain Exception
             raise StoreError(f"cannot open chunk store at {self.path}: {e}") from e
         self._index = self._db.get_column_family(_INDEX_CF)
         self._hints = self._db.get_column_family(_HINTS_CF)
+        self._hint_index = self._db.get_column_family(_HINT_INDEX_CF)
         self._index_cf = self._db.get_column_family_handle(_INDEX_CF)
         self._hints_cf = self._db.get_column_family_handle(_HINTS_CF)
+        self._hint_index_cf = self._db.get_column_family_handle(_HINT_INDEX_CF)
         self._write_opts = WriteOptions()
-        self._write_opts.sync = False  # synced by _sync_wal, without the GIL
+        self._write_opts.sync = True  # the WAL is synced before a write returns
         self._write_opts.no_slowdown = True  # a stall returns at once, see _commit
-        self._wal_dir = self.path / WAL_DIR
-        self._wal_dir_fd = os.open(self._wal_dir, os.O_RDONLY | os.O_DIRECTORY)
-        self._wal_files: set[str] = set()
         self._lock = threading.Lock()  # mutations: keeps the counts exact
         self._count = sum(1 for _ in self._index.keys())
         self._hint_count = sum(1 for _ in self._hints.keys())
@@ -173,9 +183,18 @@ class RocksChunkStore:
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, chunk_hash: bytes) -> bytes | None:
-        """The chunk's bytes as stored, or None."""
+        """The chunk's bytes as stored, or None.
+
+        Raises:
+            ChunkCorrupt: RocksDB found the stored copy corrupt (checksum mismatch).
+        """
         self._check_open()
-        return self._db.get(chunk_hash)
+        try:
+            return self._db.get(chunk_hash)
+        except Exception as e:  # rocksdict raises plain Exception
+            if "corrupt" in str(e).lower() or "checksum" in str(e).lower():
+                raise ChunkCorrupt(f"chunk {chunk_hash.hex()} is corrupt on disk: {e}") from e
+            raise StoreError(f"chunk store read failed: {e}") from e
 
     def contains(self, chunk_hash: bytes) -> bool:
         """Whether the chunk is stored (reads the index only)."""
@@ -214,11 +233,12 @@ class RocksChunkStore:
                 if chunk_hash not in new_keys and self._index.get(chunk_hash) is None:
                     new_keys.add(chunk_hash)
             new_hints = 0
-            for target, chunk_hash in hints:
+            for target, chunk_hash in dict.fromkeys(hints):
                 key = _hint_key(target, chunk_hash)
                 if self._hints.get(key) is None:
                     new_hints += 1
                 batch.put(key, b"", self._hints_cf)
+                batch.put(_hint_index_key(target, chunk_hash), b"", self._hint_index_cf)
             self._commit(batch)
             self._count += len(new_keys)
             self._hint_count += new_hints
@@ -243,37 +263,17 @@ class RocksChunkStore:
         return len(present)
 
     def _commit(self, batch: WriteBatch) -> None:
-        """Apply a batch and make it durable; the GIL is free while waiting on the disk."""
+        """Apply a batch, durable (WAL synced) when this returns."""
         delay, deadline = 0.001, time.monotonic() + STALL_TIMEOUT
         while True:
             try:
                 self._db.write(batch, self._write_opts)
-                break
+                return
             except Exception as e:
                 if "Write stall" not in str(e) or time.monotonic() > deadline:
                     raise StoreError(f"chunk store write failed: {e}") from e
             time.sleep(delay)  # compaction or flush behind: wait without holding the GIL
             delay = min(delay * 2, 0.05)
-        try:
-            self._sync_wal()
-        except OSError as e:
-            raise StoreError(f"chunk store fsync failed: {e}") from e
-
-    def _sync_wal(self) -> None:
-        """fsync every WAL file (and the WAL directory when a file appeared)."""
-        names = {n for n in os.listdir(self._wal_dir) if n.endswith(".log")}
-        for name in sorted(names):
-            try:
-                fd = os.open(self._wal_dir / name, os.O_RDONLY)
-            except FileNotFoundError:
-                continue  # obsolete: its memtable was flushed and synced before it went
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        if not names <= self._wal_files:
-            os.fsync(self._wal_dir_fd)
-        self._wal_files = names
 
     # -- hints --------------------------------------------------------------------------------
     def hints(self, target: str | None = None) -> Iterator[tuple[str, bytes]]:
@@ -289,32 +289,71 @@ class RocksChunkStore:
 
     def delete_hint(self, target: str, chunk_hash: bytes) -> None:
         """Forget one hint record."""
+        self.finish_hints(target, [chunk_hash])
+
+    def finish_hints(self, target: str, hashes: Sequence[bytes]) -> int:
+        """Forget the hint records of ``target`` for these chunks; how many there were."""
         self._check_open()
-        key = _hint_key(target, chunk_hash)
         batch = WriteBatch(raw_mode=True)
         with self._lock:
-            if self._hints.get(key) is None:
-                return
-            batch.delete(key, self._hints_cf)
-            self._commit(batch)
-            self._hint_count -= 1
+            gone = 0
+            for chunk_hash in dict.fromkeys(hashes):
+                key = _hint_key(target, chunk_hash)
+                if self._hints.get(key) is None:
+                    continue
+                batch.delete(key, self._hints_cf)
+                batch.delete(_hint_index_key(target, chunk_hash), self._hint_index_cf)
+                gone += 1
+            if gone:
+                self._commit(batch)
+                self._hint_count -= gone
+        return gone
+
+    def _hinted(self, chunk_hash: bytes) -> bool:
+        """Whether any hint record names this chunk."""
+        for key in self._hint_index.keys(from_key=chunk_hash):
+            return bytes(key).startswith(chunk_hash)
+        return False
+
+    def drop_unhinted(self, hashes: Sequence[bytes]) -> list[bytes]:
+        """Delete the chunks no hint record names, in one durable batch; which were deleted."""
+        self._check_open()
+        batch = WriteBatch(raw_mode=True)
+        with self._lock:
+            dropped = [
+                h
+                for h in dict.fromkeys(hashes)
+                if self._index.get(h) is not None and not self._hinted(h)
+            ]
+            for chunk_hash in dropped:
+                batch.delete(chunk_hash)
+                batch.delete(chunk_hash, self._index_cf)
+            if dropped:
+                self._commit(batch)
+                self._count -= len(dropped)
+        return dropped
 
     def hint_count(self) -> int:
         """How many hint records are held."""
         return self._hint_count
 
     def close(self) -> None:
-        """Close the database (idempotent)."""
+        """Flush the memtable (chunk bytes go to blob files) and close the database (idempotent)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            try:
+                self._db.flush()  # a restart then replays no WAL, and chunk bytes sit in blobs
+            except Exception as e:
+                log.warning("flush before close failed: %s", e)
             self._index.close()
             self._hints.close()
+            self._hint_index.close()
             self._db.close()
-            os.close(self._wal_dir_fd)
             # rocksdict releases the DB (and its LOCK file) only once every handle is gone.
-            del self._index, self._hints, self._index_cf, self._hints_cf, self._db
+            del self._index, self._hints, self._hint_index
+            del self._index_cf, self._hints_cf, self._hint_index_cf, self._db
 
 
 class MemoryChunkStore:
@@ -387,8 +426,25 @@ class MemoryChunkStore:
 
     def delete_hint(self, target: str, chunk_hash: bytes) -> None:
         """Forget one hint record."""
+        self.finish_hints(target, [chunk_hash])
+
+    def finish_hints(self, target: str, hashes: Sequence[bytes]) -> int:
+        """Forget the hint records of ``target`` for these chunks; how many there were."""
+        self._check_open()
         with self._lock:
-            self._hints.discard((target, chunk_hash))
+            gone = {(target, h) for h in hashes} & self._hints
+            self._hints -= gone
+        return len(gone)
+
+    def drop_unhinted(self, hashes: Sequence[bytes]) -> list[bytes]:
+        """Delete the chunks no hint record names; which were deleted."""
+        self._check_open()
+        with self._lock:
+            hinted = {h for _, h in self._hints}
+            dropped = [h for h in dict.fromkeys(hashes) if h in self._chunks and h not in hinted]
+            for h in dropped:
+                del self._chunks[h]
+        return dropped
 
     def hint_count(self) -> int:
         """How many hint records are held."""

@@ -25,13 +25,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from blocknode.store import RocksChunkStore, StoreError
+from blocknode.store import ChunkCorrupt, RocksChunkStore, StoreError
 
 log = logging.getLogger(__name__)
 
 SCAN_PAGE = 10_000  # hashes per scan round trip
 OPEN_TIMEOUT = 30.0  # seconds to open the database (waits out a dying predecessor's lock)
-_WRITE_OPS = frozenset({"put", "write", "delete", "delete_many", "delete_hint"})
+_WRITE_OPS = frozenset(
+    {"put", "write", "delete", "delete_many", "delete_hint", "finish_hints", "drop_unhinted"}
+)
 _READ_OPS = frozenset({"get", "contains", "scan_page", "count", "hints", "hint_count"})
 
 
@@ -76,6 +78,8 @@ def _serve_conn(store: RocksChunkStore, conn: Connection, ops: frozenset[str]) -
             reply: tuple[bool, Any] = (True, result)
         except ValueError as e:  # bad arguments: the caller's bug, raised as such
             reply = (False, ("value", str(e)))
+        except ChunkCorrupt as e:
+            reply = (False, ("corrupt", str(e)))
         except Exception as e:
             reply = (False, ("store", str(e)))
         try:
@@ -163,7 +167,9 @@ class ProcessChunkStore:
                 self._readers.put(conn)
         if not ok:
             kind, message = value
-            raise ValueError(message) if kind == "value" else StoreError(message)
+            if kind == "value":
+                raise ValueError(message)
+            raise ChunkCorrupt(message) if kind == "corrupt" else StoreError(message)
         return value
 
     def _roundtrip(self, conn: Connection, op: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
@@ -225,6 +231,14 @@ class ProcessChunkStore:
     def hint_count(self) -> int:
         """How many hint records are held."""
         return self._call("hint_count")
+
+    def finish_hints(self, target: str, hashes: Sequence[bytes]) -> int:
+        """Forget the hint records of ``target`` for these chunks; how many there were."""
+        return self._call("finish_hints", target, list(hashes))
+
+    def drop_unhinted(self, hashes: Sequence[bytes]) -> list[bytes]:
+        """Delete the chunks no hint record names, in one durable batch; which were deleted."""
+        return self._call("drop_unhinted", list(hashes))
 
     def close(self) -> None:
         """Close the database in the child and wait for it to exit (idempotent)."""

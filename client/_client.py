@@ -53,6 +53,7 @@ class Client:
         self._channel = grpc.aio.insecure_channel(target, options=channel_options(64 * 1024 * 1024))
         self._meta = meta_pb2_grpc.MetadataStub(self._channel)
         self._blocks: BlockPool | None = None
+        self._blocks_lock = asyncio.Lock()
         self.user_id = ""
         self.root_namespace_id = ""
 
@@ -105,6 +106,10 @@ class Client:
         )
 
     async def _block_pool(self, *, refresh: bool = False) -> BlockPool:
+        async with self._blocks_lock:   # concurrent first calls must not build (and close) two pools
+            return await self._block_pool_locked(refresh=refresh)
+
+    async def _block_pool_locked(self, *, refresh: bool) -> BlockPool:
         if self._blocks is None or refresh:
             info = await self.cluster_info()
             if not info.block_ring.nodes:

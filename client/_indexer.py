@@ -69,7 +69,7 @@ class Ignore:
             self._state_rel = state_dir.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
             pass
-        self._spec = pathspec.PathSpec([])
+        self._spec: pathspec.PathSpec = pathspec.GitIgnoreSpec([])
         self._mtime = -1
 
     def _reload(self) -> None:
@@ -83,7 +83,7 @@ class Ignore:
                 lines = (self.root / IGNORE_FILE).read_text(errors="replace").splitlines() if mtime else []
             except OSError:
                 lines = []
-            self._spec = pathspec.PathSpec.from_lines("gitwildmatch", lines)
+            self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
 
     def __call__(self, path: str, is_dir: bool) -> bool:
         """True if ``path`` (relative, "/"-separated) must not be synced."""
@@ -292,8 +292,9 @@ def _minimal(scopes: set[str]) -> list[str]:
     """Drop scopes inside other scopes ("" covers everything)."""
     if "" in scopes:
         return [""]
-    keep: list[str] = []
+    keep: set[str] = set()
     for s in sorted(scopes, key=lambda p: p.count("/")):
-        if not any(s == k or s.startswith(k + "/") for k in keep):
-            keep.append(s)
-    return keep
+        parts = s.split("/")
+        if not any("/".join(parts[:i]) in keep for i in range(1, len(parts) + 1)):
+            keep.add(s)
+    return sorted(keep)

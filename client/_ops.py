@@ -143,18 +143,19 @@ class OpRunner:
 
     async def _upload_batch(self, group: list[Op]) -> None:
         prepared: list[tuple[Op, Prepared, str, str]] = []
+        live = []
         for op in group:
             e = self.d.indexer.stat(op.path)
             if e is None or e.kind != FILE:
                 self.d.db.op_done(op.id)
-                continue
-            try:
-                p = await self.d.transfer.prepare(op.path)
-            except FileChanging:
+            else:
+                live.append(op)
+        for op, p in zip(live, await self.d.transfer.prepare_many([op.path for op in live]), strict=True):
+            if isinstance(p, FileChanging):
                 self.d.defer(op.path)
                 continue
-            except FileNotFoundError:
-                self.d.db.op_done(op.id)
+            if isinstance(p, BaseException):
+                self.d.db.op_done(op.id)      # gone or unreadable: the indexer sees what it is now
                 continue
             if self._unchanged(op.path, p):
                 self._committed_local(op.path, p)

@@ -138,6 +138,53 @@ class Transfer:
         wanted = [receipts[h] for h in dict.fromkeys(h for _, h, _ in refs) if h in receipts]
         return Prepared(refs, wanted, st1.st_size, st1.st_mtime_ns, st1.st_ino, sent, sent_bytes)
 
+    async def prepare_many(self, rels: list[str]) -> list[Prepared | BaseException]:
+        """``prepare`` for many small files with one NeedChunks and one upload round for all."""
+
+        def read_all() -> list[tuple[os.stat_result, list[Chunk]] | BaseException]:
+            out: list[tuple[os.stat_result, list[Chunk]] | BaseException] = []
+            for rel in rels:
+                path = self.root / rel
+                try:
+                    st1 = os.lstat(path)
+                    with path.open("rb") as f:
+                        chunks = list(iter_chunks(f))
+                    st2 = os.lstat(path)
+                    if (st1.st_size, st1.st_mtime_ns, st1.st_ino) != (st2.st_size, st2.st_mtime_ns, st2.st_ino):
+                        raise FileChanging(rel)
+                    out.append((st1, chunks))
+                except (OSError, FileChanging) as e:
+                    out.append(e)
+            return out
+
+        read = await asyncio.to_thread(read_all)
+        unique: dict[bytes, Chunk] = {}
+        for item in read:
+            if not isinstance(item, BaseException):
+                unique.update((c.hash, c) for c in item[1])
+        missing = await self.client.need_chunks(list(unique)) if unique else set()
+        kept = {h: common_pb2.Receipt.FromString(raw) for h, raw in self.db.receipts(list(missing)).items()}
+        todo = [unique[h] for h in missing if h not in kept]
+        if todo:
+            blocks = await self.client._block_pool()
+            got = await blocks.put(todo)
+            self.db.save_receipts([(bytes(r.hash), r.size, r.SerializeToString(), r.expires_at) for r in got])
+            kept.update((bytes(r.hash), r) for r in got)
+            n, b = len(todo), sum(c.size for c in todo)
+            self.db.bump("chunks_sent", n)
+            self.db.bump("bytes_sent", b)
+            self._on_bytes(b)
+        results: list[Prepared | BaseException] = []
+        for item in read:
+            if isinstance(item, BaseException):
+                results.append(item)
+                continue
+            st, chunks = item
+            refs = [(c.offset, c.hash, c.size) for c in chunks]
+            receipts = [kept[h] for h in dict.fromkeys(c.hash for c in chunks) if h in kept]
+            results.append(Prepared(refs, receipts, st.st_size, st.st_mtime_ns, st.st_ino, 0, 0))
+        return results
+
     def commit_request(self, p: Prepared, ns_id: str, ns_path: str, parent_revision: str, op_id: str) -> meta_pb2.CommitRequest:
         """The Commit for a prepared file."""
         return meta_pb2.CommitRequest(

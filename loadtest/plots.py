@@ -34,7 +34,7 @@ DPI = 110
 
 def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # legends placed outside the axes too
     plt.close(fig)
     return path
 
@@ -120,7 +120,7 @@ def plot_timeline(recorder: Recorder, report: dict[str, Any], path: Path) -> Pat
             )
     if ops:
         bottom.set_yscale("log")
-        bottom.legend(fontsize=8, loc="upper right", ncol=5)
+        bottom.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=10)
     bottom.set_xlabel("seconds since the load started")
     bottom.set_ylabel("latency (ms, log scale)")
     bottom.grid(True, which="both", alpha=0.3)

@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tessera.cli_sync import add_sync_command
 
     add_sync_command(sub)
+    from tessera.cli_meta import add_meta_commands
+
+    add_meta_commands(sub)
 
     user = sub.add_parser("user", help="manage users (admin)")
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)

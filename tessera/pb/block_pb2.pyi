@@ -62,20 +62,24 @@ class HasChunksResponse(_message.Message):
     def __init__(self, present: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class ReplicateRequest(_message.Message):
-    __slots__ = ("hash", "data", "hint_for")
+    __slots__ = ("hash", "data", "hint_for", "repair")
     HASH_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     HINT_FOR_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_FIELD_NUMBER: _ClassVar[int]
     hash: bytes
     data: bytes
     hint_for: str
-    def __init__(self, hash: _Optional[bytes] = ..., data: _Optional[bytes] = ..., hint_for: _Optional[str] = ...) -> None: ...
+    repair: bool
+    def __init__(self, hash: _Optional[bytes] = ..., data: _Optional[bytes] = ..., hint_for: _Optional[str] = ..., repair: _Optional[bool] = ...) -> None: ...
 
 class ReplicateResponse(_message.Message):
-    __slots__ = ("stored",)
+    __slots__ = ("stored", "refused")
     STORED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     stored: int
-    def __init__(self, stored: _Optional[int] = ...) -> None: ...
+    refused: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, stored: _Optional[int] = ..., refused: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class DeleteChunksRequest(_message.Message):
     __slots__ = ("hashes",)
@@ -90,10 +94,14 @@ class DeleteChunksResponse(_message.Message):
     def __init__(self, deleted: _Optional[int] = ...) -> None: ...
 
 class RangeDigestsRequest(_message.Message):
-    __slots__ = ("buckets",)
+    __slots__ = ("buckets", "shared_with", "placement")
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_WITH_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     buckets: int
-    def __init__(self, buckets: _Optional[int] = ...) -> None: ...
+    shared_with: str
+    placement: bytes
+    def __init__(self, buckets: _Optional[int] = ..., shared_with: _Optional[str] = ..., placement: _Optional[bytes] = ...) -> None: ...
 
 class RangeDigestsResponse(_message.Message):
     __slots__ = ("digests",)
@@ -102,12 +110,16 @@ class RangeDigestsResponse(_message.Message):
     def __init__(self, digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ListRangeRequest(_message.Message):
-    __slots__ = ("buckets", "bucket")
+    __slots__ = ("buckets", "bucket", "shared_with", "placement")
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
     BUCKET_FIELD_NUMBER: _ClassVar[int]
+    SHARED_WITH_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     buckets: int
     bucket: int
-    def __init__(self, buckets: _Optional[int] = ..., bucket: _Optional[int] = ...) -> None: ...
+    shared_with: str
+    placement: bytes
+    def __init__(self, buckets: _Optional[int] = ..., bucket: _Optional[int] = ..., shared_with: _Optional[str] = ..., placement: _Optional[bytes] = ...) -> None: ...
 
 class ListRangeResponse(_message.Message):
     __slots__ = ("hashes",)
@@ -136,3 +148,35 @@ class ChunkSignature(_message.Message):
     weak: _containers.RepeatedScalarFieldContainer[int]
     strong: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, hash: _Optional[bytes] = ..., block_size: _Optional[int] = ..., weak: _Optional[_Iterable[int]] = ..., strong: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class NodeStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeStatusResponse(_message.Message):
+    __slots__ = ("node_id", "chunks", "handoff_backlog", "replication_queue", "under_replicated", "last_pass_at", "repair_bytes", "rebalance_bytes", "handoff_bytes", "ring_revision", "scrubbed_chunks", "corrupt_chunks")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    REPLICATION_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    UNDER_REPLICATED_FIELD_NUMBER: _ClassVar[int]
+    LAST_PASS_AT_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REBALANCE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RING_REVISION_FIELD_NUMBER: _ClassVar[int]
+    SCRUBBED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    CORRUPT_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    chunks: int
+    handoff_backlog: int
+    replication_queue: int
+    under_replicated: int
+    last_pass_at: int
+    repair_bytes: int
+    rebalance_bytes: int
+    handoff_bytes: int
+    ring_revision: int
+    scrubbed_chunks: int
+    corrupt_chunks: int
+    def __init__(self, node_id: _Optional[str] = ..., chunks: _Optional[int] = ..., handoff_backlog: _Optional[int] = ..., replication_queue: _Optional[int] = ..., under_replicated: _Optional[int] = ..., last_pass_at: _Optional[int] = ..., repair_bytes: _Optional[int] = ..., rebalance_bytes: _Optional[int] = ..., handoff_bytes: _Optional[int] = ..., ring_revision: _Optional[int] = ..., scrubbed_chunks: _Optional[int] = ..., corrupt_chunks: _Optional[int] = ...) -> None: ...

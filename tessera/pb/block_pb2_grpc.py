@@ -82,6 +82,11 @@ class BlockStub:
                 request_serializer=tessera_dot_v1_dot_block__pb2.GetSignatureRequest.SerializeToString,
                 response_deserializer=tessera_dot_v1_dot_block__pb2.ChunkSignature.FromString,
                 _registered_method=True)
+        self.NodeStatus = channel.unary_unary(
+                '/tessera.v1.Block/NodeStatus',
+                request_serializer=tessera_dot_v1_dot_block__pb2.NodeStatusRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_block__pb2.NodeStatusResponse.FromString,
+                _registered_method=True)
 
 
 class BlockServicer:
@@ -155,6 +160,15 @@ class BlockServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NodeStatus(self, request, context):
+        """Node-only: this node's replication state (for `tessera status` and tests). The cluster's
+        under-replicated count is the sum of `under_replicated` over the up nodes: each chunk is
+        counted by one node only (the first up ring owner that holds it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BlockServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -202,6 +216,11 @@ def add_BlockServicer_to_server(servicer, server):
                     servicer.GetSignature,
                     request_deserializer=tessera_dot_v1_dot_block__pb2.GetSignatureRequest.FromString,
                     response_serializer=tessera_dot_v1_dot_block__pb2.ChunkSignature.SerializeToString,
+            ),
+            'NodeStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.NodeStatus,
+                    request_deserializer=tessera_dot_v1_dot_block__pb2.NodeStatusRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_block__pb2.NodeStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -449,6 +468,33 @@ class Block:
             '/tessera.v1.Block/GetSignature',
             tessera_dot_v1_dot_block__pb2.GetSignatureRequest.SerializeToString,
             tessera_dot_v1_dot_block__pb2.ChunkSignature.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NodeStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Block/NodeStatus',
+            tessera_dot_v1_dot_block__pb2.NodeStatusRequest.SerializeToString,
+            tessera_dot_v1_dot_block__pb2.NodeStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -232,6 +232,7 @@ class MetaModel(RuleBasedStateMachine):
             result, got = None, e.code()
             head = dict(e.trailing_metadata() or ()).get("tessera-head-revision", "")
         want = expected.code if expected else OK
+        STATS[(getattr(call, "__qualname__", "?").split(".")[1] if "." in getattr(call, "__qualname__", "") else "?", str(want))] += 1
         assert got == want, (
             f"expected {want}, server said {got}: {getattr(result, 'details', lambda: '')()}"
         )
@@ -284,7 +285,7 @@ class MetaModel(RuleBasedStateMachine):
             stored = join_path(stored, seg)
             reuse = row if row is not None and row.kind == FOLDER and not row.mount else None
             index = len(chain)
-            chain.append("")
+            chain.append(reuse.fid if reuse is not None else "")
 
             def made(
                 fid: str,
@@ -305,17 +306,24 @@ class MetaModel(RuleBasedStateMachine):
                 chain[index] = fid
 
             changes.append(Change(ns, UPSERT, stored, made))
-            parent = ""  # below a new folder nothing exists
+            # Below a new folder nothing exists; a resurrected one still has its deleted entries.
+            parent = reuse.fid if reuse is not None else ""
         return stored
 
     # -- rules ---------------------------------------------------------------------------------
     def _paths(self, data: st.DataObject, device: str) -> str:
-        if self._user(device) == "alice":
-            return data.draw(st.sampled_from(ALICE_PATHS))
-        options = list(BOB_PATHS)
-        for _, row in self._mounts("bob"):
-            top = self.roots["bob"].path_of(row)
+        """A path for this device's user: from a small fixed set (to make clashes likely) or,
+        half the time, one that exists or existed in what the user sees."""
+        user = self._user(device)
+        options = list(ALICE_PATHS if user == "alice" else BOB_PATHS)
+        root = self.roots[user]
+        known = [root.path_of(r) for r in root.rows.values()]
+        for shared, row in self._mounts(user):
+            top = root.path_of(row)
             options += [join_path(top, t) for t in BOB_MOUNT_TAILS]
+            known += [join_path(top, shared.path_of(r)) for r in shared.rows.values()]
+        if known:
+            return data.draw(st.one_of(st.sampled_from(options), st.sampled_from(sorted(set(known)))))
         return data.draw(st.sampled_from(options))
 
     @rule(
@@ -727,6 +735,8 @@ class MetaModel(RuleBasedStateMachine):
             self.channel.close()
 
 
+import collections
+STATS: collections.Counter = collections.Counter()
 EXAMPLES = int(os.environ.get("TESSERA_MODEL_EXAMPLES", "8"))
 STEPS = int(os.environ.get("TESSERA_MODEL_STEPS", "40"))
 
@@ -752,3 +762,4 @@ def test_metadata_service_matches_the_model(cluster) -> None:  # type: ignore[no
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
     run().runTest()
+    print(sorted(STATS.items()))

@@ -47,7 +47,7 @@ class Device:
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(BaseException):
-                await self.task
+                await asyncio.wait_for(self.task, 30)
         self.daemon = self.task = None
 
     def p(self, rel: str) -> Path:

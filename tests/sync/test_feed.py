@@ -4,6 +4,7 @@ revocation, hand-off on ring changes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 import pytest
@@ -49,11 +50,12 @@ async def test_replays_then_follows_without_repeats() -> None:
     seen: list[int] = []
 
     async def consume() -> None:
-        async for ev in f.follow("u", {"ns": 1}):
-            if isinstance(ev, FakeChange):
-                seen.append(ev.seq)
-                if ev.seq == 5:
-                    return
+        async with contextlib.aclosing(f.follow("u", {"ns": 1})) as events:
+            async for ev in events:
+                if isinstance(ev, FakeChange):
+                    seen.append(ev.seq)
+                    if ev.seq == 5:
+                        return
 
     task = asyncio.create_task(consume())
     await asyncio.sleep(0.05)

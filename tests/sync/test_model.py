@@ -122,11 +122,12 @@ async def _revision_hashes(client: Client, paths: set[str]) -> set[str]:
 
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_random_operations_converge(cluster, devices, seed: int) -> None:
+    print(f"\nsync model seed {seed} (replay with TESSERA_SYNC_SEED={seed})")
     devs = await devices(3)
     model = Model(seed, devs)
     try:
         for _ in range(STEPS):
-            await model.step()
+            await asyncio.wait_for(model.step(), 60)
         for d in devs:
             if d.daemon is not None:
                 d.daemon.reconnect()

@@ -8,8 +8,12 @@ balance and movement use ``DEFAULT_VNODES``, as deployed.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -55,10 +59,6 @@ def member_sets(draw: st.DrawFn, min_size: int = 0, max_size: int = 9) -> list[M
         )
         for i, node_id in enumerate(ids)
     ]
-
-
-def zones(n: int) -> list[str]:
-    return [f"zone-{i}" for i in range(n)]
 
 
 def cluster(count: int, zone_count: int = 3, prefix: str = "blk-") -> list[Member]:
@@ -179,6 +179,24 @@ def test_same_members_in_any_order_give_the_same_ring(
     for p in probes:
         assert a.owners(p, 3) == b.owners(p, 3)
         assert a.live_owners(p, 2) == b.live_owners(p, 2)
+
+
+def test_same_ring_in_other_processes() -> None:
+    """Nothing depends on per-process state such as str hash randomisation."""
+    code = (
+        "from tessera.ring import *; "
+        "r = build_ring([Member(f'n{i}', zone=f'z{i % 3}') for i in range(7)], vnodes=50); "
+        "print(ring_fingerprint(r).hex(), r.owners(2**63, 3))"
+    )
+    here = build_ring([Member(f"n{i}", zone=f"z{i % 3}") for i in range(7)], vnodes=50)
+    expected = f"{ring_fingerprint(here).hex()} {here.owners(2**63, 3)}"
+    root = Path(__file__).resolve().parents[2]
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == expected
 
 
 def test_fingerprint_tracks_content() -> None:
@@ -409,6 +427,8 @@ def test_leave_moves_only_the_leaving_nodes_ranges(zone_count: int) -> None:
     assert 0.7 * ideal <= d.primary_moved / RING_SPACE <= 1.3 * ideal
     zone_ideal = ideal if zone_count == 1 else 1 / count  # zones of count/3, one replica each
     assert 0.7 * zone_ideal <= d.replicas_moved / (n * RING_SPACE) <= 1.3 * zone_ideal
+    assert d.sets_changed == d.replicas_moved  # each changed set lost the node, got one stand-in
+    assert d.sets_changed / RING_SPACE <= 1.3 * n * ideal
 
 
 def test_join_of_several_nodes_and_weight_change() -> None:
