@@ -115,10 +115,6 @@ class BlockApp:
             RateLimiter(cfg.rebalance_rate_mb * MB),
             cfg.repair_interval,
         )
-        service.pass_figures = lambda: (
-            service.metrics.under_replicated,
-            service.metrics.last_pass_at,
-        )
         self.scrubber = Scrubber(
             node_id,
             self.store,
@@ -132,6 +128,7 @@ class BlockApp:
             node_id,
             cfg.down_grace,
             self._decommission,
+            replicas=cfg.replicas,
             on_removed=lambda _n: service.metrics.decommissions.inc(),
         )
         self._etcd: aetcd.Client | None = None
@@ -216,9 +213,13 @@ class BlockApp:
         """Stop the loops, drop liveness, stop watching, finish background copies, close."""
         for task in self._loops:
             task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._loops:
+            _, stuck = await asyncio.wait(self._loops, timeout=5.0)
+            for task in stuck:
+                log.error("background loop %s did not stop", task.get_name())
+            for task in self._loops:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    log.error("background loop %s failed: %s", task.get_name(), task.exception())
         if self._registration is not None:
             await self._registration.stop()
         if self._watcher is not None:

@@ -7,6 +7,10 @@ first seen down; once one has been down for ``down_grace`` seconds, the lowest-i
 membership key, in an etcd transaction that does nothing if the node came back meanwhile. The
 ring then drops the node, and the replicators re-replicate its chunks to their new owners.
 
+Nothing is decommissioned while half the members or more are down, or when fewer than RF would
+remain up: that is an outage of the cluster (a power cut, a partition, a full stop), not the
+loss of a node, and re-replicating into what is left would only make it worse.
+
 A decommissioned node that starts again registers again, as a new member: it joins.
 """
 
@@ -17,6 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from blocknode.ratelimit import wait_event
 from tessera.membership import View
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,7 @@ class Decommissioner:
         node_id: This node.
         grace: Seconds a node may be down before it is decommissioned.
         remove: Removes a node's membership unless it is alive; True if it did.
+        replicas: RF: fewer up nodes than this, and nobody is decommissioned.
         on_removed: Called with the node id after a removal (metrics).
     """
 
@@ -39,10 +45,14 @@ class Decommissioner:
         node_id: str,
         grace: float,
         remove: Remove,
+        *,
+        replicas: int = 3,
         on_removed: Callable[[str], None] | None = None,
     ) -> None:
         self.node_id = node_id
         self.grace = grace
+        self.replicas = replicas
+        self._held_back = False
         self._remove = remove
         self._on_removed = on_removed or (lambda _n: None)
         self._down_since: dict[str, float] = {}
@@ -69,6 +79,19 @@ class Decommissioner:
             return []
         now = time.monotonic() if now is None else now
         late = [(since, n) for n, since in self._down_since.items() if now - since >= self.grace]
+        if not late:
+            return []
+        up = len(view.alive & view.nodes.keys())
+        if 2 * len(self._down_since) >= len(view.nodes) or up < self.replicas:
+            if not self._held_back:
+                log.warning(
+                    "%d of %d block nodes are down: not decommissioning any (cluster outage?)",
+                    len(self._down_since),
+                    len(view.nodes),
+                )
+            self._held_back = True
+            return []
+        self._held_back = False
         return [n for _, n in sorted(late)]
 
     def next_due_in(self, now: float | None = None) -> float | None:
@@ -100,7 +123,4 @@ class Decommissioner:
             self._wake.clear()
             wait = self.next_due_in()
             timeout = 5.0 if wait is None else min(5.0, wait + 0.05)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, timeout)

@@ -1,4 +1,4 @@
-"""A token bucket for background transfers, so that foreground traffic keeps flowing."""
+"""Pacing for background loops: a token bucket for transfers, and a cancellable wait."""
 
 from __future__ import annotations
 
@@ -36,3 +36,17 @@ class RateLimiter:
             self._tokens -= amount
             if self._tokens < 0:
                 await asyncio.sleep(-self._tokens / self.rate)
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for ``event`` up to ``timeout`` seconds; True if it was set.
+
+    Unlike ``asyncio.wait_for`` on Python 3.11, a cancellation that arrives just as the event
+    is set is never swallowed (a loop that must stop does stop).
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -46,7 +46,7 @@ from blocknode.ranges import (
     bucket_of,
     placement_fingerprint,
 )
-from blocknode.ratelimit import RateLimiter
+from blocknode.ratelimit import RateLimiter, wait_event
 from tessera.ring import Member, Ring
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,6 @@ T = TypeVar("T")
 
 PUSH_BATCH = 16  # chunks per background Replicate stream
 CHECK_BATCH = 2048  # misplaced chunks checked (HasChunks) per round
-JOIN_WINDOW = 3600.0  # seconds after a node joins that copies to it count as rebalance
 PEER_CONCURRENCY = 4  # peers compared or pushed to at once
 
 
@@ -117,7 +116,7 @@ class Replicator:
         self._wake = asyncio.Event()
         self._index: OwnerIndex | None = None
         self._members: frozenset[str] | None = None
-        self._joined_at: dict[str, float] = {}
+        self._joined: frozenset[str] = frozenset()  # added by the latest membership change
         self.last_report: PassReport | None = None
 
     def trigger(self) -> None:
@@ -134,10 +133,7 @@ class Replicator:
                 raise
             except Exception:
                 log.exception("replication pass failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self._interval)
 
     # -- one pass ---------------------------------------------------------------------------
     async def run_pass(self) -> PassReport:
@@ -177,17 +173,15 @@ class Replicator:
         index = self._index
         if index is None or index.placement != placement_fingerprint(ring, self._rings.replicas):
             index = self._index = OwnerIndex(ring, self._rings.replicas)
-        if self._members is not None:
-            now = time.monotonic()
-            for node in index.members - self._members:
-                self._joined_at[node] = now
+        if self._members is not None and index.members != self._members:
+            self._joined = index.members - self._members
         self._members = index.members
         return index
 
     def _kind(self, target: str) -> str:
-        """``rebalance`` for copies to a node that joined recently, else ``repair``."""
-        joined = self._joined_at.get(target)
-        return "rebalance" if joined and time.monotonic() - joined < JOIN_WINDOW else "repair"
+        """``rebalance`` for copies to a node the latest membership change added (a join),
+        ``repair`` for the rest (a lost copy, a decommissioned node's ranges)."""
+        return "rebalance" if target in self._joined else "repair"
 
     async def _read(self, chunk_hash: bytes) -> bytes | None:
         """A chunk's bytes here for sending, verified: a corrupt copy is never spread."""

@@ -156,8 +156,6 @@ class BlockService(block_pb2_grpc.BlockServicer):
         self._background: set[asyncio.Task[None]] = set()
         self._recent_deletes = RecentDeletes()
         self._index: OwnerIndex | None = None
-        # Set by the app: the replicator's latest figures, for NodeStatus.
-        self.pass_figures: Callable[[], tuple[int, float]] = lambda: (0, 0.0)
 
     def update_view(self, view: View) -> None:
         """Adopt a newer membership view (the etcd watcher's callback)."""
@@ -580,7 +578,7 @@ class BlockService(block_pb2_grpc.BlockServicer):
         """Node-only: this node's replication figures (see block.proto)."""
         store = self._store.store
         counts = await self._store.run_read(lambda: (store.count(), store.hint_count()))
-        under, last_pass_at = self.pass_figures()
+        under, last_pass_at = self.metrics.under_replicated, self.metrics.last_pass_at
         moved = self.metrics.transferred
         return block_pb2.NodeStatusResponse(
             node_id=self._node_id,

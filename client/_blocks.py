@@ -1,10 +1,19 @@
-"""Chunk transfer to and from block nodes, routed by the block ring."""
+"""Chunk transfer to and from block nodes, routed by the block ring.
+
+Uploads fail over: a chunk goes to its first live owner; when that node fails (crashed, its
+lease not yet lapsed) the chunks it had not acknowledged go to the next node of their
+preference list, and the ring is asked again from any node that answers. Receipts already
+received are kept (also across calls, until they near expiry), so a retry after a failure
+sends only the chunks not yet stored.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import defaultdict
+import logging
+import time
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -14,13 +23,22 @@ from client._errors import NotFoundError, SyncError, UnavailableError, from_rpc_
 from tessera.chunking import Chunk
 from tessera.pb import block_pb2, block_pb2_grpc, common_pb2
 from tessera.ring import Member, Ring, build_ring, chunk_position
-from tessera.rpc import auth_metadata, channel_options
+from tessera.rpc import PLAINTEXT, ChannelSecurity, auth_metadata, open_channel
+
+log = logging.getLogger(__name__)
 
 _RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.CANCELLED,
 }
+# A put may go to another node on these too: grpcio's asyncio client can report a stream the
+# server ended (or a server that died) as INTERNAL while it is still writing (grpc/grpc#36066),
+# and storing a chunk twice is harmless (content-addressed).
+_PUT_RETRYABLE = _RETRYABLE | {grpc.StatusCode.INTERNAL}
+RECEIPT_MARGIN = 300  # seconds: a cached receipt this close to expiry is not reused
+RECEIPT_CACHE = 100_000  # receipts kept for retries
+PUT_ROUNDS = 6  # failover rounds per put
 
 
 def ring_from_pb(info: common_pb2.RingInfo) -> Ring:
@@ -35,20 +53,31 @@ class BlockPool:
     """One channel per block node; picks replicas from the ring, fails over to the next."""
 
     def __init__(
-        self, ring: Ring, token: str, *, max_message_bytes: int, replicas: int = 3
+        self,
+        ring: Ring,
+        token: str,
+        *,
+        max_message_bytes: int,
+        replicas: int = 3,
+        security: ChannelSecurity = PLAINTEXT,
     ) -> None:
         self.ring = ring
         self.replicas = replicas
         self._md = auth_metadata(token)
-        self._options = channel_options(max_message_bytes)
+        self._max_message_bytes = max_message_bytes
+        self._security = security
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._receipts: OrderedDict[bytes, common_pb2.Receipt] = OrderedDict()
+        self.sent_chunks = 0  # chunks streamed to block nodes (retries included)
+        self.sent_bytes = 0
+        self.failovers = 0  # nodes given up on during puts
 
     def stub(self, node_id: str) -> block_pb2_grpc.BlockStub:
         address = self.ring.member(node_id).address
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(
-                address, options=self._options
+            channel = self._channels[address] = open_channel(
+                address, self._security, max_message_bytes=self._max_message_bytes
             )
         return block_pb2_grpc.BlockStub(channel)
 
@@ -60,51 +89,100 @@ class BlockPool:
         return live + rest
 
     async def put(self, chunks: list[Chunk]) -> list[common_pb2.Receipt]:
-        """Store chunks (each on its primary, failing over), returning one receipt per chunk."""
-        pending = {c.hash: c for c in chunks}
+        """Store chunks (each on its primary, failing over), returning one receipt per chunk.
+
+        Raises:
+            UnavailableError: Some chunks could not be stored after failing over; the message
+                says how many. Calling again sends only those.
+            SyncError: A non-retryable failure (bad chunk, bad token).
+        """
         receipts: dict[bytes, common_pb2.Receipt] = {}
-        attempt = 0
-        while pending:
+        now = time.time()
+        for c in chunks:
+            cached = self._receipts.get(c.hash)
+            if cached is not None and cached.expires_at > now + RECEIPT_MARGIN:
+                receipts[c.hash] = cached
+        pending = {c.hash: c for c in chunks if c.hash not in receipts}
+        bad: set[str] = set()
+        failure: BaseException | None = None
+        for round_no in range(PUT_ROUNDS):
+            if not pending:
+                break
             groups: dict[str, list[Chunk]] = defaultdict(list)
             for c in pending.values():
-                candidates = self.candidates(c.hash)
+                candidates = [n for n in self.candidates(c.hash) if n not in bad]
                 if not candidates:
-                    raise UnavailableError("no block node is up")
-                groups[candidates[min(attempt, len(candidates) - 1)]].append(c)
+                    raise UnavailableError(
+                        f"no block node left to store {len(pending)} chunks "
+                        f"({len(receipts)} of {len(chunks)} stored); retry later"
+                    )
+                groups[candidates[0]].append(c)
             results = await asyncio.gather(
-                *(self._put_to(node, group) for node, group in groups.items()),
+                *(self._put_to(node, group, receipts) for node, group in groups.items()),
                 return_exceptions=True,
             )
-            failure: BaseException | None = None
-            for result in results:
+            for node, result in zip(groups, results, strict=True):
                 if isinstance(result, BaseException):
+                    if not (
+                        isinstance(result, grpc.aio.AioRpcError) and result.code() in _PUT_RETRYABLE
+                    ):
+                        raise (
+                            from_rpc_error(result)
+                            if isinstance(result, grpc.aio.AioRpcError)
+                            else result
+                        )
+                    log.info("block node %s failed a put (%s); failing over", node, result.code())
                     failure = result
-                    continue
-                for r in result:
-                    receipts[bytes(r.hash)] = r.receipt
-                    pending.pop(bytes(r.hash), None)
-            if failure is not None:
-                if (
-                    not isinstance(failure, grpc.aio.AioRpcError)
-                    or failure.code() not in _RETRYABLE
-                    or attempt >= self.replicas
-                ):
-                    raise (
-                        from_rpc_error(failure)
-                        if isinstance(failure, grpc.aio.AioRpcError)
-                        else failure
-                    )
-                attempt += 1
-                await asyncio.sleep(0.2 * attempt)
+                    bad.add(node)
+                    self.failovers += 1
+            for h in list(pending):
+                if h in receipts:
+                    del pending[h]
+            if pending:
+                await self._refresh_ring(bad)
+                await asyncio.sleep(min(0.1 * 2**round_no, 2.0))
+        if pending:
+            detail = failure.details() if isinstance(failure, grpc.aio.AioRpcError) else ""
+            raise UnavailableError(
+                f"{len(pending)} of {len(chunks)} chunks could not be stored ({detail}); "
+                "a retry sends only those"
+            )
         return [receipts[c.hash] for c in chunks]
 
-    async def _put_to(self, node_id: str, chunks: list[Chunk]) -> list[block_pb2.PutChunkResult]:
+    async def _put_to(
+        self, node_id: str, chunks: list[Chunk], receipts: dict[bytes, common_pb2.Receipt]
+    ) -> None:
+        """Stream chunks to one node, keeping each receipt as it arrives."""
+
         async def requests() -> AsyncIterator[block_pb2.PutChunkRequest]:
             for c in chunks:
+                self.sent_chunks += 1
+                self.sent_bytes += len(c.data)
                 yield block_pb2.PutChunkRequest(hash=c.hash, data=c.data)
 
         call = self.stub(node_id).PutChunks(requests(), metadata=self._md, timeout=300)
-        return [r async for r in call]
+        async for r in call:
+            h = bytes(r.hash)
+            receipts[h] = r.receipt
+            self._receipts[h] = r.receipt
+            self._receipts.move_to_end(h)
+            if len(self._receipts) > RECEIPT_CACHE:
+                self._receipts.popitem(last=False)
+
+    async def _refresh_ring(self, avoid: set[str]) -> None:
+        """Ask any node that answers for the current ring (clients never watch etcd)."""
+        for member in self.ring.members:
+            if member.node_id in avoid or not member.up:
+                continue
+            try:
+                info = await self.stub(member.node_id).GetRing(
+                    block_pb2.GetRingRequest(), metadata=self._md, timeout=5
+                )
+            except grpc.aio.AioRpcError:
+                continue
+            if info.nodes and info.revision >= self.ring.revision:
+                self.ring = ring_from_pb(info)
+            return
 
     async def get(
         self, ticket: common_pb2.ReadTicket, hashes: Iterable[bytes]

@@ -18,8 +18,9 @@ from client._errors import InvalidRequestError, SyncError, UnavailableError, fro
 from client._types import Change, Cursor, Entry, FileVersion, UploadStats
 from tessera.chunking import Chunk, iter_chunks
 from tessera.pb import common_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
-from tessera.ring import key_position
-from tessera.rpc import auth_metadata, channel_options
+from tessera.ring import SYNC_VNODES, build_ring, key_position
+from tessera.ring import Member as RingMember
+from tessera.rpc import ChannelSecurity, auth_metadata, open_channel
 
 MOVED_PREFIX = "moved:"
 
@@ -32,6 +33,24 @@ class ClientConfig:
     batch_chunks: int = 16  # chunks read, checked and uploaded per round (~16 MiB)
     max_message_bytes: int = 6 * 1024 * 1024
     timeout: float = 60.0
+    tls: bool = False  # dial every node over TLS (implied by tls_ca)
+    tls_ca: str = ""  # PEM CA bundle to verify the cluster's certificates
+    tls_server_name: str = ""  # verify certificates against this name instead of each host
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ClientConfig:
+        """TLS settings from ``TESSERA_TLS``, ``TESSERA_TLS_CA`` and ``TESSERA_TLS_SERVER_NAME``."""
+        env = os.environ
+        tls = {
+            "tls": env.get("TESSERA_TLS", "").lower() in {"1", "true", "yes", "on"},
+            "tls_ca": env.get("TESSERA_TLS_CA", ""),
+            "tls_server_name": env.get("TESSERA_TLS_SERVER_NAME", ""),
+        }
+        return cls(**{**tls, **overrides})
+
+    def security(self) -> ChannelSecurity:
+        """How this client dials the cluster."""
+        return ChannelSecurity.from_files(tls=self.tls, ca_file=self.tls_ca, server_name=self.tls_server_name)
 
 
 async def _call(coro: Any) -> Any:
@@ -50,7 +69,8 @@ class Client:
         self.device_id = config.device_id or f"sdk-{uuid.uuid4().hex[:8]}"
         self._token = token
         self._md = auth_metadata(token)
-        self._channel = grpc.aio.insecure_channel(target, options=channel_options(64 * 1024 * 1024))
+        self.security = config.security()
+        self._channel = open_channel(target, self.security, max_message_bytes=64 * 1024 * 1024)
         self._meta = meta_pb2_grpc.MetadataStub(self._channel)
         self._blocks: BlockPool | None = None
         self._blocks_lock = asyncio.Lock()
@@ -77,9 +97,11 @@ class Client:
         return client
 
     @staticmethod
-    async def login(target: str, name: str, password: str) -> meta_pb2.LoginResponse:
+    async def login(
+        target: str, name: str, password: str, *, config: ClientConfig | None = None
+    ) -> meta_pb2.LoginResponse:
         """Exchange a name and password for a token."""
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with open_channel(target, (config or ClientConfig()).security()) as channel:
             return await _call(
                 meta_pb2_grpc.MetadataStub(channel).Login(
                     meta_pb2.LoginRequest(name=name, password=password), timeout=30
@@ -121,6 +143,7 @@ class Client:
                 self._token,
                 max_message_bytes=self.config.max_message_bytes,
                 replicas=info.block_ring.replicas or 3,
+                security=self.security,
             )
         return self._blocks
 
@@ -300,9 +323,7 @@ class Client:
         live = [n for n in info.sync_nodes if n.up]
         if not live:
             raise UnavailableError("no sync node is up")
-        from tessera.ring import Member, build_ring
-
-        ring = build_ring([Member(n.id, n.address, n.zone or "default") for n in live])
+        ring = build_ring([RingMember(n.id, n.address, n.zone or "default") for n in live], vnodes=SYNC_VNODES)
         return ring.member(ring.owners(key_position(self.user_id), 1)[0]).address
 
     async def subscribe(
@@ -313,9 +334,7 @@ class Client:
         known = {c.namespace_id: c.seq for c in cursors or []}
         while True:
             address = await self._sync_address()
-            async with grpc.aio.insecure_channel(
-                address, options=channel_options(64 * 1024 * 1024)
-            ) as channel:
+            async with open_channel(address, self.security, max_message_bytes=64 * 1024 * 1024) as channel:
                 stub = sync_pb2_grpc.SyncStub(channel)
                 req = sync_pb2.SubscribeRequest(
                     cursors=[common_pb2.Cursor(namespace_id=k, seq=v) for k, v in known.items()],

@@ -34,7 +34,7 @@ from client._transfer import Transfer
 from client._types import Change, ChangeOp, Entry
 from client._watcher import Watcher
 from tessera.pb import common_pb2, meta_pb2, sync_pb2, sync_pb2_grpc
-from tessera.rpc import channel_options
+from tessera.rpc import open_channel
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class Daemon:
     async def _connect(self) -> None:
         if self._blocked:
             raise UnavailableError("network cut")
-        client = await Client.connect(self.cfg.endpoint, token=self.cfg.token, config=ClientConfig(device_id=self.device_id))
+        client = await Client.connect(self.cfg.endpoint, token=self.cfg.token, config=ClientConfig.from_env(device_id=self.device_id))
         try:
             resp = await _call(client._meta.ListNamespaces(meta_pb2.ListNamespacesRequest(), metadata=client._md, timeout=30))
             await client._block_pool()        # once, up front: concurrent first calls would race
@@ -283,7 +283,7 @@ class Daemon:
         while self.online:
             try:
                 address = await self._sync_address()
-                async with grpc.aio.insecure_channel(address, options=channel_options(64 * 1024 * 1024)) as channel:
+                async with open_channel(address, self.client.security, max_message_bytes=64 * 1024 * 1024) as channel:
                     cursors = [common_pb2.Cursor(namespace_id=k, seq=v) for k, v in self.db.cursors().items()]
                     req = sync_pb2.SubscribeRequest(cursors=cursors, device_id=self.device_id)
                     async for ev in sync_pb2_grpc.SyncStub(channel).Subscribe(req, metadata=self.client._md):

@@ -16,6 +16,7 @@ import uuid
 
 from metanode.db import Conn
 from metanode.model import ChunkRef, CommitSpec
+from metanode.txcache import TxCache
 from tessera.auth import Signer
 from tessera.errors import FailedPrecondition, Unavailable
 
@@ -71,8 +72,41 @@ async def need_chunks(conn: Conn, user_id: uuid.UUID, hashes: list[bytes]) -> li
     return missing
 
 
-async def claim(conn: Conn, user_id: uuid.UUID, spec: CommitSpec, signer: Signer) -> None:
+async def facts(
+    conn: Conn, user_id: uuid.UUID, hashes: list[bytes]
+) -> tuple[set[bytes], dict[bytes, tuple[str, bool]]]:
+    """In one query: which chunks the user owns, and the GC marks of the others."""
+    if not hashes:
+        return set(), {}
+    cur = await conn.execute(
+        """SELECT t.h, o.hash IS NOT NULL, g.state, g.deleted_at IS NOT NULL
+           FROM unnest(%s::BYTEA[]) AS t(h)
+           LEFT JOIN chunk_owners o ON o.user_id = %s AND o.hash = t.h
+           LEFT JOIN gc_chunks g ON g.hash = t.h AND (g.state = 'deleting' OR g.deleted_at IS NOT NULL)""",
+        (hashes, user_id),
+    )
+    have: set[bytes] = set()
+    marks: dict[bytes, tuple[str, bool]] = {}
+    for raw, is_owned, state, tombstoned in await cur.fetchall():
+        h = bytes(raw)
+        if is_owned:
+            have.add(h)
+        elif state is not None:
+            marks[h] = (state, tombstoned)
+    return have, marks
+
+
+async def prefetch(conn: Conn, user_id: uuid.UUID, hashes: list[bytes], cache: TxCache) -> None:
+    """Load ownership and GC marks of every chunk of a batch in one query."""
+    cache.owned, cache.gc = await facts(conn, user_id, list(dict.fromkeys(hashes)))
+
+
+async def claim(
+    conn: Conn, user_id: uuid.UUID, spec: CommitSpec, signer: Signer, cache: TxCache | None = None
+) -> None:
     """Every chunk must be owned by the user already or come with a valid receipt for them.
+
+    All checks come before the only write (the new ownership rows).
 
     Raises:
         FailedPrecondition: A chunk without a valid receipt, or one the GC removed since.
@@ -80,8 +114,13 @@ async def claim(conn: Conn, user_id: uuid.UUID, spec: CommitSpec, signer: Signer
         NeedProof: Receipted chunks with a GC tombstone not yet checked on the block nodes.
     """
     unique = list(dict.fromkeys(c.hash for c in spec.chunks))
-    have = await owned(conn, user_id, unique)
-    missing = [h for h in unique if h not in have]
+    if not unique:
+        return
+    if cache is None or cache.owned is None or cache.gc is None:
+        if cache is None:
+            cache = TxCache()
+        cache.owned, cache.gc = await facts(conn, user_id, unique)
+    missing = [h for h in unique if h not in cache.owned]
     if not missing:
         return
     receipts = {r.hash: r for r in spec.receipts}
@@ -97,14 +136,10 @@ async def claim(conn: Conn, user_id: uuid.UUID, spec: CommitSpec, signer: Signer
             raise FailedPrecondition(
                 f"chunk {_short(h)} has no valid upload receipt: upload it first"
             )
-    cur = await conn.execute(
-        "SELECT hash, state, deleted_at IS NOT NULL FROM gc_chunks WHERE hash = ANY(%s) AND (state = 'deleting' OR deleted_at IS NOT NULL)",
-        (missing,),
-    )
+    marks = {h: cache.gc[h] for h in missing if h in cache.gc}
     unproven: list[bytes] = []
     proven: list[bytes] = []
-    for raw, state, tombstoned in await cur.fetchall():
-        h = bytes(raw)
+    for h, (state, tombstoned) in marks.items():
         if state == "deleting":
             raise Unavailable(
                 f"chunk {_short(h)} is being garbage-collected: upload it again in a moment"
@@ -120,12 +155,24 @@ async def claim(conn: Conn, user_id: uuid.UUID, spec: CommitSpec, signer: Signer
             "INSERT INTO chunk_owners (user_id, hash, size) VALUES (%s, %s, %s) ON CONFLICT (user_id, hash) DO NOTHING",
             [(user_id, h, sizes[h]) for h in missing],
         )
+    cache.writes += 1
+    cache.owned.update(missing)
+    for h in proven:
+        cache.gc.pop(h, None)
+
+
+REUPLOAD_KEY = "tessera-reupload"
 
 
 def tombstone_error(hashes: list[bytes]) -> FailedPrecondition:
-    """The error for receipted chunks that no block node holds any more."""
+    """The error for receipted chunks that no block node holds any more.
+
+    The trailer ``tessera-reupload`` lists their hex hashes: a client that keeps receipts of
+    earlier uploads must drop those and upload the chunks again.
+    """
     return FailedPrecondition(
-        f"chunk {_short(hashes[0])} was garbage-collected after it was uploaded: upload it again"
+        f"chunk {_short(hashes[0])} was garbage-collected after it was uploaded: upload it again",
+        trailers=((REUPLOAD_KEY, ",".join(h.hex() for h in hashes)),),
     )
 
 

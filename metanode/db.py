@@ -61,6 +61,15 @@ class Database:
     @staticmethod
     async def _configure(conn: AsyncConnection) -> None:
         await conn.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
+        if conn.info.parameter_status("crdb_version") is None:
+            # PostgreSQL's serializable isolation (SSI) locks what a transaction *read*: a
+            # sequential scan locks the whole table, a bitmap scan whole heap pages. Every query
+            # here is a point or range lookup on an index, so keep the planner on plain index
+            # scans: concurrent commits of different users then do not conflict just because
+            # the tables are still small. (CockroachDB locks keys and needs nothing of this.)
+            await conn.execute("SET enable_seqscan = off")
+            await conn.execute("SET enable_bitmapscan = off")
+            await conn.commit()
 
     async def open(self, timeout: float = 30.0) -> None:
         await self.pool.open(wait=True, timeout=timeout)

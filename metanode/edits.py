@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from metanode import files, tree
+from metanode import commits, files, tree
 from metanode.db import Conn
 from metanode.files import FileRow
 from metanode.model import EntryRow, Kind, Op
@@ -142,7 +142,7 @@ async def move(
     row, old_path = await _live(conn, ns_id, src)
     _check_parent(src, row, parent_rev)
     parts = split_path(dst)
-    parent_id, parent_path = await files.ensure_folders(conn, ns_id, parts[:-1], device_id)
+    parent_id, parent_path = await commits.ensure_folders(conn, ns_id, parts[:-1], device_id)
     name = parts[-1]
     if parent_id == row.parent_id and name == row.name:
         return await files.entry(conn, ns_id, row.file_id, row.head_rev, old_path), old_path
@@ -196,7 +196,7 @@ async def restore(
         raise FailedPrecondition(f"revision {rev_id} of {stored} is a deletion: pick one before it")
     chunk_list = await files.blocklist_of(conn, ns_id, row.file_id, rev_id)
     parts = split_path(stored)
-    parent_id, parent_path = await files.ensure_folders(conn, ns_id, parts[:-1], device_id)
+    parent_id, parent_path = await commits.ensure_folders(conn, ns_id, parts[:-1], device_id)
     if (
         parent_id != row.parent_id
     ):  # the folders were replaced since: restore beside what is there now

@@ -20,15 +20,14 @@ from metanode.model import (
     ROOT_PARENT,
     ChangeRow,
     ChunkRef,
-    CommitSpec,
     EntryRow,
     FileVersion,
     Kind,
     Op,
     Role,
 )
-from tessera.auth import Signer
-from tessera.errors import Conflict, FailedPrecondition, NotFound, PermissionDenied
+from metanode.txcache import TxCache
+from tessera.errors import FailedPrecondition, NotFound, PermissionDenied
 from tessera.paths import join_path, name_key, split_path
 
 MAX_LIST_PAGE = 1000
@@ -72,20 +71,33 @@ def file_row(row: tuple) -> FileRow:
 
 
 # -- permissions -------------------------------------------------------------------------------
-async def role_of(conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID) -> Role | None:
+async def role_of(
+    conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID, cache: TxCache | None = None
+) -> Role | None:
     """The caller's role in a namespace, None for a non-member."""
+    if cache is not None and (user_id, ns_id) in cache.roles:
+        return cache.roles[(user_id, ns_id)]
     cur = await conn.execute(
         "SELECT role FROM members WHERE user_id = %s AND ns_id = %s", (user_id, ns_id)
     )
     row = await cur.fetchone()
-    return Role[row[0].upper()] if row else None
+    role = Role[row[0].upper()] if row else None
+    if cache is not None:
+        cache.roles[(user_id, ns_id)] = role
+    return role
 
 
 async def require_role(
-    conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID, *, write: bool, path: str = ""
+    conn: Conn,
+    user_id: uuid.UUID,
+    ns_id: uuid.UUID,
+    *,
+    write: bool,
+    path: str = "",
+    cache: TxCache | None = None,
 ) -> Role:
     """The caller's role; a non-member learns nothing (the same NOT_FOUND as a missing path)."""
-    role = await role_of(conn, user_id, ns_id)
+    role = await role_of(conn, user_id, ns_id, cache)
     if role is None:
         raise not_found(path)
     if write and role is Role.VIEWER:
@@ -93,28 +105,45 @@ async def require_role(
     return role
 
 
-async def next_seq(conn: Conn, ns_id: uuid.UUID) -> int:
-    """Reserve the namespace's next journal sequence number."""
+async def next_seq(conn: Conn, ns_id: uuid.UUID, cache: TxCache | None = None) -> int:
+    """Reserve the namespace's next journal sequence number.
+
+    With a cache, the head is bumped in the database once and counted in the cache after
+    that (``TxCache.flush`` writes the last one back before the transaction commits).
+    """
+    if cache is not None and ns_id in cache.seqs:
+        cache.seqs[ns_id] += 1
+        cache.bumped.add(ns_id)
+        return cache.seqs[ns_id]
     cur = await conn.execute(
-        "UPDATE namespaces SET head_seq = head_seq + 1 WHERE ns_id = %s RETURNING head_seq",
+        "UPDATE namespaces SET head_seq = head_seq + 1 WHERE ns_id = %s RETURNING head_seq, now()",
         (ns_id,),
     )
     row = await cur.fetchone()
     if row is None:
         raise not_found("")
+    if cache is not None:
+        cache.seqs[ns_id], cache.now = int(row[0]), row[1]
     return int(row[0])
 
 
 # -- lookups -------------------------------------------------------------------------------
-async def child(conn: Conn, ns_id: uuid.UUID, parent_id: uuid.UUID, key: str) -> FileRow | None:
+async def child(
+    conn: Conn, ns_id: uuid.UUID, parent_id: uuid.UUID, key: str, cache: TxCache | None = None
+) -> FileRow | None:
     """The live child with this name key, else the most recently changed deleted one."""
+    if cache is not None and (ns_id, parent_id, key) in cache.children:
+        return cache.children[(ns_id, parent_id, key)]  # type: ignore[no-any-return]
     cur = await conn.execute(
         f"""SELECT {FILE_COLS} FROM files WHERE ns_id = %s AND parent_id = %s AND name_key = %s
             ORDER BY deleted, seq DESC, modified_at DESC LIMIT 1""",
         (ns_id, parent_id, key),
     )
     row = await cur.fetchone()
-    return file_row(row) if row else None
+    found = file_row(row) if row else None
+    if cache is not None:
+        cache.children[(ns_id, parent_id, key)] = found
+    return found
 
 
 async def lookup(conn: Conn, ns_id: uuid.UUID, path: str) -> tuple[FileRow, str] | None:
@@ -289,49 +318,45 @@ async def write_change(
     client_mtime_ns: int = 0,
     old_path: str = "",
     mount_ns: uuid.UUID | None = None,
+    cache: TxCache | None = None,
 ) -> EntryRow:
     """One change to one file: a new revision, the file's head moved to it, a journal record.
 
     ``row`` is the file's current row (None for a new file, which gets a fresh id); ``mount_ns``
-    is only used when the row is created (a mount point in a member's root namespace).
+    is only used when the row is created (a mount point in a member's root namespace). With a
+    cache, no statement waits for its result (pipeline mode) and the cache learns the new row.
     """
-    seq = await next_seq(conn, ns_id)
+    seq = await next_seq(conn, ns_id, cache)
     file_id = row.file_id if row else uuid.uuid4()
     n = (row.revs if row else 0) + 1
     rev_id = uuid.uuid4()
     size = sum(c.size for c in chunk_list)
     digest = blocklists.content_hash(chunk_list) if chunk_list else EMPTY_HASH
-    cur = await conn.execute(
-        """INSERT INTO revisions (ns_id, file_id, rev_id, parent_rev, seq, n, kind, size, deleted, path, blocklist,
-                                  content_hash, device_id, client_mtime_ns)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING created_at""",
-        (
-            ns_id,
-            file_id,
-            rev_id,
-            row.head_rev if row else None,
-            seq,
-            n,
-            int(kind),
-            size,
-            deleted,
-            path,
-            blocklists.encode(chunk_list),
-            digest,
-            device_id,
-            client_mtime_ns,
-        ),
-    )
-    created = (await cur.fetchone())[0]
+    values = (
+        ns_id, file_id, rev_id, row.head_rev if row else None, seq, n, int(kind), size, deleted, path,
+        blocklists.encode(chunk_list), digest, device_id, client_mtime_ns,
+    )  # fmt: skip
+    insert = """INSERT INTO revisions (ns_id, file_id, rev_id, parent_rev, seq, n, kind, size, deleted, path,
+                                       blocklist, content_hash, device_id, client_mtime_ns)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+    if cache is not None and cache.now is not None:
+        await conn.execute(insert, values)  # created_at defaults to now(): the transaction's time
+        created = cache.now
+    else:
+        created = (await (await conn.execute(insert + " RETURNING created_at", values)).fetchone())[
+            0
+        ]
     await conn.execute(
-        "INSERT INTO journal (ns_id, seq, op, kind, file_id, rev_id, path, old_path) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        """INSERT INTO journal (ns_id, seq, op, kind, file_id, rev_id, path, old_path)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
         (ns_id, seq, int(op), int(kind), file_id, rev_id, path, old_path),
     )
     if chunk_list and not deleted:
         await chunks.add_refs(conn, ns_id, file_id, rev_id, chunk_list)
     if row is None:
         await conn.execute(
-            """INSERT INTO files (ns_id, file_id, parent_id, name, name_key, kind, head_rev, size, deleted, seq, mount_ns, revs)
+            """INSERT INTO files (ns_id, file_id, parent_id, name, name_key, kind, head_rev, size, deleted,
+                                  seq, mount_ns, revs)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (
                 ns_id,
@@ -367,6 +392,22 @@ async def write_change(
                 file_id,
             ),
         )
+    if cache is not None:
+        cache.writes += 1
+        if row is not None:
+            cache.children.pop((ns_id, row.parent_id, name_key(row.name)), None)
+        cache.children[(ns_id, parent_id, name_key(name))] = FileRow(
+            file_id,
+            parent_id,
+            name,
+            kind,
+            rev_id,
+            size,
+            deleted,
+            seq,
+            row.mount_ns if row else mount_ns,
+            n,
+        )
     return EntryRow(
         ns_id,
         file_id,
@@ -381,95 +422,6 @@ async def write_change(
         client_mtime_ns,
         digest,
     )
-
-
-def reusable(row: FileRow | None, kind: Kind) -> FileRow | None:
-    """A deleted row a new entry of ``kind`` takes over (same id: its history continues), if any.
-
-    A different kind, or a former mount point, starts a new file id instead.
-    """
-    if row is None or row.kind is not kind or row.mount_ns is not None:
-        return None
-    return row
-
-
-async def ensure_folders(
-    conn: Conn, ns_id: uuid.UUID, parts: list[str], device_id: str
-) -> tuple[uuid.UUID, str]:
-    """Walk (and create, like mkdir -p) the folders of ``parts``; returns (folder id, stored path)."""
-    parent, stored = ROOT_PARENT, ""
-    for segment in parts:
-        row = await child(conn, ns_id, parent, name_key(segment))
-        if row is not None and not row.deleted:
-            path = join_path(stored, row.name)
-            if row.kind is not Kind.FOLDER:
-                raise FailedPrecondition(f"{path} is a file, not a folder")
-            if row.mount_ns is not None:
-                raise FailedPrecondition(f"{path} is a shared folder: address it by its namespace")
-            parent, stored = row.file_id, path
-            continue
-        path = join_path(stored, segment)
-        e = await write_change(
-            conn,
-            ns_id,
-            reusable(row, Kind.FOLDER),
-            parent_id=parent,
-            name=segment,
-            path=path,
-            kind=Kind.FOLDER,
-            chunk_list=[],
-            op=Op.UPSERT,
-            device_id=device_id,
-        )
-        parent, stored = e.file_id, path
-    return parent, stored
-
-
-async def commit(conn: Conn, user_id: uuid.UUID, spec: CommitSpec, signer: Signer) -> EntryRow:
-    """Commit one file version: permission, receipts, conflict check, revision, head, journal."""
-    await require_role(conn, user_id, spec.ns_id, write=True, path=spec.path)
-    parts = split_path(spec.path)
-    parent_id, parent_path = await ensure_folders(conn, spec.ns_id, parts[:-1], spec.device_id)
-    name = parts[-1]
-    existing = await child(conn, spec.ns_id, parent_id, name_key(name))
-    if existing is not None and not existing.deleted:
-        if existing.kind is Kind.FOLDER:
-            raise FailedPrecondition(f"{spec.path} is a folder")
-        if spec.parent_rev != existing.head_rev:
-            raise Conflict(
-                f"{spec.path} changed since revision {spec.parent_rev or 'none'}: head is {existing.head_rev}",
-                str(existing.head_rev),
-            )
-        # The name keeps the case it was created with (case-preserving, like Dropbox).
-        name = existing.name
-    else:
-        # An edit against a deleted file wins: it resurrects the file (same id, history continues).
-        existing = reusable(existing, Kind.FILE)
-    await chunks.claim(conn, user_id, spec, signer)
-    return await write_change(
-        conn,
-        spec.ns_id,
-        existing,
-        parent_id=parent_id,
-        name=name,
-        path=join_path(parent_path, name),
-        kind=Kind.FILE,
-        chunk_list=spec.chunks,
-        op=Op.UPSERT,
-        device_id=spec.device_id,
-        client_mtime_ns=spec.client_mtime_ns,
-    )
-
-
-async def make_folder(
-    conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID, path: str, device_id: str
-) -> EntryRow:
-    """mkdir -p; an existing folder is returned as it is."""
-    await require_role(conn, user_id, ns_id, write=True, path=path)
-    folder_id, stored = await ensure_folders(conn, ns_id, split_path(path), device_id)
-    found = await lookup(conn, ns_id, stored)
-    assert found is not None
-    return await entry(conn, ns_id, folder_id, found[0].head_rev, stored)
 
 
 # -- journal ---------------------------------------------------------------------------------

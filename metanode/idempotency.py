@@ -13,6 +13,7 @@ from typing import Any
 
 from metanode.db import Conn
 from metanode.model import EntryRow, Kind
+from metanode.txcache import TxCache
 from tessera.errors import InvalidArgument
 
 MAX_KEY = 256
@@ -24,8 +25,30 @@ def _keyed(device_id: str, op_id: str) -> bool:
     return bool(device_id and op_id)
 
 
+async def prefetch(
+    conn: Conn, user_id: uuid.UUID, keys: list[tuple[str, str]], cache: TxCache
+) -> None:
+    """Load the outcomes of every keyed operation of a batch in one query."""
+    cache.keys = {}
+    wanted = {k for k in keys if _keyed(*k)}
+    if not wanted:
+        return
+    cur = await conn.execute(
+        "SELECT device_id, op_id, kind, outcome FROM idempotency WHERE user_id = %s AND op_id = ANY(%s)",
+        (user_id, sorted({op for _, op in wanted})),
+    )
+    for device_id, op_id, kind, outcome in await cur.fetchall():
+        if (device_id, op_id) in wanted:
+            cache.keys[(device_id, op_id)] = (kind, json.loads(bytes(outcome)))
+
+
 async def recall(
-    conn: Conn, user_id: uuid.UUID, device_id: str, op_id: str, kind: str
+    conn: Conn,
+    user_id: uuid.UUID,
+    device_id: str,
+    op_id: str,
+    kind: str,
+    cache: TxCache | None = None,
 ) -> Any | None:
     """The stored outcome of this operation, or None if it has not run yet.
 
@@ -34,22 +57,32 @@ async def recall(
     """
     if not _keyed(device_id, op_id):
         return None
-    cur = await conn.execute(
-        "SELECT kind, outcome FROM idempotency WHERE user_id = %s AND device_id = %s AND op_id = %s",
-        (user_id, device_id, op_id),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    if row[0] != kind:
-        raise InvalidArgument(
-            f"operation id {op_id!r} of this device was already used for a {row[0]}"
+    if cache is not None and cache.keys is not None:
+        found = cache.keys.get((device_id, op_id))
+    else:
+        cur = await conn.execute(
+            "SELECT kind, outcome FROM idempotency WHERE user_id = %s AND device_id = %s AND op_id = %s",
+            (user_id, device_id, op_id),
         )
-    return json.loads(bytes(row[1]))
+        row = await cur.fetchone()
+        found = (row[0], json.loads(bytes(row[1]))) if row else None
+    if found is None:
+        return None
+    if found[0] != kind:
+        raise InvalidArgument(
+            f"operation id {op_id!r} of this device was already used for a {found[0]}"
+        )
+    return found[1]
 
 
 async def remember(
-    conn: Conn, user_id: uuid.UUID, device_id: str, op_id: str, kind: str, outcome: Any
+    conn: Conn,
+    user_id: uuid.UUID,
+    device_id: str,
+    op_id: str,
+    kind: str,
+    outcome: Any,
+    cache: TxCache | None = None,
 ) -> None:
     """Store the outcome of an operation under its key (no-op without a key)."""
     if not _keyed(device_id, op_id):
@@ -58,6 +91,8 @@ async def remember(
         "INSERT INTO idempotency (user_id, device_id, op_id, kind, outcome) VALUES (%s, %s, %s, %s, %s)",
         (user_id, device_id, op_id, kind, json.dumps(outcome).encode()),
     )
+    if cache is not None and cache.keys is not None:
+        cache.keys[(device_id, op_id)] = (kind, outcome)
 
 
 def entry_to_json(e: EntryRow) -> dict[str, Any]:

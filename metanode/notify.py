@@ -15,7 +15,7 @@ import grpc
 from metanode.db import Database
 from tessera.membership import Watcher
 from tessera.pb import sync_pb2, sync_pb2_grpc
-from tessera.ring import key_position
+from tessera.ring import SYNC_VNODES, key_position
 from tessera.rpc import auth_metadata, channel_options
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class Notifier:
                 return [str(r[0]) for r in await cur.fetchall()]
 
             user_ids = await self._db.run(members)
-            ring = self._watch.view.ring(alive_only=True)
+            ring = self._watch.view.ring(SYNC_VNODES, alive_only=True)
             if len(ring) == 0:
                 return
             by_node: dict[str, list[str]] = defaultdict(list)

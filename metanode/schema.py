@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+import psycopg
+
 from metanode import blocklists
 from metanode.db import Conn, Database
 
@@ -231,6 +233,10 @@ async def migrate(db: Database) -> int:
             )
             return True
 
-        if await db.run(apply):
+        try:
+            applied = await db.run(apply)
+        except psycopg.errors.UniqueViolation:
+            applied = False  # another metanode applied it at the same moment
+        if applied:
             log.info("applied schema migration %d: %s", version, description)
     return LATEST

@@ -13,11 +13,12 @@ from typing import TypeVar
 
 import grpc
 
-from metanode import chunks, edits, files, idempotency, sharing
+from metanode import chunks, commits, edits, files, idempotency, sharing
 from metanode.db import Conn
 from metanode.idempotency import entry_from_json, entry_to_json
 from metanode.model import ChunkRef, CommitSpec, EntryRow, Receipt, Role
 from metanode.rpcbase import ServiceBase, entry_pb, opt_uuid, parse_path, parse_uuid
+from metanode.txcache import TxCache, cached
 from tessera.chunking import MAX_CHUNK
 from tessera.errors import (
     FailedPrecondition,
@@ -82,21 +83,34 @@ class WriteRpcs(ServiceBase):
         )
 
     async def _commit_one(
-        self, conn: Conn, user_id: uuid.UUID, req: meta_pb2.CommitRequest, present: frozenset[bytes]
+        self,
+        conn: Conn,
+        user_id: uuid.UUID,
+        req: meta_pb2.CommitRequest,
+        present: frozenset[bytes],
+        cache: TxCache,
     ) -> EntryRow:
         path = parse_path(req.path)
         self._spec(req, uuid.UUID(int=0), path, present)  # validate before touching the database
-        prior = await idempotency.recall(conn, user_id, req.device_id, req.operation_id, "commit")
+        prior = await idempotency.recall(
+            conn, user_id, req.device_id, req.operation_id, "commit", cache
+        )
         if prior is not None:
             return entry_from_json(prior)
-        target = await self._resolve(conn, user_id, req.namespace_id, path, into_mount=True)
+        target = await sharing.resolve(
+            conn,
+            user_id,
+            opt_uuid(req.namespace_id, "namespace"),
+            path,
+            into_mount=True,
+            cache=cache,
+        )
         if not target.path:
             raise FailedPrecondition(f"{path} is a shared folder")
-        entry = await files.commit(
-            conn, user_id, self._spec(req, target.ns_id, target.path, present), self.signer
-        )
+        spec = self._spec(req, target.ns_id, target.path, present)
+        entry = await commits.commit(conn, user_id, spec, self.signer, cache)
         await idempotency.remember(
-            conn, user_id, req.device_id, req.operation_id, "commit", entry_to_json(entry)
+            conn, user_id, req.device_id, req.operation_id, "commit", entry_to_json(entry), cache
         )
         return entry
 
@@ -118,10 +132,12 @@ class WriteRpcs(ServiceBase):
     async def Commit(
         self, request: meta_pb2.CommitRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.CommitResponse:
+        async def body(conn: Conn, uid: uuid.UUID, present: frozenset[bytes]) -> EntryRow:
+            async with cached(conn) as cache:
+                return await self._commit_one(conn, uid, request, present, cache)
+
         entry = await self._proving(
-            lambda present: self._txn(
-                context, lambda conn, uid: self._commit_one(conn, uid, request, present)
-            )
+            lambda present: self._txn(context, lambda conn, uid: body(conn, uid, present))
         )
         self._notify([(entry.ns_id, entry.seq)])
         return meta_pb2.CommitResponse(entry=entry_pb(entry))
@@ -138,20 +154,29 @@ class WriteRpcs(ServiceBase):
             conn: Conn, uid: uuid.UUID, present: frozenset[bytes]
         ) -> list[meta_pb2.CommitResult]:
             results = []
-            for req in request.commits:
-                try:
-                    async with (
-                        conn.transaction()
-                    ):  # a savepoint: one bad entry does not undo the others
-                        entry = await self._commit_one(conn, uid, req, present)
-                    results.append(meta_pb2.CommitResult(entry=entry_pb(entry)))
-                except TesseraError as e:
-                    head = dict(e.trailers).get("tessera-head-revision", "")
-                    results.append(
-                        meta_pb2.CommitResult(
-                            code=e.code.value[0], message=e.message, head_revision=head
+            async with cached(conn) as cache:
+                await chunks.prefetch(
+                    conn, uid, [c.hash for r in request.commits for c in r.blocklist.chunks], cache
+                )
+                await idempotency.prefetch(
+                    conn, uid, [(r.device_id, r.operation_id) for r in request.commits], cache
+                )
+                for req in request.commits:
+                    writes = cache.writes
+                    try:
+                        entry = await self._commit_one(conn, uid, req, present, cache)
+                        results.append(meta_pb2.CommitResult(entry=entry_pb(entry)))
+                    except TesseraError as e:
+                        # commits.commit checks everything before it writes, so a refused entry
+                        # left nothing behind; if it ever did, fail the whole batch instead.
+                        if cache.writes != writes:
+                            raise
+                        head = dict(e.trailers).get("tessera-head-revision", "")
+                        results.append(
+                            meta_pb2.CommitResult(
+                                code=e.code.value[0], message=e.message, head_revision=head
+                            )
                         )
-                    )
             return results
 
         results = await self._proving(
@@ -193,7 +218,9 @@ class WriteRpcs(ServiceBase):
             target = await self._resolve(conn, uid, request.namespace_id, path, into_mount=True)
             if not target.path:  # the mount point itself: it exists
                 return await files.stat(conn, target.root, path)
-            return await files.make_folder(conn, uid, target.ns_id, target.path, request.device_id)
+            return await commits.make_folder(
+                conn, uid, target.ns_id, target.path, request.device_id
+            )
 
         return await self._entry_op(context, "mkdir", request.device_id, request.operation_id, fn)
 

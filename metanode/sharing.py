@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from metanode import blocklists, chunks, edits, files, tree
 from metanode.db import Conn
 from metanode.model import ROOT_PARENT, ChunkRef, Kind, MemberRow, NamespaceRow, Op, Role
+from metanode.txcache import TxCache
 from tessera.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -49,24 +50,35 @@ class Target:
 
 
 async def resolve(
-    conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID | None, path: str, *, into_mount: bool
+    conn: Conn,
+    user_id: uuid.UUID,
+    ns_id: uuid.UUID | None,
+    path: str,
+    *,
+    into_mount: bool,
+    cache: TxCache | None = None,
 ) -> Target:
     """Map a request's namespace and path to the namespace that holds the path.
 
     With no namespace (or the caller's root), a path inside a mounted shared folder resolves
     into that folder's namespace (``tree.resolve``).
     """
-    cur = await conn.execute(
-        """SELECT u.root_ns, m.ns_id, m.mount_path FROM users u
-           LEFT JOIN members m ON m.user_id = u.user_id AND m.mount_path <> ''
-           WHERE u.user_id = %s""",
-        (user_id,),
-    )
-    rows = await cur.fetchall()
-    if not rows:
-        raise Unauthenticated("unknown user: log in again")
-    root = rows[0][0]
-    mounts = tuple(tree.Mount(r[1], r[2]) for r in rows if r[1] is not None)
+    known = cache.resolved.get("mounts") if cache is not None else None
+    if known is None:
+        cur = await conn.execute(
+            """SELECT u.root_ns, m.ns_id, m.mount_path FROM users u
+               LEFT JOIN members m ON m.user_id = u.user_id AND m.mount_path <> ''
+               WHERE u.user_id = %s""",
+            (user_id,),
+        )
+        rows = await cur.fetchall()
+        if not rows:
+            raise Unauthenticated("unknown user: log in again")
+        known = (rows[0][0], tuple(tree.Mount(r[1], r[2]) for r in rows if r[1] is not None))
+        if cache is not None:
+            cache.resolved["mounts"] = known
+            cache.roles[(user_id, known[0])] = Role.OWNER  # everyone owns their root namespace
+    root, mounts = known
     if ns_id is not None and ns_id != root:
         return Target(ns_id, path, root, mounts)
     ns, rest = tree.resolve(mounts, root, path, into_mount=into_mount)

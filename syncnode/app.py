@@ -11,7 +11,8 @@ from tessera import membership
 from tessera.auth import Signer
 from tessera.config import SyncConfig
 from tessera.pb import sync_pb2_grpc
-from tessera.ring import key_position
+from tessera.ring import SYNC_VNODES, key_position
+from tessera.rpc import ChannelSecurity
 from tessera.server import Bound
 
 
@@ -24,7 +25,7 @@ class SyncApp:
         self.cfg = cfg
         self.node_id = node_id
         signer = Signer(cfg.cluster_secret)
-        self.source = MetaJournalSource(cfg.meta, signer.node_token(node_id))
+        self.source = MetaJournalSource(cfg.meta, signer.node_token(node_id), ChannelSecurity.for_node(cfg))
         self.etcd = membership.connect(cfg.etcd_endpoints())
         self.watch = membership.Watcher(
             self.etcd, "sync", on_change=lambda _view: self.feed.ring_changed()
@@ -36,7 +37,7 @@ class SyncApp:
         self.registration: membership.Registration | None = None
 
     def _owns(self, user_id: str) -> bool:
-        ring = self.watch.view.ring(alive_only=True)
+        ring = self.watch.view.ring(SYNC_VNODES, alive_only=True)
         if len(ring) == 0:
             return True  # etcd view not there yet: serve rather than bounce
         owners = ring.owners(key_position(user_id), 1)

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from syncnode.feed import AccessLost, Behind, Feed, Heartbeat, Moved, NamespaceHead, Removed, Resync
 from tessera.errors import FailedPrecondition, ResourceExhausted
 from tessera.pb import common_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
-from tessera.rpc import auth_metadata, channel_options, current_principal
+from tessera.rpc import PLAINTEXT, ChannelSecurity, auth_metadata, current_principal, open_channel
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,8 @@ _LOST = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED)
 class MetaJournalSource:
     """JournalSource over the Metadata service, with node credentials acting for the user."""
 
-    def __init__(self, meta_address: str, node_token: str) -> None:
-        self._channel = grpc.aio.insecure_channel(
-            meta_address, options=channel_options(64 * 1024 * 1024)
-        )
+    def __init__(self, meta_address: str, node_token: str, security: ChannelSecurity = PLAINTEXT) -> None:
+        self._channel = open_channel(meta_address, security, max_message_bytes=64 * 1024 * 1024)
         self._stub = meta_pb2_grpc.MetadataStub(self._channel)
         self._token = node_token
 

@@ -60,7 +60,7 @@ async def _client(args: argparse.Namespace) -> Client:
             "not logged in: run `tessera login NAME` (or `tessera up` for a local cluster)"
         )
     return await Client.connect(
-        endpoint, token=token, config=ClientConfig(device_id=cfg.device_id or "cli")
+        endpoint, token=token, config=ClientConfig.from_env(device_id=cfg.device_id or "cli")
     )
 
 
@@ -91,7 +91,7 @@ async def _user_add(client: Client, args: argparse.Namespace) -> int:
 def cmd_login(args: argparse.Namespace) -> int:
     endpoint = userconfig.resolve_endpoint(args.endpoint)
     password = _password(args, f"password for {args.name}: ")
-    resp = asyncio.run(Client.login(endpoint, args.name, password))
+    resp = asyncio.run(Client.login(endpoint, args.name, password, config=ClientConfig.from_env()))
     cfg = userconfig.load()
     cfg.endpoint, cfg.token, cfg.user = endpoint, resp.token, args.name
     path = userconfig.save(cfg)

@@ -78,6 +78,10 @@ RING_SPACE = 1 << 64
 DEFAULT_VNODES = 8192
 """Points per unit of weight; see the module docstring for why this many."""
 
+# Sync rings only spread users over sync nodes (no data moves when they change), so a small,
+# cluster-wide count keeps them cheap; the client, sync nodes and metanodes must all use it.
+SYNC_VNODES = 64
+
 _DOMAIN = b"tessera-ring-v1"
 _POINTS_PER_DIGEST = 4
 _IDX_BITS = 32

@@ -125,12 +125,16 @@ async def test_gc_keeps_referenced_and_in_flight_chunks_and_deletes_garbage(
             await _commit(c, "stale.bin", stale_chunk, stale_receipt)
         assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION
         assert "garbage-collected" in (info.value.details() or "")
+        trailers = dict(info.value.trailing_metadata() or ())
+        assert trailers["tessera-reupload"] == stale_chunk.hash.hex()
         assert await status_of(c.stat("stale.bin")) is grpc.StatusCode.NOT_FOUND
 
-        # Content that was collected can be uploaded and committed again.
-        again = await put_bytes(c, tmp_path, "old-again.bin", old)
-        assert again.stats.chunks_sent == 1
-        assert await get_bytes(c, tmp_path, "old-again.bin") == old
+        # Content that was collected can be uploaded and committed again (by a client that
+        # does not hold a receipt of its earlier upload: the SDK keeps those for a while).
+        async with await Client.connect(cluster.meta_address, token=token) as fresh:
+            again = await put_bytes(fresh, tmp_path, "old-again.bin", old)
+            assert again.stats.chunks_sent == 1
+            assert await get_bytes(fresh, tmp_path, "old-again.bin") == old
         third = await admin.run_gc(grace_seconds=0)
         assert (
             await _holders(cluster, h["old"]) >= 2

@@ -232,7 +232,6 @@ class MetaModel(RuleBasedStateMachine):
             result, got = None, e.code()
             head = dict(e.trailing_metadata() or ()).get("tessera-head-revision", "")
         want = expected.code if expected else OK
-        STATS[(getattr(call, "__qualname__", "?").split(".")[1] if "." in getattr(call, "__qualname__", "") else "?", str(want))] += 1
         assert got == want, (
             f"expected {want}, server said {got}: {getattr(result, 'details', lambda: '')()}"
         )
@@ -323,7 +322,9 @@ class MetaModel(RuleBasedStateMachine):
             options += [join_path(top, t) for t in BOB_MOUNT_TAILS]
             known += [join_path(top, shared.path_of(r)) for r in shared.rows.values()]
         if known:
-            return data.draw(st.one_of(st.sampled_from(options), st.sampled_from(sorted(set(known)))))
+            return data.draw(
+                st.one_of(st.sampled_from(options), st.sampled_from(sorted(set(known))))
+            )
         return data.draw(st.sampled_from(options))
 
     @rule(
@@ -537,8 +538,15 @@ class MetaModel(RuleBasedStateMachine):
         return out
 
     @precondition(lambda self: self.shared is None)
-    @rule(path=st.sampled_from(["a", "b", "A", "b/a", "a/b", "x"]), viewer=st.booleans())
-    def share(self, path: str, viewer: bool) -> None:
+    @rule(data=st.data(), viewer=st.booleans())
+    def share(self, data: st.DataObject, viewer: bool) -> None:
+        folders = sorted(
+            self.roots["alice"].path_of(r)
+            for r in self.roots["alice"].rows.values()
+            if r.kind == FOLDER
+        )
+        fixed = st.sampled_from(["a", "b", "A", "b/a", "a/b", "x"])
+        path = data.draw(st.one_of(fixed, st.sampled_from(folders)) if folders else fixed)
         role = meta_pb2.ROLE_VIEWER if viewer else meta_pb2.ROLE_EDITOR
         alice = self.roots["alice"]
         row = alice.walk(path)
@@ -735,8 +743,6 @@ class MetaModel(RuleBasedStateMachine):
             self.channel.close()
 
 
-import collections
-STATS: collections.Counter = collections.Counter()
 EXAMPLES = int(os.environ.get("TESSERA_MODEL_EXAMPLES", "8"))
 STEPS = int(os.environ.get("TESSERA_MODEL_STEPS", "40"))
 
@@ -762,4 +768,3 @@ def test_metadata_service_matches_the_model(cluster) -> None:  # type: ignore[no
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
     run().runTest()
-    print(sorted(STATS.items()))

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from blocknode.asyncstore import AsyncChunkStore
+from blocknode.asyncstore import AsyncChunkStore, Copy
 from blocknode.store import (
     BlockStore,
+    ChunkCorrupt,
     ChunkStore,
     MemoryChunkStore,
     RocksChunkStore,
@@ -118,6 +119,20 @@ def test_hints(store: BlockStore) -> None:
     assert store.contains(a[0])  # the chunk stays; only the record goes
     with pytest.raises(ValueError):
         store.write([a], hints=[("bad\x00node", a[0])])
+
+
+def test_hint_bookkeeping_and_drop_unhinted(store: BlockStore) -> None:
+    a, b, c = (chunk(bytes([i]) * 100) for i in range(3))
+    store.write([a, b, c], [("n1", a[0]), ("n2", a[0]), ("n1", b[0])])
+    assert store.hint_count() == 3
+    # Only chunks no hint names go; a chunk two nodes need stays until both are done.
+    assert store.drop_unhinted([a[0], b[0], c[0]]) == [c[0]]
+    assert store.finish_hints("n1", [a[0], b[0], b"\x09" * 32]) == 2
+    assert sorted(store.hints()) == [("n2", a[0])]
+    assert store.drop_unhinted([a[0], b[0]]) == [b[0]]
+    assert store.finish_hints("n2", [a[0]]) == 1
+    assert store.drop_unhinted([a[0], a[0]]) == [a[0]]
+    assert store.count() == 0 and store.hint_count() == 0
 
 
 def test_closed_store_refuses(store: BlockStore) -> None:
@@ -246,10 +261,35 @@ def test_process_store_exits_when_its_parent_goes(tmp_path: Path) -> None:
         again.close()
 
 
+async def test_corrupt_blob_is_reported_as_corrupt(tmp_path: Path) -> None:
+    h, data = chunk(os.urandom(200 * 1024))
+    s = RocksChunkStore(tmp_path / "db")
+    s.put(h, data)
+    s.close()  # flushes: the bytes are in a blob file now
+    [blob] = (tmp_path / "db").glob("*.blob")
+    raw = bytearray(blob.read_bytes())
+    at = raw.find(data[1000:1100]) + 50
+    raw[at] ^= 0x01
+    blob.write_bytes(bytes(raw))
+    s = RocksChunkStore(tmp_path / "db")
+    try:
+        assert s.contains(h)
+        with pytest.raises(ChunkCorrupt):
+            s.get(h)
+    finally:
+        s.close()
+    store = AsyncChunkStore(ProcessChunkStore(tmp_path / "db"))
+    try:
+        assert await store.read(h) == (Copy.CORRUPT, None)
+        await store.put(h, data)  # a repair: the chunk written again
+        assert await store.read(h) == (Copy.OK, data)
+    finally:
+        await store.close()
+
+
 def test_written_chunk_is_in_the_wal_file_when_write_returns(tmp_path: Path) -> None:
-    # The store writes without RocksDB's sync and fsyncs the WAL files itself (so that RocksDB
-    # does not hold the GIL through the fsync). That is durable only if RocksDB has handed the
-    # record to the OS when Write returns: check the bytes are in the WAL file by then.
+    # RocksDB syncs the WAL (WriteOptions.sync) before Write returns: the record is in the WAL
+    # file by then.
     s = RocksChunkStore(tmp_path / "db")
     try:
         for size in (100, 200 * 1024):
