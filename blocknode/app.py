@@ -146,7 +146,9 @@ class BlockApp:
         if previous is None:
             return
         members_changed = previous.nodes != view.nodes
-        came_back = bool(view.alive - previous.alive)
+        came_back = view.alive - previous.alive
+        for node_id in came_back:
+            self.service.peers.reset(node_id)
         if members_changed or came_back:
             self.replicator.trigger()
 

@@ -26,6 +26,13 @@ from tessera.rpc import auth_metadata, channel_options
 
 PEER_TIMEOUT = 30.0  # seconds for one small node-to-node call
 PUSH_TIMEOUT = 600.0  # seconds for one background push stream (rate-limited)
+# A peer that was down is redialled soon after it is back (gRPC's default backoff grows to
+# minutes); ``reset`` redials at once when the ring shows it up again.
+RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 
 
 class PeerError(Unavailable):
@@ -63,7 +70,7 @@ class PeerClient:
     """
 
     def __init__(self, cfg: BlockConfig, signer: Signer, node_id: str) -> None:
-        self._options = channel_options(cfg.max_message_bytes)
+        self._options = [*channel_options(cfg.max_message_bytes), *RECONNECT_OPTIONS]
         self._creds: grpc.ChannelCredentials | None = None
         if cfg.tls_ca or cfg.tls_cert:
             ca = Path(cfg.tls_ca).read_bytes() if cfg.tls_ca else None
@@ -73,6 +80,7 @@ class PeerClient:
         self.metadata = auth_metadata(signer.node_token(node_id))
         self._channels: dict[str, tuple[str, grpc.aio.Channel, block_pb2_grpc.BlockStub]] = {}
         self._retired: list[grpc.aio.Channel] = []
+        self._closing: set[asyncio.Task[None]] = set()
 
     def stub(self, member: Member) -> block_pb2_grpc.BlockStub:
         """The stub for a peer, dialling (or redialling) its advertised address."""
@@ -88,6 +96,14 @@ class PeerClient:
         stub = block_pb2_grpc.BlockStub(channel)
         self._channels[member.node_id] = (member.address, channel, stub)
         return stub
+
+    def reset(self, node_id: str) -> None:
+        """Redial a peer on its next call (it just came back: skip the reconnect backoff)."""
+        known = self._channels.pop(node_id, None)
+        if known is not None:  # calls in flight on it may finish first
+            task = asyncio.get_running_loop().create_task(known[1].close(grace=PEER_TIMEOUT))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def replicate(
         self, member: Member, chunk_hash: bytes, data: bytes, hint_for: str = ""
@@ -232,3 +248,5 @@ class PeerClient:
         for channel in channels:
             with contextlib.suppress(Exception):
                 await channel.close(grace=1.0)
+        for task in list(self._closing):
+            task.cancel()

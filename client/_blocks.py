@@ -240,6 +240,11 @@ class BlockPool:
             for t in tasks:
                 t.cancel()
 
+    def forget(self, hashes: Iterable[bytes]) -> None:
+        """Drop cached receipts (the metanode said those chunks are gone): upload them again."""
+        for h in hashes:
+            self._receipts.pop(h, None)
+
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()

@@ -222,7 +222,7 @@ class Client:
         blocks = await self._block_pool()
         refs: list[common_pb2.ChunkRef] = []
         receipts: list[common_pb2.Receipt] = []
-        sent = sent_bytes = 0
+        wire_chunks, wire_bytes = blocks.sent_chunks, blocks.sent_bytes   # what crosses the wire
         with local.open("rb") as f:
             chunks = iter_chunks(f)
             while True:
@@ -236,8 +236,6 @@ class Client:
                 todo = list({c.hash: c for c in batch if c.hash in missing}.values())
                 if todo:
                     receipts.extend(await blocks.put(todo))
-                    sent += len(todo)
-                    sent_bytes += sum(c.size for c in todo)
         req = meta_pb2.CommitRequest(
             namespace_id=namespace_id,
             path=remote,
@@ -248,7 +246,22 @@ class Client:
             device_id=self.device_id,
             operation_id=uuid.uuid4().hex,
         )
-        resp = await _call(self._meta.Commit(req, metadata=self._md, timeout=self.config.timeout))
+        try:
+            resp = await self._meta.Commit(req, metadata=self._md, timeout=self.config.timeout)
+        except grpc.aio.AioRpcError as e:
+            stale = _reupload_hashes(e)
+            if not stale:
+                raise from_rpc_error(e) from None
+            # Receipts this client reused name chunks the cluster has since garbage-collected:
+            # send those chunks again (read back from the file) and commit once more.
+            blocks.forget(stale)
+            again = await asyncio.to_thread(_chunks_of, local, stale)
+            merged = {bytes(r.hash): r for r in receipts}
+            merged.update({bytes(r.hash): r for r in await blocks.put(again)})
+            del req.receipts[:]
+            req.receipts.extend(merged.values())
+            resp = await _call(self._meta.Commit(req, metadata=self._md, timeout=self.config.timeout))
+        sent, sent_bytes = blocks.sent_chunks - wire_chunks, blocks.sent_bytes - wire_bytes
         return FileVersion(Entry.from_pb(resp.entry), UploadStats(len(refs), sent, sent_bytes))
 
     async def make_folder(self, path: str, *, namespace_id: str = "") -> Entry:
@@ -435,6 +448,23 @@ class Client:
         if journal_retention_seconds is not None:
             req.journal_retention_seconds = journal_retention_seconds
         return await _call(self._meta.RunGC(req, metadata=self._md, timeout=max(self.config.timeout, 300.0)))
+
+
+REUPLOAD_KEY = "tessera-reupload"
+
+
+def _reupload_hashes(e: grpc.aio.AioRpcError) -> set[bytes]:
+    """Chunks the metanode asks to upload again (their receipts outlived the chunks)."""
+    if e.code() is not grpc.StatusCode.FAILED_PRECONDITION:
+        return set()
+    raw = dict(e.trailing_metadata() or ()).get(REUPLOAD_KEY, "")
+    return {bytes.fromhex(h) for h in str(raw).split(",") if h}
+
+
+def _chunks_of(local: Path, wanted: set[bytes]) -> list[Chunk]:
+    """The chunks of a file whose hashes are in ``wanted`` (one streaming pass)."""
+    with local.open("rb") as f:
+        return list({c.hash: c for c in iter_chunks(f) if c.hash in wanted}.values())
 
 
 def _take(chunks: Any, n: int) -> list[Chunk]:

@@ -82,8 +82,12 @@ class Database:
     async def close(self) -> None:
         await self.pool.close()
 
-    async def run(self, fn: Callable[[Conn], Awaitable[T]], *, attempts: int = 25) -> T:
-        """Run ``fn(conn)`` in a serializable transaction, retrying on 40001."""
+    async def run(self, fn: Callable[[Conn], Awaitable[T]], *, attempts: int = 40) -> T:
+        """Run ``fn(conn)`` in a serializable transaction, retrying on 40001.
+
+        Backoff is exponential with full jitter, capped at 250 ms: at most about 9 s of waiting
+        over all attempts before a clear UNAVAILABLE.
+        """
         for attempt in range(attempts):
             try:
                 async with self.pool.connection() as conn, conn.transaction():
@@ -94,7 +98,7 @@ class Database:
                         raise Unavailable(f"metadata database unavailable: {e}") from e
                     raise
                 self.restarts.inc()
-                await asyncio.sleep(min(0.002 * 2**attempt, 0.5) * random.random())
+                await asyncio.sleep(min(0.002 * 2**attempt, 0.25) * random.random())
             except psycopg_pool_timeout() as e:
                 raise Unavailable("metadata database unavailable: no connection in time") from e
         raise Unavailable("metadata transaction kept conflicting; try again")

@@ -32,6 +32,7 @@ class Notifier:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def changed(self, ns_id: uuid.UUID, seq: int) -> None:
+        """``seq`` > 0: the namespace's journal reached seq; 0: its membership changed."""
         if self._watch is None:
             return
         task = asyncio.create_task(self._notify(ns_id, seq))

@@ -5,7 +5,9 @@ path resolution and notifications. ``MetadataService`` (service.py) and ``WriteR
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
@@ -103,6 +105,10 @@ class ServiceBase:
         self.block_watch = block_watch
         self.sync_watch = sync_watch
         self.notifier = notifier
+        # One lock per user with writes in flight; entries vanish once no call holds them.
+        self._write_locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self.collector = collector
         self.replicas = replicas
         self.write_quorum = write_quorum
@@ -121,6 +127,27 @@ class ServiceBase:
         self, context: grpc.aio.ServicerContext, fn: Callable[[Conn, uuid.UUID], Awaitable[T]]
     ) -> T:
         """Run ``fn(conn, user_id)`` in one serializable transaction, after the revocation check."""
+        return await self._run_txn(context, fn, write=False)
+
+    async def _write_txn(
+        self, context: grpc.aio.ServicerContext, fn: Callable[[Conn, uuid.UUID], Awaitable[T]]
+    ) -> T:
+        """Like ``_txn`` for calls that write: one user's writes queue on this metanode.
+
+        A user's devices all write the user's namespaces, and every commit there bumps the
+        same journal counter, so under SERIALIZABLE they would abort each other and retry
+        (and under load give up). Queuing them in-process removes those conflicts; writes
+        across metanodes or users still serialize in the database, with retries.
+        """
+        return await self._run_txn(context, fn, write=True)
+
+    async def _run_txn(
+        self,
+        context: grpc.aio.ServicerContext,
+        fn: Callable[[Conn, uuid.UUID], Awaitable[T]],
+        *,
+        write: bool,
+    ) -> T:
         principal = current_principal()
         user_id = self._caller(context)
 
@@ -129,7 +156,13 @@ class ServiceBase:
                 raise Unauthenticated("token revoked: log in again (tessera login)")
             return await fn(conn, user_id)
 
-        return await self.db.run(body)
+        if not write:
+            return await self.db.run(body)
+        lock = self._write_locks.get(user_id)
+        if lock is None:
+            lock = self._write_locks[user_id] = asyncio.Lock()
+        async with lock:
+            return await self.db.run(body)
 
     async def _require_admin(self, context: grpc.aio.ServicerContext, what: str) -> None:
         """Admins (with a token that was not revoked) and nodes only."""
@@ -151,10 +184,13 @@ class ServiceBase:
         """Where a request's (namespace_id, path) lands; see ``sharing.resolve``."""
         return await resolve(conn, user_id, opt_uuid(ns, "namespace"), path, into_mount=into_mount)
 
-    def _notify(self, changes: Iterable[tuple[uuid.UUID, int]]) -> None:
-        """Tell the sync nodes about the newest seq of each changed namespace."""
+    def _notify(
+        self, changes: Iterable[tuple[uuid.UUID, int]], *, membership: bool = False
+    ) -> None:
+        """Tell the sync nodes about the newest seq of each changed namespace; ``membership``
+        (share, unshare) also makes them re-list the affected users' namespaces at once."""
         newest: dict[uuid.UUID, int] = {}
         for ns, seq in changes:
             newest[ns] = max(seq, newest.get(ns, 0))
         for ns, seq in newest.items():
-            self.notifier.changed(ns, seq)
+            self.notifier.changed(ns, 0 if membership else seq)

@@ -47,7 +47,7 @@ class WriteRpcs(ServiceBase):
         for h in request.hashes:
             if len(h) != HASH_LEN:
                 raise InvalidArgument("chunk hashes are 32-byte SHA-256 digests")
-        missing = await self._txn(
+        missing = await self._write_txn(
             context, lambda conn, uid: chunks.need_chunks(conn, uid, list(request.hashes))
         )
         return meta_pb2.NeedChunksResponse(missing=missing)
@@ -137,7 +137,7 @@ class WriteRpcs(ServiceBase):
                 return await self._commit_one(conn, uid, request, present, cache)
 
         entry = await self._proving(
-            lambda present: self._txn(context, lambda conn, uid: body(conn, uid, present))
+            lambda present: self._write_txn(context, lambda conn, uid: body(conn, uid, present))
         )
         self._notify([(entry.ns_id, entry.seq)])
         return meta_pb2.CommitResponse(entry=entry_pb(entry))
@@ -180,7 +180,7 @@ class WriteRpcs(ServiceBase):
             return results
 
         results = await self._proving(
-            lambda present: self._txn(context, lambda conn, uid: body(conn, uid, present))
+            lambda present: self._write_txn(context, lambda conn, uid: body(conn, uid, present))
         )
         self._notify((uuid.UUID(r.entry.namespace_id), r.entry.seq) for r in results if r.code == 0)
         return meta_pb2.CommitBatchResponse(results=results)
@@ -204,7 +204,7 @@ class WriteRpcs(ServiceBase):
             await idempotency.remember(conn, uid, device_id, op_id, kind, entry_to_json(entry))
             return entry, True
 
-        entry, fresh = await self._txn(context, body)
+        entry, fresh = await self._write_txn(context, body)
         if fresh:
             self._notify([(entry.ns_id, entry.seq)])
         return meta_pb2.CommitResponse(entry=entry_pb(entry))
@@ -301,8 +301,8 @@ class WriteRpcs(ServiceBase):
             )
             return str(ns_id), notices
 
-        ns, notices = await self._txn(context, body)
-        self._notify(notices)
+        ns, notices = await self._write_txn(context, body)
+        self._notify(notices, membership=True)
         return meta_pb2.ShareResponse(shared_namespace_id=ns)
 
     async def Unshare(
@@ -327,7 +327,7 @@ class WriteRpcs(ServiceBase):
             )
             return notices
 
-        self._notify(await self._txn(context, body))
+        self._notify(await self._write_txn(context, body), membership=True)
         return meta_pb2.UnshareResponse()
 
     # -- garbage collection ------------------------------------------------------------------

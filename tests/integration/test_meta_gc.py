@@ -135,6 +135,12 @@ async def test_gc_keeps_referenced_and_in_flight_chunks_and_deletes_garbage(
             again = await put_bytes(fresh, tmp_path, "old-again.bin", old)
             assert again.stats.chunks_sent == 1
             assert await get_bytes(fresh, tmp_path, "old-again.bin") == old
+        # This client still holds the receipt of its own earlier upload of gone.bin's bytes: the
+        # metanode asks it to upload them again, and put_file does so by itself.
+        back = await put_bytes(c, tmp_path, "gone-again.bin", gone)
+        assert back.stats.chunks_sent == 1
+        assert await get_bytes(c, tmp_path, "gone-again.bin") == gone
+        assert await _holders(cluster, h["gone"]) >= 2
         third = await admin.run_gc(grace_seconds=0)
         assert (
             await _holders(cluster, h["old"]) >= 2
