@@ -5,10 +5,17 @@
   threads).
 - ``storeproc``: ``ProcessChunkStore``, the RocksDB store in a child process (rocksdict holds
   the GIL through every call; the node's event loop must not wait on it).
-- ``placement``: the ring as this node sees it, replica sets and hinted-handoff pairing.
+- ``placement``: the ring as this node sees it, replica sets and hinted-handoff pairing;
+  ``ranges``: ring owners per chunk and digests of the ranges two replicas share.
 - ``service``: the Block gRPC service (puts with replication, ticketed reads with repair,
-  node-only calls); ``peers`` and ``metrics`` are its channels and Prometheus metrics.
-- ``app``: the ``NodeApp`` (store, service, etcd registration and ring watch).
+  node-only calls); ``peers`` (calls to other nodes) and ``metrics``; ``gcguard`` keeps
+  collected chunks from coming back.
+- ``replicator``: the loop that delivers hints, moves misplaced copies and runs anti-entropy;
+  ``auditor``: the scrubber; ``decommission``: removal of nodes down past their grace;
+  ``ratelimit``: pacing of all three.
+- ``config``: ``BlockNodeConfig``; ``app``: the ``NodeApp`` (store, service, etcd
+  registration and ring watch, background loops).
 
-``python -m blocknode`` (console script ``blocknode``) runs one node.
+``python -m blocknode`` (console script ``blocknode``) runs one node. ``docs/blocks.md``
+describes the replication protocol as a whole.
 """

@@ -223,10 +223,14 @@ class Replicator:
                 gone = await self._store.finish_hints(target, hashes)
                 log.info("dropped %d hints for %s, no longer a member", gone, target)
                 continue
+            # A hint for this node itself, or for a chunk its target no longer owns (the ring
+            # changed since), is moot: the copy here is then just misplaced (step 2).
+            moot = {h for h in hashes if target == self.node_id or target not in index.owners(h)}
+            if moot:
+                await self._store.finish_hints(target, sorted(moot))
+                hashes = [h for h in hashes if h not in moot]
             member = ring.member(target)
-            if not member.up or target == self.node_id:
-                if target == self.node_id:
-                    await self._store.finish_hints(target, hashes)
+            if not member.up or not hashes:
                 continue
             for i in range(0, len(hashes), PUSH_BATCH):
                 batch = hashes[i : i + PUSH_BATCH]

@@ -11,7 +11,7 @@ A read re-hashes every chunk; a chunk missing or corrupt here is fetched from an
 node (node callers read any chunk without a ticket, local copies only) and repaired.
 
 Background copies (``Replicate`` with ``repair``) of a chunk deleted here by the garbage
-collector in the last ``RECENT_DELETE_SECONDS`` are refused, so that a stale copy on another
+collector in the last ten minutes are refused (``gcguard``), so that a stale copy on another
 node (a hint, a copy awaiting rebalance) does not bring a collected chunk back.
 
 This module and ``peers`` (the outgoing calls) are the block node's only users of the
@@ -23,14 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 import grpc
 from prometheus_client import CollectorRegistry
 
 from blocknode.asyncstore import AsyncChunkStore, Copy
+from blocknode.gcguard import RecentDeletes
 from blocknode.metrics import BlockMetrics
 from blocknode.peers import PeerClient, PeerError
 from blocknode.placement import RingTracker
@@ -74,8 +74,6 @@ GET_WINDOW = 4  # chunks of one GetChunks stream read ahead
 MAX_HASHES = 10_000  # hashes in one HasChunks / DeleteChunks / GetChunks call
 MAX_BUCKETS = 65_536  # RangeDigests / ListRange
 REPLICATE_WINDOW = 8  # chunks of one Replicate stream being stored at once
-RECENT_DELETE_SECONDS = 600.0  # background copies of chunks deleted here this recently: refused
-RECENT_DELETE_MAX = 1_000_000
 MAX_BACKGROUND = 256  # replica writes left running after acks; past this, puts wait for all
 DRAIN_SECONDS = 2.0  # after a bad chunk, read the rest of the stream this long before failing
 DRAIN_BYTES = 64 * 1024 * 1024  # ... or this many bytes
@@ -97,32 +95,6 @@ def _check_hashes(hashes: Sequence[bytes]) -> None:
     for h in hashes:
         if len(h) != HASH_LEN:
             raise InvalidArgument(f"a chunk hash is 32 bytes (SHA-256), got {len(h)}")
-
-
-class RecentDeletes:
-    """Chunks garbage-collected here lately (in memory, bounded): background copies refused."""
-
-    def __init__(self, keep: float = RECENT_DELETE_SECONDS, limit: int = RECENT_DELETE_MAX) -> None:
-        self._keep = keep
-        self._limit = limit
-        self._at: OrderedDict[bytes, float] = OrderedDict()
-
-    def add(self, hashes: Iterable[bytes]) -> None:
-        """Note chunks just deleted."""
-        now = time.monotonic()
-        for h in hashes:
-            self._at.pop(h, None)
-            self._at[h] = now
-        while len(self._at) > self._limit:
-            self._at.popitem(last=False)
-
-    def forget(self, chunk_hash: bytes) -> None:
-        """A client stored the chunk again: copies of it are welcome."""
-        self._at.pop(chunk_hash, None)
-
-    def __contains__(self, chunk_hash: object) -> bool:
-        at = self._at.get(chunk_hash)  # type: ignore[call-overload]
-        return at is not None and time.monotonic() - at < self._keep
 
 
 class BlockService(block_pb2_grpc.BlockServicer):

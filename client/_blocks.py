@@ -39,6 +39,8 @@ _PUT_RETRYABLE = _RETRYABLE | {grpc.StatusCode.INTERNAL}
 RECEIPT_MARGIN = 300  # seconds: a cached receipt this close to expiry is not reused
 RECEIPT_CACHE = 100_000  # receipts kept for retries
 PUT_ROUNDS = 6  # failover rounds per put
+SUSPECT_SECONDS = 10.0  # a node that failed a put is passed over this long (until its lease
+# lapses, the ring still shows a crashed node up)
 
 
 def ring_from_pb(info: common_pb2.RingInfo) -> Ring:
@@ -71,6 +73,7 @@ class BlockPool:
         self.sent_chunks = 0  # chunks streamed to block nodes (retries included)
         self.sent_bytes = 0
         self.failovers = 0  # nodes given up on during puts
+        self._suspects: dict[str, float] = {}  # node id -> monotonic time it failed a put
 
     def stub(self, node_id: str) -> block_pb2_grpc.BlockStub:
         address = self.ring.member(node_id).address
@@ -103,6 +106,8 @@ class BlockPool:
             if cached is not None and cached.expires_at > now + RECEIPT_MARGIN:
                 receipts[c.hash] = cached
         pending = {c.hash: c for c in chunks if c.hash not in receipts}
+        clock = time.monotonic()
+        suspects = {n for n, at in self._suspects.items() if clock - at < SUSPECT_SECONDS}
         bad: set[str] = set()
         failure: BaseException | None = None
         for round_no in range(PUT_ROUNDS):
@@ -111,6 +116,8 @@ class BlockPool:
             groups: dict[str, list[Chunk]] = defaultdict(list)
             for c in pending.values():
                 candidates = [n for n in self.candidates(c.hash) if n not in bad]
+                # Recently failed nodes last: they get chunks only when nothing else is left.
+                candidates.sort(key=lambda n: n in suspects)
                 if not candidates:
                     raise UnavailableError(
                         f"no block node left to store {len(pending)} chunks "
@@ -134,6 +141,7 @@ class BlockPool:
                     log.info("block node %s failed a put (%s); failing over", node, result.code())
                     failure = result
                     bad.add(node)
+                    self._suspects[node] = time.monotonic()
                     self.failovers += 1
             for h in list(pending):
                 if h in receipts:
@@ -189,8 +197,11 @@ class BlockPool:
     ) -> AsyncIterator[tuple[bytes, bytes]]:
         """Yield (hash, data) for each hash (order not kept), verified, failing over between replicas."""
         by_node: dict[str, list[bytes]] = defaultdict(list)
+        clock = time.monotonic()
+        suspects = {n for n, at in self._suspects.items() if clock - at < SUSPECT_SECONDS}
         for h in dict.fromkeys(hashes):
-            by_node[(self.candidates(h) or [""])[0]].append(h)
+            candidates = sorted(self.candidates(h), key=lambda n: n in suspects)
+            by_node[(candidates or [""])[0]].append(h)
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=8)
 
         async def fetch(node: str, wanted: list[bytes]) -> None:

@@ -16,6 +16,7 @@ from tessera import membership
 from tessera.auth import Signer
 from tessera.config import MetaConfig
 from tessera.pb import meta_pb2_grpc
+from tessera.rpc import ChannelSecurity
 from tessera.server import Bound
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,13 @@ class MetaApp:
         self.etcd = membership.connect(cfg.etcd_endpoints())
         self.block_watch = membership.Watcher(self.etcd, "block")
         self.sync_watch = membership.Watcher(self.etcd, "sync")
-        self.notifier = Notifier(self.db, self.sync_watch, self.signer.node_token(node_id))
+        security = ChannelSecurity.for_node(cfg)
+        self.notifier = Notifier(
+            self.db, self.sync_watch, self.signer.node_token(node_id), security=security
+        )
         self.collector = Collector(
             self.db,
-            BlockCleaner(self.block_watch, self.signer.node_token(node_id)),
+            BlockCleaner(self.block_watch, self.signer.node_token(node_id), security=security),
             revision_retention=cfg.revision_retention,
             journal_retention=cfg.journal_retention,
             grace=cfg.gc_grace,

@@ -37,7 +37,7 @@ from metanode.model import GCStats
 from tessera.membership import Watcher
 from tessera.pb import block_pb2, block_pb2_grpc
 from tessera.ring import chunk_position
-from tessera.rpc import auth_metadata, channel_options
+from tessera.rpc import PLAINTEXT, ChannelSecurity, auth_metadata, open_channel
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,16 @@ class BlockCleaner:
     """Talks to block nodes for the GC: delete chunks on their owners, ask who holds them."""
 
     def __init__(
-        self, watch: Watcher | None, node_token: str, *, replicas: int = 3, timeout: float = 10.0
+        self,
+        watch: Watcher | None,
+        node_token: str,
+        *,
+        replicas: int = 3,
+        timeout: float = 10.0,
+        security: ChannelSecurity = PLAINTEXT,
     ) -> None:
         self._watch = watch
+        self._security = security
         self._md = auth_metadata(node_token)
         self._replicas = replicas
         self._timeout = timeout
@@ -64,9 +71,7 @@ class BlockCleaner:
     def _stub(self, address: str) -> block_pb2_grpc.BlockStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(
-                address, options=channel_options(8 * 1024 * 1024)
-            )
+            channel = self._channels[address] = open_channel(address, self._security)
         return block_pb2_grpc.BlockStub(channel)
 
     def _by_owner(self, hashes: list[bytes]) -> tuple[dict[str, list[bytes]], dict[str, str]]:
@@ -127,6 +132,24 @@ class BlockCleaner:
 
         await asyncio.gather(*(one(n, p) for n, p in groups.items()))
         return found
+
+    async def node_statuses(self) -> list[block_pb2.NodeStatusResponse]:
+        """``NodeStatus`` of every up block node (unreachable ones are left out)."""
+        if self._watch is None:
+            return []
+        view = self._watch.view
+
+        async def one(address: str) -> block_pb2.NodeStatusResponse | None:
+            try:
+                return await self._stub(address).NodeStatus(
+                    block_pb2.NodeStatusRequest(), metadata=self._md, timeout=self._timeout
+                )
+            except grpc.aio.AioRpcError as e:
+                log.info("status: NodeStatus on %s failed: %s", address, e.code().name)
+                return None
+
+        up = [n.address for n in view.nodes.values() if n.node_id in view.alive]
+        return [r for r in await asyncio.gather(*(one(a) for a in up)) if r is not None]
 
     async def close(self) -> None:
         for channel in self._channels.values():

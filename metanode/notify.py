@@ -16,7 +16,7 @@ from metanode.db import Database
 from tessera.membership import Watcher
 from tessera.pb import sync_pb2, sync_pb2_grpc
 from tessera.ring import SYNC_VNODES, key_position
-from tessera.rpc import auth_metadata, channel_options
+from tessera.rpc import PLAINTEXT, ChannelSecurity, auth_metadata, open_channel
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,16 @@ log = logging.getLogger(__name__)
 class Notifier:
     """Routes namespace changes to sync nodes by the sync ring (alive nodes only)."""
 
-    def __init__(self, db: Database, sync_watch: Watcher | None, node_token: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        sync_watch: Watcher | None,
+        node_token: str,
+        *,
+        security: ChannelSecurity = PLAINTEXT,
+    ) -> None:
         self._db = db
+        self._security = security
         self._watch = sync_watch
         self._metadata = auth_metadata(node_token)
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -42,9 +50,7 @@ class Notifier:
     def _stub(self, address: str) -> sync_pb2_grpc.SyncStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(
-                address, options=channel_options(8 * 1024 * 1024)
-            )
+            channel = self._channels[address] = open_channel(address, self._security)
         return sync_pb2_grpc.SyncStub(channel)
 
     async def _notify(self, ns_id: uuid.UUID, seq: int) -> None:

@@ -95,6 +95,19 @@ class Blocks:
                 last = e
         raise AssertionError(f"no block node answers GetRing: {last}")
 
+    async def all_see(self, predicate: Callable[[common_pb2.RingInfo], bool]) -> bool:
+        """Whether the ring of every running node satisfies ``predicate``."""
+        for rec in self.running():
+            try:
+                info = await self.stub(rec["grpc"]).GetRing(
+                    block_pb2.GetRingRequest(), metadata=self.user_md, timeout=10
+                )
+            except grpc.aio.AioRpcError:
+                return False
+            if not predicate(info):
+                return False
+        return True
+
     async def ring(self) -> Ring:
         info = await self.ring_info()
         members = [Member(n.id, n.address, n.zone, n.weight, n.up) for n in info.nodes]

@@ -83,10 +83,11 @@ async def all_up(b: Blocks) -> None:
             await asyncio.to_thread(b.cluster.restart, "block", i)
 
     async def up() -> bool:
-        info = await b.ring_info()
-        return len(info.nodes) == len(b.records()) and all(n.up for n in info.nodes)
+        return await b.all_see(
+            lambda info: len(info.nodes) == len(b.records()) and all(n.up for n in info.nodes)
+        )
 
-    await wait_until(up, 30, "every block node up in the ring")
+    await wait_until(up, 30, "every block node up in every node's ring")
 
 
 async def test_primary_killed_mid_upload(
@@ -146,10 +147,10 @@ async def test_write_with_replica_down_then_hint_delivered(blocks: Blocks) -> No
     down = "block-3"
     await asyncio.to_thread(blocks.cluster.kill, "block", index_of(down))
 
-    async def seen_down() -> bool:
-        return any(n.id == down and not n.up for n in (await blocks.ring_info()).nodes)
+    async def seen_down() -> bool:  # by every node: primaries write hints only then
+        return await blocks.all_see(lambda info: any(n.id == down and not n.up for n in info.nodes))
 
-    await wait_until(seen_down, 15, f"{down} down in the ring")
+    await wait_until(seen_down, 15, f"{down} down in every node's ring")
     ring = await blocks.ring()
     chunks = make_chunks(40, 128 * 1024)
     hashes = [h for h, _ in chunks]
@@ -203,6 +204,12 @@ async def test_flipped_byte_read_right_and_scrubbed(blocks: Blocks) -> None:
     node = "block-1"
     mine = [(h, d) for h, d in chunks if node in ring.owners(chunk_position(h), RF)]
     assert len(mine) >= 2
+    hashes = [h for h, _ in chunks]
+
+    async def placed() -> bool:  # the last copies land after the puts are acknowledged
+        return misplacement(ring, await blocks.holdings(hashes), hashes, RF) == ([], [])
+
+    await wait_until(placed, 15, "every chunk on its owners before the restart")
     # A clean restart flushes the memtable: the chunk bytes are in blob files on disk.
     await asyncio.to_thread(blocks.cluster.restart, "block", index_of(node))
     await all_up(blocks)
@@ -238,8 +245,12 @@ async def test_join_moves_chunks_never_below_w(blocks: Blocks) -> None:
 
     joined = await asyncio.to_thread(blocks.cluster.add_block_node)
     began = time.monotonic()
+    await wait_until(
+        lambda: blocks.all_see(lambda info: len(info.nodes) == len(old) + 1),
+        15,
+        "every node sees the new member",
+    )
     new_ring = await blocks.ring()
-    assert len(new_ring) == len(old) + 1
     moving = [h for h in hashes if joined["node_id"] in new_ring.owners(chunk_position(h), RF)]
     assert moving
     lowest = RF

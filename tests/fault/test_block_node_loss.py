@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from client import Client
 from tessera.localcluster import LocalCluster
 from tests.fault.blockutil import Blocks, MiB, make_chunks, misplacement, wait_until
 
@@ -47,6 +48,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         c.stop()
 
 
+async def _status_count(cluster: LocalCluster) -> int:
+    """Under-replicated chunks as the metanode's GetStatus (``tessera status``) reports them."""
+    async with await Client.connect(cluster.meta_address, token=cluster.admin_token) as c:
+        return (await c.status()).under_replicated_chunks
+
+
 async def test_lost_node_is_decommissioned_and_its_chunks_rereplicated(
     cluster: LocalCluster,
 ) -> None:
@@ -71,7 +78,9 @@ async def test_lost_node_is_decommissioned_and_its_chunks_rereplicated(
 
         async def counted_short() -> bool:  # before the grace ends: down, not yet removed
             statuses = await blocks.statuses()
-            return sum(s.under_replicated for s in statuses) == len(hashes)
+            if sum(s.under_replicated for s in statuses) != len(hashes):
+                return False
+            return await _status_count(cluster) == len(hashes)  # what `tessera status` shows
 
         await wait_until(counted_short, 15, "every chunk counted under-replicated once")
 
@@ -86,7 +95,9 @@ async def test_lost_node_is_decommissioned_and_its_chunks_rereplicated(
         async def repaired() -> bool:
             if not await placed_on(new_ring):
                 return False
-            return sum(s.under_replicated for s in await blocks.statuses()) == 0
+            if sum(s.under_replicated for s in await blocks.statuses()) != 0:
+                return False
+            return await _status_count(cluster) == 0
 
         await wait_until(repaired, 60, "every chunk back to RF copies on its new owners")
         total = time.monotonic() - killed_at

@@ -25,7 +25,10 @@ from blocknode.ratelimit import RateLimiter
 from blocknode.replicator import Replicator
 from blocknode.service import NODE_METHODS, BlockService, add_to_server
 from blocknode.store import MemoryChunkStore
+from client import UnavailableError
+from client._blocks import BlockPool, ring_from_pb
 from tessera.auth import Signer
+from tessera.chunking import Chunk
 from tessera.membership import NodeRecord, View
 from tessera.pb import block_pb2, block_pb2_grpc
 from tessera.ring import chunk_position
@@ -339,3 +342,32 @@ async def test_range_digests_need_the_same_placement(cluster: InCluster) -> None
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.NodeStatus(block_pb2.NodeStatusRequest(), metadata=USER_MD)
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_sdk_put_fails_clearly_and_a_retry_sends_only_the_rest(
+    cluster: InCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = await cluster.stub("n0").GetRing(block_pb2.GetRingRequest(), metadata=USER_MD)
+    pool = BlockPool(
+        ring_from_pb(info), SIGNER.issue_token("u1", ttl=600)[0], max_message_bytes=8 << 20
+    )
+    try:
+        chunks = [Chunk(0, h, d) for h, d in make_chunks(20)]
+        assert len(await pool.put(chunks[:10])) == 10 and pool.sent_chunks == 10
+        real = pool._put_to
+
+        async def unavailable(node: str, part: list[Chunk], receipts: dict) -> None:
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "down"
+            )
+
+        monkeypatch.setattr(pool, "_put_to", unavailable)
+        with pytest.raises(UnavailableError, match="10 of 20|no block node left"):
+            await pool.put(chunks)
+        monkeypatch.setattr(pool, "_put_to", real)
+        pool._suspects.clear()  # the nodes are fine again
+        receipts = await pool.put(chunks)
+        assert [r.hash for r in receipts] == [c.hash for c in chunks]
+        assert pool.sent_chunks == 20  # the first ten were not sent again
+    finally:
+        await pool.close()
