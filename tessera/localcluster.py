@@ -626,6 +626,19 @@ class LocalCluster:
             self._write_state()
         return proc.record()
 
+    def add_sync_node(self) -> dict[str, Any]:
+        """Start one more sync node (it joins the sync ring), wait until healthy.
+
+        Returns:
+            Its cluster.json entry.
+        """
+        proc = self._spawn_node("sync")
+        try:
+            self._wait_ready([proc])
+        finally:
+            self._write_state()
+        return proc.record()
+
     def bootstrap_admin(self) -> str:
         """Make sure the ``admin`` user exists and log it in; sets and returns ``admin_token``.
 
