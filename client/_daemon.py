@@ -82,6 +82,12 @@ class Mounts:
                 best, best_mount = ns_id, mount
         return best, rel[len(best_mount) + 1:] if best_mount else rel
 
+    def shadowed(self, root_path: str) -> bool:
+        """A root-namespace path strictly inside another namespace's mount (history from before
+        the folder was shared: those files now live in the shared namespace)."""
+        ns_id, inner = self.remote(root_path)
+        return ns_id != self.root_ns and inner != ""
+
 
 class Daemon:
     """``await Daemon(cfg).run()`` syncs until ``stop()``; ``run_once()`` syncs and returns."""
@@ -226,6 +232,7 @@ class Daemon:
         self.mounts = Mounts(client.root_namespace_id, mounts)
         self.db.set_meta("root_ns", client.root_namespace_id)
         self.db.set_meta("mounts", json.dumps(mounts))
+        self._adopt_mounts()
         if self.client is not None:
             await self.client.close()
         self.client = client
@@ -352,6 +359,11 @@ class Daemon:
         e = ch.entry
         deleted = e.deleted or ch.op is ChangeOp.DELETE
         row = RemoteRow(ch.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, deleted, ch.seq)
+        if ch.namespace_id == self.mounts.root_ns and self.mounts.shadowed(e.path):
+            with self.db.tx():          # the mounted namespace's own journal carries these files
+                self.db.set_cursor(ch.namespace_id, ch.seq)
+                self.db.bump("changes_applied")
+            return
         with self.db.tx():
             if ch.op is ChangeOp.MOVE and ch.old_path and e.kind == FOLDER:
                 self.db.move_remote_subtree(ch.namespace_id, ch.old_path, e.path)
@@ -413,6 +425,13 @@ class Daemon:
         mounts = {n.namespace_id: n.mount_path for n in resp.namespaces}
         self.mounts = Mounts(self.client.root_namespace_id, mounts)
         self.db.set_meta("mounts", json.dumps(mounts))
+        self._adopt_mounts()
+
+    def _adopt_mounts(self) -> None:
+        """Root-namespace rows inside a mount belong to the mounted namespace now."""
+        for ns_id, mount in self.mounts.by_ns.items():
+            if ns_id != self.mounts.root_ns and mount:
+                self.db.adopt_mount(self.mounts.root_ns, ns_id, mount)
 
     # -- the engine ----------------------------------------------------------------------
     async def _sleep(self) -> None:

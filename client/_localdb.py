@@ -214,6 +214,14 @@ class LocalDB:
                 moved = new + path[len(old):]
                 db.execute("UPDATE remote SET path = ?, key = ? WHERE ns_id = ? AND file_id = ?", (moved, key_of(moved), ns_id, fid))
 
+    def adopt_mount(self, root_ns: str, ns_id: str, mount: str) -> None:
+        """A folder of the root namespace is now namespace ``ns_id`` mounted at ``mount`` (sharing
+        keeps file and revision ids): forget the root's rows inside it, carry the merge bases over."""
+        lo, hi = under(key_of(mount))
+        with self.tx() as db:
+            db.execute("DELETE FROM remote WHERE ns_id = ? AND key >= ? AND key < ?", (root_ns, lo, hi))
+            db.execute("UPDATE synced SET ns_id = ? WHERE ns_id = ? AND key >= ? AND key < ?", (ns_id, root_ns, lo, hi))
+
     def delete_remote_subtree(self, ns_id: str, folder: str, seq: int) -> None:
         """Mark every remote row inside a deleted folder as deleted."""
         lo, hi = under(key_of(folder))

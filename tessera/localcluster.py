@@ -14,7 +14,8 @@ keeps lives under ``dir``::
 
 Processes start in their own session (Ctrl-C in the launcher's terminal reaches only the
 launcher, which then stops everything in order) and, unless ``detach=True``, with
-``PR_SET_PDEATHSIG`` so that they die with the launcher. Linux delivers that signal when the
+``PR_SET_PDEATHSIG`` (through ``setpriv --pdeathsig``) so that they die with the launcher. Linux
+delivers that signal when the
 *thread* that started the child exits, so start and restart nodes from a long-lived thread (the
 main thread, as pytest and the CLI do), not from a short-lived worker thread.
 
@@ -24,12 +25,12 @@ Node ids are plain (``block-0``): two clusters must not share one etcd.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import stat
@@ -40,7 +41,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -66,7 +67,6 @@ POSTGRES_USER = "tessera_pg"  # the system user postgres runs as when we are roo
 DATABASE = "tessera"
 ADMIN_USER = "admin"
 STATE_FILE = "cluster.json"
-PR_SET_PDEATHSIG = 1
 
 # Every process LocalCluster started from this Python process: (name, pid, start time).
 # The test suite checks that none of them outlives the session.
@@ -189,31 +189,20 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 
-_PRCTL = _prctl()
+def _with_deathsig(argv: list[str], sig: int) -> list[str]:
+    """``argv`` prefixed so the child gets ``sig`` when the launching thread dies.
 
-
-def _deathsig_preexec(sig: int) -> Callable[[], None] | None:
-    """A preexec_fn that makes the child receive ``sig`` when the launching thread dies."""
-    prctl = _PRCTL
-    if prctl is None:
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:  # runs in the child between fork and exec: keep it tiny
-        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-        if os.getppid() != parent:  # the launcher died before prctl took effect
-            os.kill(os.getpid(), sig)
-
-    return preexec
+    util-linux's ``setpriv --pdeathsig`` sets PR_SET_PDEATHSIG and execs the program. This
+    replaces a ``preexec_fn`` doing the same: that forces a plain fork() of a process running
+    gRPC threads, with Python code in the child before exec, and children started that way
+    from a busy test process occasionally died with SIGSEGV before running a line.
+    """
+    if _SETPRIV is None:
+        return argv
+    return [_SETPRIV, "--pdeathsig", signal.Signals(sig).name, "--", *argv]
 
 
 def etcd_binary() -> Path:
@@ -805,7 +794,7 @@ class LocalCluster:
             )
             out.flush()
             proc.popen = subprocess.Popen(
-                argv,
+                argv if self.detach else _with_deathsig(argv, deathsig),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -813,7 +802,6 @@ class LocalCluster:
                 cwd=cwd or self.dir,
                 start_new_session=True,
                 **_as_user(user),
-                preexec_fn=None if self.detach else _deathsig_preexec(deathsig),
             )
         proc.start_time = proc_start_time(proc.popen.pid)
         proc.info = {}
