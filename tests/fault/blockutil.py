@@ -8,11 +8,13 @@ with the node-only ``HasChunks`` and ``NodeStatus``, and the ring with ``GetRing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -200,3 +202,19 @@ def metric(metrics_address: str, name: str) -> float:
 
 async def alist(it: AsyncIterator[Any]) -> list[Any]:
     return [x async for x in it]
+
+
+@contextlib.contextmanager
+def block_cluster(
+    base: Path, env: dict[str, str], *, block_nodes: int = 5
+) -> Iterator[LocalCluster]:
+    """A cluster of its own for destructive tests: ``block_nodes`` block nodes, no sync node."""
+    from tessera.localcluster import LocalCluster
+
+    c = LocalCluster.start(
+        base, block_nodes=block_nodes, sync_nodes=0, meta_port=0, fast=True, env=env
+    )
+    try:
+        yield c
+    finally:
+        c.stop()

@@ -28,7 +28,7 @@ from client._blocks import BlockPool
 from tessera.chunking import Chunk
 from tessera.localcluster import LocalCluster
 from tessera.ring import chunk_position
-from tests.fault.blockutil import Blocks, MiB, make_chunks, misplacement, wait_until
+from tests.fault.blockutil import Blocks, MiB, block_cluster, make_chunks, misplacement, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -47,18 +47,8 @@ UPLOAD = 256 * MiB
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster.start(
-        tmp_path_factory.mktemp("blockfaults"),
-        block_nodes=5,
-        sync_nodes=0,
-        meta_port=0,
-        fast=True,
-        env=ENV,
-    )
-    try:
+    with block_cluster(tmp_path_factory.mktemp("blockfaults"), ENV) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture

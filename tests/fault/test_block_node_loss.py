@@ -16,7 +16,7 @@ import pytest
 
 from client import Client
 from tessera.localcluster import LocalCluster
-from tests.fault.blockutil import Blocks, MiB, make_chunks, misplacement, wait_until
+from tests.fault.blockutil import Blocks, MiB, block_cluster, make_chunks, misplacement, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -34,18 +34,8 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster.start(
-        tmp_path_factory.mktemp("nodeloss"),
-        block_nodes=5,
-        sync_nodes=0,
-        meta_port=0,
-        fast=True,
-        env=ENV,
-    )
-    try:
+    with block_cluster(tmp_path_factory.mktemp("nodeloss"), ENV) as c:
         yield c
-    finally:
-        c.stop()
 
 
 async def _status_count(cluster: LocalCluster) -> int:
