@@ -13,7 +13,7 @@
 - ``replicator``: the loop that delivers hints, moves misplaced copies and runs anti-entropy;
   ``auditor``: the scrubber; ``decommission``: removal of nodes down past their grace;
   ``ratelimit``: pacing of all three.
-- ``config``: ``BlockNodeConfig``; ``app``: the ``NodeApp`` (store, service, etcd
+- ``app``: the ``NodeApp`` (store, service, etcd
   registration and ring watch, background loops).
 
 ``python -m blocknode`` (console script ``blocknode``) runs one node. ``docs/blocks.md``

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 from blocknode.app import BlockApp, StartupError, resolve_node_id
-from blocknode.config import BlockNodeConfig
 from blocknode.store import StoreError
-from tessera.config import ConfigError, load
+from tessera.config import BlockConfig, ConfigError, load
 from tessera.server import main_for
 
 DESCRIPTION = (
@@ -18,7 +17,7 @@ DESCRIPTION = (
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; exits 2 on a configuration error, 1 when the node cannot start."""
     try:
-        cfg = load(BlockNodeConfig, argv, prog="blocknode", description=DESCRIPTION)
+        cfg = load(BlockConfig, argv, prog="blocknode", description=DESCRIPTION)
         node_id = resolve_node_id(cfg)
     except ConfigError as e:
         print(f"blocknode: {e}", file=sys.stderr)

@@ -17,7 +17,6 @@ from prometheus_client import CollectorRegistry
 
 from blocknode.asyncstore import AsyncChunkStore
 from blocknode.auditor import Scrubber
-from blocknode.config import BlockNodeConfig
 from blocknode.decommission import Decommissioner
 from blocknode.ratelimit import RateLimiter
 from blocknode.replicator import Replicator
@@ -97,9 +96,6 @@ class BlockApp:
     node_methods: Collection[str] = NODE_METHODS
 
     def __init__(self, cfg: BlockConfig, registry: CollectorRegistry, node_id: str) -> None:
-        if not isinstance(cfg, BlockNodeConfig):  # a plain BlockConfig: default pacing
-            fields = {k: v for k, v in cfg.__dict__.items() if k != "kind"}
-            cfg = BlockNodeConfig(**fields)
         self.cfg = cfg
         self.node_id = node_id
         # RocksDB runs in a child process: rocksdict holds the GIL through every call.

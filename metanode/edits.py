@@ -101,11 +101,11 @@ async def delete(
             _refuse_mount(join_path(stored, s.rel_path), s.row)
         for i in tree.children_first([s.rel_path for s in inside]):
             s = inside[i]
-            await _write_delete(conn, ns_id, s.row, join_path(stored, s.rel_path), device_id)
-    return await _write_delete(conn, ns_id, row, stored, device_id)
+            await write_delete(conn, ns_id, s.row, join_path(stored, s.rel_path), device_id)
+    return await write_delete(conn, ns_id, row, stored, device_id)
 
 
-async def _write_delete(
+async def write_delete(
     conn: Conn, ns_id: uuid.UUID, row: FileRow, path: str, device_id: str
 ) -> EntryRow:
     return await files.write_change(

@@ -385,19 +385,7 @@ async def unshare(
     for raw in await cur.fetchall():
         row = files.file_row(raw)
         path = await _path_of(conn, member_root, row)
-        e = await files.write_change(
-            conn,
-            member_root,
-            row,
-            parent_id=row.parent_id,
-            name=row.name,
-            path=path,
-            kind=Kind.FOLDER,
-            chunk_list=[],
-            op=Op.DELETE,
-            device_id=device_id,
-            deleted=True,
-        )
+        e = await edits.write_delete(conn, member_root, row, path, device_id)
         notices.append((member_root, e.seq))
     return notices
 

@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Self, TypeVar, get_type_hints
 
 ENV_PREFIX = "TESSERA_"
@@ -141,6 +140,16 @@ class BlockConfig(NodeConfig):
     rebalance_rate_mb: float = field(
         default=50.0, metadata=_help("rebalance/repair transfer limit in MB/s")
     )
+    repair_interval: float = field(
+        default=60.0,
+        metadata=_help(
+            "seconds between replication passes (hint delivery, rebalance, anti-entropy);"
+            " a ring change or a node coming back starts one at once"
+        ),
+    )
+    scrub_interval: float = field(
+        default=3600.0, metadata=_help("seconds the scrubber rests after re-hashing every chunk once")
+    )
 
     kind: str = field(default="block", init=False, metadata={"flag": False})
 
@@ -150,6 +159,10 @@ class BlockConfig(NodeConfig):
             raise ConfigError("--write-quorum must be between 1 and --replicas")
         if self.weight <= 0:
             raise ConfigError("--weight must be positive")
+        if self.repair_interval <= 0 or self.scrub_interval <= 0:
+            raise ConfigError("--repair-interval and --scrub-interval must be positive")
+        if self.down_grace < 0:
+            raise ConfigError("--down-grace must be >= 0")
         return self
 
 
@@ -291,8 +304,3 @@ def load(
         elif env_name in env:
             values[f.name] = _parse_value(hints[f.name], env[env_name], env_name)
     return cls(**values).validated()
-
-
-def data_path(cfg: BlockConfig) -> Path:
-    """The block node's data directory as a Path."""
-    return Path(cfg.data_dir)

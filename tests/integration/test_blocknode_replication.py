@@ -20,7 +20,6 @@ from prometheus_client import CollectorRegistry
 
 from blocknode.asyncstore import AsyncChunkStore
 from blocknode.auditor import Scrubber
-from blocknode.config import BlockNodeConfig
 from blocknode.ratelimit import RateLimiter
 from blocknode.replicator import Replicator
 from blocknode.service import NODE_METHODS, BlockService, add_to_server
@@ -29,6 +28,7 @@ from client import UnavailableError
 from client._blocks import BlockPool, ring_from_pb
 from tessera.auth import Signer
 from tessera.chunking import Chunk
+from tessera.config import BlockConfig
 from tessera.membership import NodeRecord, View
 from tessera.pb import block_pb2, block_pb2_grpc
 from tessera.ring import chunk_position
@@ -68,7 +68,7 @@ class InCluster:
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     async def add(self, node_id: str, zone: str) -> InNode:
-        cfg = BlockNodeConfig(
+        cfg = BlockConfig(
             cluster_secret=SECRET, replicas=RF, write_quorum=2, vnodes=VNODES, repair_interval=60
         )
         store = AsyncChunkStore(MemoryChunkStore())
