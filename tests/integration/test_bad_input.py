@@ -44,12 +44,9 @@ async def test_missing_or_wrong_token_is_unauthenticated(cluster) -> None:
         assert await _code(wrong_pw) is grpc.StatusCode.UNAUTHENTICATED
     async with grpc.aio.insecure_channel(cluster.block_addresses[0]) as ch:
         stub = block_pb2_grpc.BlockStub(ch)
-        data = b"x" * 10
-
-        async def one():  # type: ignore[no-untyped-def]
-            yield block_pb2.PutChunkRequest(hash=hashlib.sha256(data).digest(), data=data)
-
-        call = stub.PutChunks(one())
+        # Open the stream without writing: a client still writing when the server aborts can see
+        # INTERNAL instead of the real status (grpc/grpc#36066), which is not what is tested here.
+        call = stub.PutChunks()
         assert await _code(call.read()) is grpc.StatusCode.UNAUTHENTICATED
 
 
