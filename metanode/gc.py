@@ -57,14 +57,12 @@ class BlockCleaner:
         watch: Watcher | None,
         node_token: str,
         *,
-        replicas: int = 3,
         timeout: float = 10.0,
         security: ChannelSecurity = PLAINTEXT,
     ) -> None:
         self._watch = watch
         self._security = security
         self._md = auth_metadata(node_token)
-        self._replicas = replicas
         self._timeout = timeout
         self._channels: dict[str, grpc.aio.Channel] = {}
 
@@ -77,12 +75,13 @@ class BlockCleaner:
     def _by_owner(self, hashes: list[bytes]) -> tuple[dict[str, list[bytes]], dict[str, str]]:
         if self._watch is None:
             return {}, {}
-        ring = self._watch.view.ring()
+        view = self._watch.view  # the ring and RF as the cluster publishes them in etcd
+        ring, replicas = view.ring(), view.cluster_params.replicas
         if len(ring) == 0:
             return {}, {}
         groups: dict[str, list[bytes]] = defaultdict(list)
         for h in hashes:
-            for node in ring.owners(chunk_position(h), self._replicas):
+            for node in ring.owners(chunk_position(h), replicas):
                 groups[node].append(h)
         return groups, {node: ring.member(node).address for node in groups}
 

@@ -95,8 +95,6 @@ class ServiceBase:
         sync_watch: Watcher | None,
         notifier: Notifier,
         collector: Collector | None = None,
-        replicas: int = 3,
-        write_quorum: int = 2,
     ) -> None:
         self.db = db
         self.signer = signer
@@ -110,8 +108,6 @@ class ServiceBase:
             weakref.WeakValueDictionary()
         )
         self.collector = collector
-        self.replicas = replicas
-        self.write_quorum = write_quorum
 
     def _caller(self, context: grpc.aio.ServicerContext) -> uuid.UUID:
         """The user a call acts for: the token's user, or for a node the x-tessera-user it names."""

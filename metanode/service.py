@@ -127,13 +127,13 @@ class MetadataService(WriteRpcs, meta_pb2_grpc.MetadataServicer):
         info = meta_pb2.ClusterInfo(max_chunk_size=MAX_CHUNK)
         if self.block_watch is not None:
             view = self.block_watch.view
-            ring = view.ring()
+            params = view.cluster_params  # published in etcd with the ring
             info.block_ring.CopyFrom(
                 common_pb2.RingInfo(
                     revision=view.revision,
-                    vnodes=ring.vnodes,
-                    replicas=self.replicas,
-                    write_quorum=self.write_quorum,
+                    vnodes=params.vnodes,
+                    replicas=params.replicas,
+                    write_quorum=params.write_quorum,
                     nodes=[
                         _node_info(n, n.node_id in view.alive, "block")
                         for n in sorted(view.nodes.values(), key=lambda n: n.node_id)

@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tessera.cli_cluster import add_cluster_commands
 
     add_cluster_commands(sub)
+    from tessera.cli_params import add_params_commands
+
+    add_params_commands(sub)
     from tessera.cli_sync import add_sync_command
 
     add_sync_command(sub)

@@ -50,7 +50,9 @@ from typing import Any, Self
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tessera.config import META_PORT
+from tessera import membership
+from tessera.config import META_PORT, ConfigError, parse_etcd
+from tessera.membership import DEFAULT_PARAMS, ClusterParams, ParamsError
 
 log = logging.getLogger(__name__)
 
@@ -443,6 +445,7 @@ class LocalCluster:
         self._postgres: _Proc | None = None
         self._nodes: dict[str, list[_Proc]] = {kind: [] for kind in NODE_KINDS}
         self._previous: dict[str, Any] = {}
+        self.params = DEFAULT_PARAMS
 
     # -- public API -----------------------------------------------------------------------
 
@@ -461,6 +464,7 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         detach: bool = False,
         timeout: float = 60.0,
+        params: ClusterParams | None = None,
     ) -> LocalCluster:
         """Start a whole cluster and return once every node is healthy and the admin exists.
 
@@ -476,6 +480,9 @@ class LocalCluster:
             env: extra environment for the node processes (``TESSERA_*`` settings).
             detach: let the processes outlive this Python process (``tessera up --detach``).
             timeout: seconds each phase may take to become healthy.
+            params: the block ring's RF, W and vnodes, published in etcd before any block node
+                starts (block nodes take the cluster's); None: the defaults for a new cluster,
+                the existing ones for a cluster started before.
 
         Returns:
             The running cluster.
@@ -489,6 +496,7 @@ class LocalCluster:
         began = time.monotonic()
         try:
             self._start_backends(etcd_url, db_dsn)
+            self.params = self._publish_params(params)
             first = self._spawn_node("meta", meta_port)
             blocks = [self._spawn_node("block") for _ in range(block_nodes)]
             self._wait_ready([first, *blocks])
@@ -764,6 +772,26 @@ class LocalCluster:
                     proc.port, proc.peer_port = free_port(), free_port()
                     (self._launch_etcd if proc.kind == "etcd" else self._launch_postgres)(proc)
         ensure_database(self.db_dsn)
+
+    def _publish_params(self, wanted: ClusterParams | None) -> ClusterParams:
+        """Publish the ring's parameters unless the cluster has some; refuse other ones."""
+        try:
+            stored = membership.run_with_etcd(
+                parse_etcd(self.etcd_url),
+                lambda etcd: membership.publish_params(etcd, (wanted or DEFAULT_PARAMS).checked()),
+            )
+        except (ParamsError, ConfigError) as e:
+            raise ClusterError(str(e)) from None
+        except Exception as e:  # aetcd's errors
+            raise ClusterError(
+                f"cannot publish cluster parameters in etcd at {self.etcd_url}: {e}"
+            ) from e
+        if wanted is not None and stored != wanted:
+            raise ClusterError(
+                f"the cluster in {self.dir} already has RF={stored.replicas} W={stored.write_quorum} "
+                f"vnodes={stored.vnodes}; change them with: tessera cluster set-params"
+            )
+        return stored
 
     def _load_secret(self) -> str:
         path = self.dir / "secret"
