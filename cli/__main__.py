@@ -1,6 +1,6 @@
-"""``python -m tessera`` is the ``tessera`` command."""
+"""``python -m cli`` is the ``tessera`` command."""
 
-from tessera.cli import main
+from cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 """``tessera up`` and ``tessera down``: a whole local cluster in one command.
 
 ``add_cluster_commands(subparsers)`` plugs both into the ``tessera`` CLI; ``python -m
-tessera.cli_cluster up|down`` runs them on their own.
+cli.cluster up|down`` runs them on their own.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tessera import userconfig
+from cli import userconfig
+from devcluster import ClusterError, LocalCluster, stop_from_file
 from tessera.config import META_PORT
-from tessera.localcluster import ClusterError, LocalCluster, stop_from_file
 from tessera.membership import DEFAULT_PARAMS, ClusterParams
 
 DEFAULT_DIR = Path(".tessera") / "cluster"
@@ -281,7 +281,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tessera.cli_cluster up|down``."""
+    """``python -m cli.cluster up|down``."""
     parser = argparse.ArgumentParser(prog="tessera")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_cluster_commands(subparsers)

@@ -1,7 +1,7 @@
 """``tessera rm|mv|history|restore|share|unshare|members``: the metadata commands of the CLI.
 
-Each is a ``(client, args) -> int`` coroutine run by ``tessera.cli._with_client``; mistakes
-raise ``CliError`` or an SDK error, which ``tessera.cli.main`` prints as one line.
+Each is a ``(client, args) -> int`` coroutine run by ``cli.main._with_client``; mistakes
+raise ``CliError`` or an SDK error, which ``cli.main.main`` prints as one line.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from tessera.paths import path_key
 
 
 def _cli():  # type: ignore[no-untyped-def]
-    """The tessera.cli module (imported late: it imports this one while building its parser)."""
-    from tessera import cli
+    """The cli.main module (imported late: it imports this one while building its parser)."""
+    from cli import main
 
-    return cli
+    return main
 
 
 def _when(us: int) -> str:

@@ -15,9 +15,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from cli import userconfig
 from client import Client, ClientConfig, SyncError, UnavailableError
 from client._errors import AuthenticationError
-from tessera import userconfig
 from tessera.paths import InvalidPath, normalize_path
 
 
@@ -176,16 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from tessera.cli_cluster import add_cluster_commands
+    from cli.cluster import add_cluster_commands
 
     add_cluster_commands(sub)
-    from tessera.cli_params import add_params_commands
+    from cli.params import add_params_commands
 
     add_params_commands(sub)
-    from tessera.cli_sync import add_sync_command
+    from cli.sync import add_sync_command
 
     add_sync_command(sub)
-    from tessera.cli_meta import add_meta_commands
+    from cli.files import add_meta_commands
 
     add_meta_commands(sub)
 

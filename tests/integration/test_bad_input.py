@@ -152,7 +152,7 @@ def _cli(cluster, *args: str, token: str | None, home: Path) -> subprocess.Compl
     if token is not None:
         env["TESSERA_TOKEN"] = token
     return subprocess.run(
-        [sys.executable, "-m", "tessera", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -32,7 +32,7 @@ from tests.integration.helpers import new_user
 from tests.integration.meta_util import put_bytes
 
 if TYPE_CHECKING:  # the launcher is imported lazily, as in conftest
-    from tessera.localcluster import LocalCluster
+    from devcluster import LocalCluster
 
 pytestmark = pytest.mark.cluster
 
@@ -92,7 +92,7 @@ def test_block_node_with_another_rf_refuses_to_start(cluster: LocalCluster, tmp_
 @pytest.fixture(scope="module")
 def small_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """Four block nodes on a ring of 64 vnodes with RF=2, W=1, and a metanode."""
-    from tessera.localcluster import LocalCluster
+    from devcluster import LocalCluster
 
     c = LocalCluster.start(
         tmp_path_factory.mktemp("params"),
@@ -154,7 +154,7 @@ async def test_metanode_ring_matches_block_nodes_for_non_default_params(
         await put_bytes(user, tmp_path, "keep.bin", keep)
         done = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "tessera", "cluster", "set-params", "--etcd", c.etcd_url,
+            [sys.executable, "-m", "cli", "cluster", "set-params", "--etcd", c.etcd_url,
              "--replicas", "3"],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
@@ -178,14 +178,14 @@ async def test_metanode_ring_matches_block_nodes_for_non_default_params(
 def test_set_params_refuses_impossible_values(cluster: LocalCluster) -> None:
     """W above RF is one line and exit 1; the cluster's parameters stay as they were."""
     done = subprocess.run(
-        [sys.executable, "-m", "tessera", "cluster", "set-params", "--etcd", cluster.etcd_url,
+        [sys.executable, "-m", "cli", "cluster", "set-params", "--etcd", cluster.etcd_url,
          "--write-quorum", "5"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.strip() == "tessera: write quorum W=5 must be between 1 and RF=3"
     shown = subprocess.run(
-        [sys.executable, "-m", "tessera", "cluster", "params", "--etcd", cluster.etcd_url],
+        [sys.executable, "-m", "cli", "cluster", "params", "--etcd", cluster.etcd_url],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert shown.stdout.strip() == "RF=3 W=2 vnodes=8192"

@@ -19,8 +19,8 @@ import pytest
 
 from client import Client
 from client._types import Change
+from devcluster import LocalCluster
 from tessera.errors import error_detail
-from tessera.localcluster import LocalCluster
 from tessera.pb import errors_pb2, sync_pb2, sync_pb2_grpc
 from tessera.ring import SYNC_VNODES, Member, build_ring, key_position
 from tessera.rpc import PLAINTEXT, auth_metadata, open_channel
