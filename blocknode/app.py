@@ -16,10 +16,10 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from blocknode.asyncstore import AsyncChunkStore
-from blocknode.auditor import Scrubber
 from blocknode.decommission import Decommissioner
 from blocknode.ratelimit import RateLimiter
 from blocknode.replicator import Replicator
+from blocknode.scrubber import Scrubber
 from blocknode.service import NODE_METHODS, SERVICE_NAME, BlockService, add_to_server
 from blocknode.storeproc import ProcessChunkStore
 from tessera.auth import Signer
