@@ -172,9 +172,9 @@ class MetadataService(WriteRpcs, meta_pb2_grpc.MetadataServicer):
             )[0]
             return version, n_users, n_files
 
-        if self.collector is not None:
+        if self.blocks is not None:
             # Each under-replicated chunk is counted by exactly one block node (as of its last pass).
-            blocks = await self.collector.cleaner.node_statuses()
+            blocks = await self.blocks.node_statuses()
             status.under_replicated_chunks = sum(b.under_replicated for b in blocks)
         try:
             version, status.users, status.files = await self.db.run(counts)
