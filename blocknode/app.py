@@ -143,7 +143,8 @@ class BlockApp:
         previous = self._view
         self._view = view
         self.service.update_view(view)
-        self.decommissioner.replicas = view.cluster_params.replicas
+        if view.params is not None:  # the cluster's RF, as published in etcd
+            self.decommissioner.replicas = view.params.replicas
         self.decommissioner.observe(view)
         if previous is None:
             return

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
+
 from cli import userconfig
 from cli.common import CliError, _human, _password, _remote, _with_client
 from client import Client, ClientConfig, SyncError, UnavailableError
@@ -93,9 +95,12 @@ async def _ls(client: Client, args: argparse.Namespace) -> int:
     try:
         entries = await client.list(path)
     except SyncError as e:
-        if "is a file" not in e.message:
+        if e.status is not grpc.StatusCode.FAILED_PRECONDITION:
             raise
-        entries = [await client.stat(path)]
+        entry = await client.stat(path)  # a file lists as itself
+        if entry.is_folder:
+            raise
+        entries = [entry]
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.modified_at_us / 1e6))
         name = e.name + ("/" if e.is_folder else "")
