@@ -25,7 +25,6 @@ NODES = {"blocknode", "metanode", "syncnode"}
 OVER_LIMIT = {
     "tests/k8s/test_manifests.py": 1259,
     "tests/model/test_meta_model.py": 680,
-    "tests/integration/test_blocknode.py": 614,
 }
 
 
