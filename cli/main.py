@@ -47,7 +47,7 @@ async def _status(client: Client, args: argparse.Namespace) -> int:
     print(f"etcd      {'ok' if st.etcd_ok else 'DOWN'}")
     print(f"users     {st.users}   files {st.files}")
     print(
-        f"block ring  revision {ring.revision}  RF={ring.replicas} W={ring.write_quorum}  {up}/{len(ring.nodes)} up  "
+        f"block ring  revision {ring.revision}  RF={ring.replicas} W={ring.write_quorum} vnodes={ring.vnodes}  {up}/{len(ring.nodes)} up  "
         f"under-replicated chunks: {st.under_replicated_chunks}"
     )
     for n in ring.nodes:
