@@ -185,4 +185,6 @@ async def test_cli_errors_are_one_line_without_traceback(cluster, tmp_path: Path
     listing = _cli(cluster, "ls", "notes", token=token, home=tmp_path / "home")
     assert "f.txt" in listing.stdout and "2 B" in listing.stdout
     single = _cli(cluster, "ls", "notes/f.txt", token=token, home=tmp_path / "home")
-    assert single.returncode == 0 and "f.txt" in single.stdout, single.stderr  # a file lists as itself
+    assert single.returncode == 0 and "f.txt" in single.stdout, (
+        single.stderr
+    )  # a file lists as itself
