@@ -51,6 +51,8 @@ COPY blocknode ./blocknode
 COPY metanode ./metanode
 COPY syncnode ./syncnode
 COPY client ./client
+COPY cli ./cli
+COPY devcluster ./devcluster
 COPY loadtest ./loadtest
 RUN pip wheel --no-deps --wheel-dir /wheels . \
  && pip install --no-deps /wheels/*.whl \

@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import Client  # noqa: E402
+from devcluster import LocalCluster  # noqa: E402
 from tessera.chunking import iter_chunks  # noqa: E402
-from tessera.localcluster import LocalCluster  # noqa: E402
 from tests.fault.blockutil import Blocks, misplacement, wait_until  # noqa: E402
 
 MiB = 1024 * 1024

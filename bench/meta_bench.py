@@ -29,10 +29,10 @@ from pathlib import Path
 
 import grpc
 
+from devcluster import LocalCluster
 from metanode import users
 from metanode.db import Database
 from tessera.auth import Signer
-from tessera.localcluster import LocalCluster
 from tessera.pb import common_pb2, meta_pb2, meta_pb2_grpc
 from tessera.rpc import auth_metadata, channel_options
 

@@ -163,7 +163,7 @@ def main() -> None:
             token = asyncio.run(_new_user(args.endpoint, args.admin_token or os.environ.get("TESSERA_TOKEN", "")))
             asyncio.run(bench(args.endpoint, token, work / "devices", args))
             return
-        from tessera.localcluster import LocalCluster
+        from devcluster import LocalCluster
 
         cluster = LocalCluster.start(work / "cluster", meta_port=0, fast=True)
         try:

@@ -11,7 +11,7 @@
   node-only calls); ``peers`` (calls to other nodes) and ``metrics``; ``gcguard`` keeps
   collected chunks from coming back.
 - ``replicator``: the loop that delivers hints, moves misplaced copies and runs anti-entropy;
-  ``auditor``: the scrubber; ``decommission``: removal of nodes down past their grace;
+  ``scrubber``: re-hashes stored chunks; ``decommission``: removal of nodes down past their grace;
   ``ratelimit``: pacing of all three.
 - ``app``: the ``NodeApp`` (store, service, etcd
   registration and ring watch, background loops).

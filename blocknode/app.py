@@ -16,22 +16,26 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from blocknode.asyncstore import AsyncChunkStore
-from blocknode.auditor import Scrubber
 from blocknode.decommission import Decommissioner
 from blocknode.ratelimit import RateLimiter
 from blocknode.replicator import Replicator
+from blocknode.scrubber import Scrubber
 from blocknode.service import NODE_METHODS, SERVICE_NAME, BlockService, add_to_server
 from blocknode.storeproc import ProcessChunkStore
 from tessera.auth import Signer
 from tessera.config import BlockConfig, ConfigError
 from tessera.membership import (
+    DEFAULT_PARAMS,
     NodeRecord,
+    ParamsError,
     Registration,
     View,
     Watcher,
     alive_prefix,
     connect,
     nodes_prefix,
+    publish_params,
+    read_params,
 )
 from tessera.server import Bound
 
@@ -42,10 +46,11 @@ STORE_DIR = "chunks"
 KIND = "block"
 READY_TIMEOUT = 10.0  # seconds to wait for our own registration to show in the ring
 MB = 1_000_000
+_PARAM_FIELDS = ("replicas", "write_quorum", "vnodes")  # BlockConfig fields checked against etcd
 
 
 class StartupError(Exception):
-    """The node cannot start (etcd unreachable); the message says why in one line."""
+    """The node cannot start (etcd unreachable, parameters disagree); the message says why."""
 
 
 def resolve_node_id(cfg: BlockConfig) -> str:
@@ -124,7 +129,7 @@ class BlockApp:
             node_id,
             cfg.down_grace,
             self._decommission,
-            replicas=cfg.replicas,
+            replicas=service.rings.replicas,
             on_removed=lambda _n: service.metrics.decommissions.inc(),
         )
         self._etcd: aetcd.Client | None = None
@@ -138,10 +143,12 @@ class BlockApp:
         previous = self._view
         self._view = view
         self.service.update_view(view)
+        if view.params is not None:  # the cluster's RF, as published in etcd
+            self.decommissioner.replicas = view.params.replicas
         self.decommissioner.observe(view)
         if previous is None:
             return
-        members_changed = previous.nodes != view.nodes
+        members_changed = previous.nodes != view.nodes or previous.params != view.params
         came_back = view.alive - previous.alive
         for node_id in came_back:
             self.service.peers.reset(node_id)
@@ -168,6 +175,7 @@ class BlockApp:
     async def start(self, bound: Bound) -> None:
         """Watch the ring, register this node with a lease, and wait until the ring shows it."""
         self._etcd = connect(self.cfg.etcd_endpoints())
+        await self._check_params(self._etcd)
         self._watcher = Watcher(self._etcd, KIND, on_change=self._on_view)
         try:
             await self._watcher.start()
@@ -206,6 +214,31 @@ class BlockApp:
             asyncio.create_task(self.scrubber.run(), name="scrubber"),
             asyncio.create_task(self.decommissioner.run(), name="decommissioner"),
         ]
+
+    async def _check_params(self, etcd: aetcd.Client) -> None:
+        """Publish this node's parameters if the cluster has none; refuse to start on a mismatch."""
+        cfg = self.cfg
+        try:
+            mine = DEFAULT_PARAMS.with_overrides(cfg.replicas, cfg.write_quorum, cfg.vnodes)
+            cluster = await read_params(etcd) or await publish_params(etcd, mine.checked())
+        except ParamsError as e:
+            raise StartupError(str(e)) from e
+        except Exception as e:  # aetcd's errors
+            raise StartupError(f"cannot reach etcd at {self.cfg.etcd}: {e}") from e
+        given = {k: getattr(cfg, k) if k in cfg.given else 0 for k in _PARAM_FIELDS}
+        differ = cluster.disagreements(**given)
+        if differ:
+            raise StartupError(
+                f"this node's flags disagree with the cluster's parameters in etcd: "
+                f"{', '.join(differ)}; drop the flags (TESSERA_* variables) to use the cluster's, "
+                "or change the cluster's with `tessera cluster set-params`"
+            )
+        log.info(
+            "cluster parameters: RF=%d W=%d vnodes=%d",
+            cluster.replicas,
+            cluster.write_quorum,
+            cluster.vnodes,
+        )
 
     async def stop(self) -> None:
         """Stop the loops, drop liveness, stop watching, finish background copies, close."""

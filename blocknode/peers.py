@@ -2,7 +2,7 @@
 
 ``PeerClient`` is the outgoing half of the node-to-node protocol (``service`` is the incoming
 half), so, like ``service``, it speaks protobuf; the background loops (``replicator``,
-``auditor``) use its typed methods and never see a message.
+``scrubber``) use its typed methods and never see a message.
 """
 
 from __future__ import annotations

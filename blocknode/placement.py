@@ -1,6 +1,7 @@
 """Where chunks go: the block ring as this node sees it, and replica sets with handoff hints.
 
-``RingTracker`` follows the etcd ``View`` the watcher hands it and keeps an immutable ``Ring``.
+``RingTracker`` follows the etcd ``View`` the watcher hands it and keeps an immutable ``Ring``
+built with the cluster's parameters (RF, W, vnodes) published in that view.
 Rebuilding hashes ``vnodes`` points per node, so it runs in a thread; when only liveness or
 addresses changed (the common case: a lease lapsed or came back) the old points are reused.
 """
@@ -11,8 +12,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from tessera.membership import View
-from tessera.ring import DEFAULT_VNODES, Member, Ring, build_ring, chunk_position
+from tessera.membership import ClusterParams, View
+from tessera.ring import Member, Ring, build_ring, chunk_position
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +57,36 @@ def members_of(view: View) -> list[Member]:
 
 
 class RingTracker:
-    """The latest membership view and the ring built from it."""
+    """The latest membership view, the cluster's parameters and the ring built from them.
 
-    def __init__(self, node_id: str, *, replicas: int, vnodes: int = 0) -> None:
+    Args:
+        node_id: This node's id.
+        params: The parameters to use while a view carries none (before the first view, and
+            where no cluster published any: in-process tests).
+    """
+
+    def __init__(self, node_id: str, params: ClusterParams) -> None:
         self.node_id = node_id
-        self.replicas = replicas
-        self.vnodes = vnodes or DEFAULT_VNODES
+        self._configured = params
+        self.params = params
         self.view = View("block", 0)
-        self._ring = build_ring([], self.vnodes)
+        self._ring = build_ring([], params.vnodes)
         self._rebuild: asyncio.Task[None] | None = None
+
+    @property
+    def replicas(self) -> int:
+        """The cluster's replication factor RF."""
+        return self.params.replicas
+
+    @property
+    def write_quorum(self) -> int:
+        """The cluster's write quorum W."""
+        return self.params.write_quorum
+
+    @property
+    def vnodes(self) -> int:
+        """Ring points per unit of weight."""
+        return self.params.vnodes
 
     @property
     def ring(self) -> Ring:
@@ -93,26 +115,31 @@ class RingTracker:
     async def _follow(self) -> None:
         while True:
             view = self.view
-            ring = await self._build(view)
+            params = view.params or self._configured
+            if params != self.params:
+                log.warning("cluster parameters changed from %s to %s", self.params, params)
+            ring = await self._build(view, params.vnodes)
             if ring.revision >= self._ring.revision:
-                self._ring = ring
+                self._ring, self.params = ring, params
             if self.view is view:
                 return
 
-    async def _build(self, view: View) -> Ring:
+    async def _build(self, view: View, vnodes: int) -> Ring:
         members = members_of(view)
         old = self._ring
-        if [(m.node_id, m.weight) for m in old.members] == [(m.node_id, m.weight) for m in members]:
+        if old.vnodes == vnodes and [(m.node_id, m.weight) for m in old.members] == [
+            (m.node_id, m.weight) for m in members
+        ]:
             return Ring(
                 revision=view.revision,
                 members=tuple(members),
                 points=old.points,
-                vnodes=self.vnodes,
+                vnodes=vnodes,
             )
         log.info(
             "block ring membership changed at revision %d: %d nodes", view.revision, len(members)
         )
-        return await asyncio.to_thread(build_ring, members, self.vnodes, view.revision)
+        return await asyncio.to_thread(build_ring, members, vnodes, view.revision)
 
     def placement(self, chunk_hash: bytes) -> list[Replica]:
         """The chunk's live replica set on the current ring."""

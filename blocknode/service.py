@@ -48,7 +48,7 @@ from tessera.errors import (
     TesseraError,
     Unavailable,
 )
-from tessera.membership import View
+from tessera.membership import DEFAULT_PARAMS, View
 from tessera.pb import block_pb2, block_pb2_grpc, common_pb2
 from tessera.ring import Member
 from tessera.rpc import current_principal
@@ -124,7 +124,9 @@ class BlockService(block_pb2_grpc.BlockServicer):
         self.metrics = BlockMetrics(
             registry, chunk_count=store.store.count, hint_count=store.store.hint_count
         )
-        self.rings = RingTracker(node_id, replicas=cfg.replicas, vnodes=cfg.vnodes)
+        self.rings = RingTracker(
+            node_id, DEFAULT_PARAMS.with_overrides(cfg.replicas, cfg.write_quorum, cfg.vnodes)
+        )
         self._background: set[asyncio.Task[None]] = set()
         self._recent_deletes = RecentDeletes()
         self._index: OwnerIndex | None = None
@@ -137,8 +139,8 @@ class BlockService(block_pb2_grpc.BlockServicer):
         """Owners on the current ring (cached while membership stays the same)."""
         ring = self.rings.ring
         index = self._index
-        if index is None or index.placement != placement_fingerprint(ring, self._cfg.replicas):
-            index = self._index = OwnerIndex(ring, self._cfg.replicas)
+        if index is None or index.placement != placement_fingerprint(ring, self.rings.replicas):
+            index = self._index = OwnerIndex(ring, self.rings.replicas)
         return index
 
     # -- background work --------------------------------------------------------------------
@@ -252,7 +254,7 @@ class BlockService(block_pb2_grpc.BlockServicer):
         replicas = self.rings.placement(chunk_hash)
         local_hint = next((r.hint_for for r in replicas if r.member.node_id == self._node_id), None)
         # Without any live owner in view (no ring yet) the local copy is the only one we can get.
-        need = min(self._cfg.write_quorum, len(replicas)) if replicas else 1
+        need = min(self.rings.write_quorum, len(replicas)) if replicas else 1
         counted: dict[asyncio.Task[None], bool] = {}
         local = asyncio.create_task(self._store_local(chunk_hash, data, "client", local_hint or ""))
         counted[local] = local_hint is not None or not replicas
@@ -434,7 +436,7 @@ class BlockService(block_pb2_grpc.BlockServicer):
     async def _fetch_from_peers(self, chunk_hash: bytes) -> bytes:
         """A verified copy from the first live node, in preference order, that has one."""
         errors: list[str] = []
-        for member in self.rings.read_sources(chunk_hash, self._cfg.replicas + 2):
+        for member in self.rings.read_sources(chunk_hash, self.rings.replicas + 2):
             try:
                 data = await self.peers.fetch(member, chunk_hash)
             except PeerError as e:
@@ -540,8 +542,8 @@ class BlockService(block_pb2_grpc.BlockServicer):
             revision=view.revision,
             nodes=nodes,
             vnodes=self.rings.vnodes,
-            replicas=self._cfg.replicas,
-            write_quorum=self._cfg.write_quorum,
+            replicas=self.rings.replicas,
+            write_quorum=self.rings.write_quorum,
         )
 
     async def NodeStatus(

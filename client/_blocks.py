@@ -190,6 +190,7 @@ class BlockPool:
                 continue
             if info.nodes and info.revision >= self.ring.revision:
                 self.ring = ring_from_pb(info)
+                self.replicas = info.replicas or self.replicas  # the cluster's RF, from etcd
             return
 
     async def get(

@@ -17,12 +17,11 @@ from client._blocks import BlockPool, ring_from_pb
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
 from client._types import Change, Cursor, Entry, FileVersion, UploadStats
 from tessera.chunking import Chunk, iter_chunks
-from tessera.pb import common_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
+from tessera.errors import error_detail
+from tessera.pb import common_pb2, errors_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
 from tessera.ring import SYNC_VNODES, build_ring, key_position
 from tessera.ring import Member as RingMember
 from tessera.rpc import ChannelSecurity, auth_metadata, open_channel
-
-MOVED_PREFIX = "moved:"
 
 
 @dataclass(frozen=True)
@@ -367,9 +366,7 @@ class Client:
                         elif kind == "resync":
                             known.pop(ev.resync.namespace_id, None)
                 except grpc.aio.AioRpcError as e:
-                    moved = e.code() is grpc.StatusCode.FAILED_PRECONDITION and (
-                        e.details() or ""
-                    ).startswith(MOVED_PREFIX)
+                    moved = error_detail(e, errors_pb2.RingMoved) is not None
                     if not moved and e.code() not in (
                         grpc.StatusCode.UNAVAILABLE,
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -450,15 +447,10 @@ class Client:
         return await _call(self._meta.RunGC(req, metadata=self._md, timeout=max(self.config.timeout, 300.0)))
 
 
-REUPLOAD_KEY = "tessera-reupload"
-
-
 def _reupload_hashes(e: grpc.aio.AioRpcError) -> set[bytes]:
     """Chunks the metanode asks to upload again (their receipts outlived the chunks)."""
-    if e.code() is not grpc.StatusCode.FAILED_PRECONDITION:
-        return set()
-    raw = dict(e.trailing_metadata() or ()).get(REUPLOAD_KEY, "")
-    return {bytes.fromhex(h) for h in str(raw).split(",") if h}
+    detail = error_detail(e, errors_pb2.ReuploadChunks)
+    return set() if detail is None else {bytes(h) for h in detail.hashes}
 
 
 def _chunks_of(local: Path, wanted: set[bytes]) -> list[Chunk]:

@@ -33,12 +33,12 @@ from client._progress import Progress
 from client._transfer import Transfer
 from client._types import Change, ChangeOp, Entry
 from client._watcher import Watcher
-from tessera.pb import common_pb2, meta_pb2, sync_pb2, sync_pb2_grpc
+from tessera.errors import error_detail
+from tessera.pb import common_pb2, errors_pb2, meta_pb2, sync_pb2, sync_pb2_grpc
 from tessera.rpc import open_channel
 
 log = logging.getLogger(__name__)
 
-MOVED_PREFIX = "moved:"
 
 
 @dataclass(frozen=True)
@@ -298,8 +298,7 @@ class Daemon:
                         await self._on_event(ev)
                 attempt += 1
             except grpc.aio.AioRpcError as e:
-                details = e.details() or ""
-                if e.code() is grpc.StatusCode.FAILED_PRECONDITION and details.startswith(MOVED_PREFIX):
+                if error_detail(e, errors_pb2.RingMoved) is not None:
                     log.info("sync node handed this account over: re-locating")
                     self.db.bump("stream_moved")
                     continue

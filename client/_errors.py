@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import grpc
 
+from tessera.errors import error_detail
+from tessera.pb import errors_pb2
+
 
 class SyncError(Exception):
     """Base of every SDK error; ``status`` is the gRPC status code."""
@@ -59,8 +62,8 @@ def from_rpc_error(e: grpc.aio.AioRpcError) -> SyncError:
     """The SDK error for a failed call."""
     code, details = e.code(), e.details() or code_name(e.code())
     if code is grpc.StatusCode.ABORTED:
-        head = dict(e.trailing_metadata() or ()).get("tessera-head-revision", "")
-        return ConflictError(details, str(head))
+        conflict = error_detail(e, errors_pb2.RevisionConflict)
+        return ConflictError(details, conflict.head_revision if conflict else "")
     return _BY_CODE.get(code, SyncError)(details, code)
 
 

@@ -20,10 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cli import userconfig
+from cli.cluster import default_dir
 from loadtest.profiles import PROFILES, GiB, KiB, MiB, get_profile
 from loadtest.runner import SetupError, Target, UserSpec, run
-from tessera import userconfig
-from tessera.cli_cluster import default_dir
 from tessera.config import DEFAULT_META_ENDPOINT
 
 UNITS = {"": 1, "b": 1, "k": KiB, "kib": KiB, "m": MiB, "mib": MiB, "g": GiB, "gib": GiB}

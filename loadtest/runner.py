@@ -25,7 +25,6 @@ from typing import Any
 import grpc
 
 from client import Client, ClientConfig, Cursor, SyncError
-from loadtest import _rpc
 from loadtest.profiles import Profile
 from loadtest.sim import Budget, Context, Device, SimUser, Space, close_quietly, worker
 from loadtest.stats import Recorder
@@ -122,7 +121,7 @@ async def _make_user(
     prefix = f"loadtest-{run_id}/"
     home = work / name
     root = Space(f"{name}:root", "", prefix, profile.files_per_user, home / "root")
-    user = SimUser(name, token, _rpc.Extras(target.endpoint, token), root)
+    user = SimUser(name, token, root)
     users.append(user)
     for j in range(profile.devices_per_user):
         config = ClientConfig(device_id=f"lt{run_id}-{name}-d{j}", timeout=profile.op_timeout)
@@ -145,7 +144,7 @@ async def _share(users: list[SimUser], profile: Profile, recorder: Recorder) -> 
         started = time.monotonic()
         try:
             await dev.client.make_folder(folder)
-            ns = await _rpc.share(dev.client, owner.extras, folder, member.name, "editor")
+            ns = await dev.client.share(folder, member.name, role="editor")
         except SyncError as e:
             unimplemented = e.status is grpc.StatusCode.UNIMPLEMENTED
             recorder.record(
@@ -168,7 +167,7 @@ async def _cursors_at_head(user: SimUser, recorder: Recorder) -> list[Cursor]:
     none (a replay from the start, which the tracker ignores) if the cluster cannot list them."""
     started = time.monotonic()
     try:
-        heads = await _rpc.namespaces(user.devices[0].client, user.extras)
+        heads = await user.devices[0].client.namespaces()
     except SyncError as e:
         recorder.record("namespaces", started, e.status.name, detail=e.message)
         return []
@@ -301,9 +300,7 @@ async def run(
         for f in followers:
             f.cancel()
         await asyncio.gather(*followers, return_exceptions=True)
-        closers = [d.client.close for u in users for d in u.devices] + [
-            u.extras.close for u in users
-        ]
+        closers = [d.client.close for u in users for d in u.devices]
         try:
             await asyncio.wait_for(close_quietly(*closers), TEARDOWN_SECONDS)
         except TimeoutError:
@@ -328,10 +325,6 @@ async def run(
         "sync_drained": drained,
         **recorder.report(),
         "skipped": dict(sorted(ctx.disabled.items())),
-        "sdk": {
-            op: _rpc.sdk_method(users[0].devices[0].client, op) is not None
-            for op in ("share", "move", "delete", "namespaces")
-        },
     }
     report["sync"] |= tracker.summary()
     write_samples(recorder, out / "samples.csv")

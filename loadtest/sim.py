@@ -28,7 +28,6 @@ from pathlib import Path
 import grpc
 
 from client import Client, ConflictError, Entry, FileVersion, SyncError
-from loadtest import _rpc
 from loadtest.profiles import Profile
 from loadtest.stats import OK, Recorder
 from loadtest.sync import PropagationTracker
@@ -115,7 +114,6 @@ class SimUser:
 
     name: str
     token: str
-    extras: _rpc.Extras
     root: Space
     shared: list[Space] = field(default_factory=list)
     devices: list[Device] = field(default_factory=list)
@@ -408,7 +406,7 @@ async def op_move(
     try:
         folder = f"{space.prefix}{rng.choice(FOLDERS)}"
         dst = f"{folder}/m{key}-{rec.path.rpartition('/')[2]}"
-        entry = await _rpc.move(dev.client, dev.user.extras, rec.path, dst, space.namespace_id)
+        entry = await dev.client.move(rec.path, dst, namespace_id=space.namespace_id)
         _track_metadata_change(ctx, dev, space, entry)
         rec.path = dst
         if entry is not None and entry.revision:
@@ -428,7 +426,7 @@ async def op_delete(
         return await op_create(dev, space, rng, ctx, clock)
     key, rec = picked
     try:
-        entry = await _rpc.delete(dev.client, dev.user.extras, rec.path, space.namespace_id)
+        entry = await dev.client.delete(rec.path, namespace_id=space.namespace_id)
     except BaseException:
         space.files[key] = rec
         raise

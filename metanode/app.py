@@ -7,8 +7,9 @@ import logging
 import grpc
 from prometheus_client import CollectorRegistry
 
+from metanode.blocks import BlockClient
 from metanode.db import Database
-from metanode.gc import BlockCleaner, Collector
+from metanode.gc import Collector
 from metanode.notify import Notifier
 from metanode.schema import migrate
 from metanode.service import MetadataService
@@ -43,9 +44,12 @@ class MetaApp:
         self.notifier = Notifier(
             self.db, self.sync_watch, self.signer.node_token(node_id), security=security
         )
+        self.blocks = BlockClient(
+            self.block_watch, self.signer.node_token(node_id), security=security
+        )
         self.collector = Collector(
             self.db,
-            BlockCleaner(self.block_watch, self.signer.node_token(node_id), security=security),
+            self.blocks,
             revision_retention=cfg.revision_retention,
             journal_retention=cfg.journal_retention,
             grace=cfg.gc_grace,
@@ -60,6 +64,7 @@ class MetaApp:
             sync_watch=self.sync_watch,
             notifier=self.notifier,
             collector=self.collector,
+            blocks=self.blocks,
         )
         self.registration: membership.Registration | None = None
 
@@ -85,4 +90,5 @@ class MetaApp:
         await self.sync_watch.stop()
         await self.notifier.close()
         await self.collector.stop()
+        await self.blocks.close()
         await self.db.close()

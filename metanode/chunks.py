@@ -19,6 +19,7 @@ from metanode.model import ChunkRef, CommitSpec
 from metanode.txcache import TxCache
 from tessera.auth import Signer
 from tessera.errors import FailedPrecondition, Unavailable
+from tessera.pb import errors_pb2
 
 
 class NeedProof(Exception):  # noqa: N818 - a control-flow signal, not an error for callers
@@ -161,18 +162,20 @@ async def claim(
         cache.gc.pop(h, None)
 
 
+# Still sent for clients from before typed details; no client in this tree reads it.
 REUPLOAD_KEY = "tessera-reupload"
 
 
 def tombstone_error(hashes: list[bytes]) -> FailedPrecondition:
     """The error for receipted chunks that no block node holds any more.
 
-    The trailer ``tessera-reupload`` lists their hex hashes: a client that keeps receipts of
-    earlier uploads must drop those and upload the chunks again.
+    Its ``ReuploadChunks`` detail lists them: a client that keeps receipts of earlier uploads
+    must drop those and upload the chunks again.
     """
     return FailedPrecondition(
         f"chunk {_short(hashes[0])} was garbage-collected after it was uploaded: upload it again",
         trailers=((REUPLOAD_KEY, ",".join(h.hex() for h in hashes)),),
+        details=(errors_pb2.ReuploadChunks(hashes=hashes),),
     )
 
 

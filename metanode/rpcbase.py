@@ -14,6 +14,7 @@ from typing import TypeVar
 import grpc
 
 from metanode import users
+from metanode.blocks import BlockClient
 from metanode.db import Conn, Database
 from metanode.gc import Collector
 from metanode.model import ChangeRow, EntryRow, Kind
@@ -95,8 +96,7 @@ class ServiceBase:
         sync_watch: Watcher | None,
         notifier: Notifier,
         collector: Collector | None = None,
-        replicas: int = 3,
-        write_quorum: int = 2,
+        blocks: BlockClient | None = None,
     ) -> None:
         self.db = db
         self.signer = signer
@@ -110,8 +110,7 @@ class ServiceBase:
             weakref.WeakValueDictionary()
         )
         self.collector = collector
-        self.replicas = replicas
-        self.write_quorum = write_quorum
+        self.blocks = blocks
 
     def _caller(self, context: grpc.aio.ServicerContext) -> uuid.UUID:
         """The user a call acts for: the token's user, or for a node the x-tessera-user it names."""

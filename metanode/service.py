@@ -127,13 +127,13 @@ class MetadataService(WriteRpcs, meta_pb2_grpc.MetadataServicer):
         info = meta_pb2.ClusterInfo(max_chunk_size=MAX_CHUNK)
         if self.block_watch is not None:
             view = self.block_watch.view
-            ring = view.ring()
+            params = view.cluster_params  # published in etcd with the ring
             info.block_ring.CopyFrom(
                 common_pb2.RingInfo(
                     revision=view.revision,
-                    vnodes=ring.vnodes,
-                    replicas=self.replicas,
-                    write_quorum=self.write_quorum,
+                    vnodes=params.vnodes,
+                    replicas=params.replicas,
+                    write_quorum=params.write_quorum,
                     nodes=[
                         _node_info(n, n.node_id in view.alive, "block")
                         for n in sorted(view.nodes.values(), key=lambda n: n.node_id)
@@ -172,9 +172,9 @@ class MetadataService(WriteRpcs, meta_pb2_grpc.MetadataServicer):
             )[0]
             return version, n_users, n_files
 
-        if self.collector is not None:
+        if self.blocks is not None:
             # Each under-replicated chunk is counted by exactly one block node (as of its last pass).
-            blocks = await self.collector.cleaner.node_statuses()
+            blocks = await self.blocks.node_statuses()
             status.under_replicated_chunks = sum(b.under_replicated for b in blocks)
         try:
             version, status.users, status.files = await self.db.run(counts)

@@ -11,11 +11,12 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from syncnode.feed import AccessLost, Behind, Feed, Heartbeat, Moved, NamespaceHead, Removed, Resync
 from tessera.errors import FailedPrecondition, ResourceExhausted
-from tessera.pb import common_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
+from tessera.pb import common_pb2, errors_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
 from tessera.rpc import PLAINTEXT, ChannelSecurity, auth_metadata, current_principal, open_channel
 
 log = logging.getLogger(__name__)
 
+# For people; devices act on the RingMoved detail.
 MOVED_MESSAGE = (
     "moved: this sync node no longer serves your account; ask the cluster for the owner and resume"
 )
@@ -75,7 +76,9 @@ class SyncService(sync_pb2_grpc.SyncServicer):
             async for ev in self.feed.follow(principal.user_id, cursors):
                 yield _to_pb(ev)
         except Moved:
-            raise FailedPrecondition(MOVED_MESSAGE) from None
+            raise FailedPrecondition(
+                MOVED_MESSAGE, details=(errors_pb2.RingMoved(ring="sync"),)
+            ) from None
         except Behind:
             raise ResourceExhausted(BEHIND_MESSAGE) from None
 

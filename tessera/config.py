@@ -28,6 +28,22 @@ class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the flag."""
 
 
+def parse_etcd(text: str) -> list[tuple[str, int]]:
+    """Parse comma-separated etcd endpoints (``http://host:port``) into (host, port) pairs."""
+    out = []
+    for raw in text.split(","):
+        hostport = raw.strip().removeprefix("http://").removeprefix("https://").rstrip("/")
+        if not hostport:
+            continue
+        host, _, port = hostport.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"--etcd: {raw!r} is not host:port")
+        out.append((host, int(port)))
+    if not out:
+        raise ConfigError("--etcd: no endpoint given")
+    return out
+
+
 def _help(text: str) -> dict[str, str]:
     return {"help": text}
 
@@ -75,21 +91,12 @@ class NodeConfig:
     )
 
     kind: str = field(default="node", init=False, metadata={"flag": False})
+    # The fields set by a flag or a TESSERA_* variable rather than left at their default.
+    given: frozenset[str] = field(default=frozenset(), metadata={"flag": False})
 
     def etcd_endpoints(self) -> list[tuple[str, int]]:
         """Parse ``--etcd`` into (host, port) pairs."""
-        out = []
-        for raw in self.etcd.split(","):
-            hostport = raw.strip().removeprefix("http://").removeprefix("https://").rstrip("/")
-            if not hostport:
-                continue
-            host, _, port = hostport.rpartition(":")
-            if not host or not port.isdigit():
-                raise ConfigError(f"--etcd: {raw!r} is not host:port")
-            out.append((host, int(port)))
-        if not out:
-            raise ConfigError("--etcd: no endpoint given")
-        return out
+        return parse_etcd(self.etcd)
 
     def validated(self) -> Self:
         """Check values that would otherwise fail later and obscurely."""
@@ -122,12 +129,25 @@ class BlockConfig(NodeConfig):
         default=f"127.0.0.1:{BLOCK_PORT}", metadata=_help("gRPC listen address host:port")
     )
     data_dir: str = field(default="data/block", metadata=_help("RocksDB directory"))
-    replicas: int = field(default=3, metadata=_help("replication factor RF"))
+    # The cluster's parameters live in etcd (tessera.membership.ClusterParams): these three seed
+    # a new cluster, and when given (flag or variable) must agree with the cluster's.
+    replicas: int = field(
+        default=3,
+        metadata=_help("replication factor RF for a new cluster; if given, must be the cluster's"),
+    )
     write_quorum: int = field(
-        default=2, metadata=_help("replicas durable before a put is acknowledged (W)")
+        default=2,
+        metadata=_help(
+            "replicas durable before a put is acknowledged (W) for a new cluster;"
+            " if given, must be the cluster's"
+        ),
     )
     vnodes: int = field(
-        default=0, metadata=_help("virtual nodes per unit of weight (0: the ring's default)")
+        default=0,
+        metadata=_help(
+            "ring points per unit of weight for a new cluster (0: 8192);"
+            " if given, must be the cluster's"
+        ),
     )
     weight: float = field(default=1.0, metadata=_help("relative capacity of this node on the ring"))
     receipt_ttl: int = field(default=86400, metadata=_help("seconds a chunk receipt stays valid"))
@@ -157,6 +177,8 @@ class BlockConfig(NodeConfig):
         super().validated()
         if not 1 <= self.write_quorum <= self.replicas:
             raise ConfigError("--write-quorum must be between 1 and --replicas")
+        if self.vnodes < 0:
+            raise ConfigError("--vnodes must be >= 0 (0: the default)")
         if self.weight <= 0:
             raise ConfigError("--weight must be positive")
         if self.repair_interval <= 0 or self.scrub_interval <= 0:
@@ -303,4 +325,4 @@ def load(
             )
         elif env_name in env:
             values[f.name] = _parse_value(hints[f.name], env[env_name], env_name)
-    return cls(**values).validated()
+    return cls(**values, given=frozenset(values)).validated()

@@ -21,7 +21,7 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from tessera.auth import AuthError, Principal, Signer
-from tessera.errors import TesseraError
+from tessera.errors import TesseraError, wire_trailers
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,9 @@ class ErrorInterceptor(_HookInterceptor):
         try:
             yield
         except TesseraError as e:
-            if e.trailers:
-                context.set_trailing_metadata(e.trailers)
+            trailers = wire_trailers(e)
+            if trailers:
+                context.set_trailing_metadata(trailers)
             await context.abort(e.code, e.message)
         except grpc.aio.AbortError:
             raise

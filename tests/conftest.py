@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from tessera.localcluster import LocalCluster
+    from devcluster import LocalCluster
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ClusterEnv:
 def _no_leftover_cluster_processes() -> Iterator[None]:
     """After the session, no process started by a LocalCluster may still run."""
     yield
-    module = sys.modules.get("tessera.localcluster")
+    module = sys.modules.get("devcluster")
     if module is None:  # no cluster was started in this session
         return
     leftovers = module.spawned_alive()
@@ -63,7 +63,7 @@ def _no_leftover_cluster_processes() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A whole cluster for the session: etcd, PostgreSQL, 1 metanode, 3 block nodes, 1 sync node."""
-    from tessera.localcluster import LocalCluster
+    from devcluster import LocalCluster
 
     c = LocalCluster.start(tmp_path_factory.mktemp("cluster"), meta_port=0, fast=True)
     try:

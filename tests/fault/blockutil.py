@@ -25,7 +25,7 @@ from tessera.ring import Member, Ring, build_ring, chunk_position
 from tessera.rpc import auth_metadata, channel_options
 
 if TYPE_CHECKING:
-    from tessera.localcluster import LocalCluster
+    from devcluster import LocalCluster
 
 USER = "fault-test-user"
 MiB = 1024 * 1024
@@ -209,7 +209,7 @@ def block_cluster(
     base: Path, env: dict[str, str], *, block_nodes: int = 5
 ) -> Iterator[LocalCluster]:
     """A cluster of its own for destructive tests: ``block_nodes`` block nodes, no sync node."""
-    from tessera.localcluster import LocalCluster
+    from devcluster import LocalCluster
 
     c = LocalCluster.start(
         base, block_nodes=block_nodes, sync_nodes=0, meta_port=0, fast=True, env=env

@@ -25,8 +25,8 @@ import pytest
 
 from client import Client
 from client._blocks import BlockPool
+from devcluster import LocalCluster
 from tessera.chunking import Chunk
-from tessera.localcluster import LocalCluster
 from tessera.ring import chunk_position
 from tests.fault.blockutil import Blocks, MiB, block_cluster, make_chunks, misplacement, wait_until
 

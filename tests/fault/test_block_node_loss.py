@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from client import Client
-from tessera.localcluster import LocalCluster
+from devcluster import LocalCluster
 from tests.fault.blockutil import Blocks, MiB, block_cluster, make_chunks, misplacement, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

@@ -152,7 +152,7 @@ def _cli(cluster, *args: str, token: str | None, home: Path) -> subprocess.Compl
     if token is not None:
         env["TESSERA_TOKEN"] = token
     return subprocess.run(
-        [sys.executable, "-m", "tessera", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -184,3 +184,7 @@ async def test_cli_errors_are_one_line_without_traceback(cluster, tmp_path: Path
     assert ok.returncode == 0, ok.stderr
     listing = _cli(cluster, "ls", "notes", token=token, home=tmp_path / "home")
     assert "f.txt" in listing.stdout and "2 B" in listing.stdout
+    single = _cli(cluster, "ls", "notes/f.txt", token=token, home=tmp_path / "home")
+    assert single.returncode == 0 and "f.txt" in single.stdout, (
+        single.stderr
+    )  # a file lists as itself

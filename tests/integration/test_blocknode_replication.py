@@ -19,9 +19,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from blocknode.asyncstore import AsyncChunkStore
-from blocknode.auditor import Scrubber
 from blocknode.ratelimit import RateLimiter
 from blocknode.replicator import Replicator
+from blocknode.scrubber import Scrubber
 from blocknode.service import NODE_METHODS, BlockService, add_to_server
 from blocknode.store import MemoryChunkStore
 from client import UnavailableError

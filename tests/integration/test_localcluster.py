@@ -17,7 +17,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tessera.localcluster import (
+from devcluster import (
     ClusterError,
     LocalCluster,
     cmdline_names,
@@ -171,7 +171,7 @@ def run_cli(
     *args: str, env: dict[str, str], timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tessera.cli_cluster", *args],
+        [sys.executable, "-m", "cli.cluster", *args],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -328,7 +328,7 @@ def test_unreachable_etcd_is_a_clear_error(tmp_path: Path) -> None:
 LAUNCHER = """
 import json, sys, time
 from pathlib import Path
-from tessera.localcluster import LocalCluster
+from devcluster import LocalCluster
 c = LocalCluster.start(Path(sys.argv[1]), block_nodes=1, meta_port=0, fast=True)
 print(json.dumps(c.pids()), flush=True)
 time.sleep(600)
@@ -362,7 +362,7 @@ def test_foreground_up_stops_everything_on_sigterm(tmp_path: Path) -> None:
     argv = [
         sys.executable,
         "-m",
-        "tessera.cli_cluster",
+        "cli.cluster",
         "up",
         "--dir",
         str(tmp_path / "c"),

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.cluster
 
 def _run(cluster, home: Path, token: str, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     env = {**os.environ, "XDG_CONFIG_HOME": str(home), "TESSERA_ENDPOINT": cluster.meta_address, "TESSERA_TOKEN": token}
-    return subprocess.run([sys.executable, "-m", "tessera", *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=env, timeout=60)
 
 
 def _ok(result: subprocess.CompletedProcess[str]) -> str:

@@ -13,7 +13,8 @@ import pytest
 from client import Client, InvalidRequestError
 from tessera.auth import Signer
 from tessera.chunking import Chunk, chunk_hash
-from tessera.pb import block_pb2, block_pb2_grpc, common_pb2, meta_pb2
+from tessera.errors import error_detail
+from tessera.pb import block_pb2, block_pb2_grpc, common_pb2, errors_pb2, meta_pb2
 from tests.integration.helpers import new_user
 from tests.integration.meta_util import error_of, get_bytes, md, put_bytes, status_of
 
@@ -127,6 +128,8 @@ async def test_gc_keeps_referenced_and_in_flight_chunks_and_deletes_garbage(
         assert "garbage-collected" in (info.value.details() or "")
         trailers = dict(info.value.trailing_metadata() or ())
         assert trailers["tessera-reupload"] == stale_chunk.hash.hex()
+        reupload = error_detail(info.value, errors_pb2.ReuploadChunks)
+        assert reupload is not None and list(reupload.hashes) == [stale_chunk.hash]
         assert await status_of(c.stat("stale.bin")) is grpc.StatusCode.NOT_FOUND
 
         # Content that was collected can be uploaded and committed again (by a client that

@@ -39,7 +39,7 @@ def _counters(state: Path) -> tuple[dict[str, int], int]:
 def _sync_once(folder: Path, state: Path, endpoint: str, token: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TESSERA_TOKEN": token, "TESSERA_ENDPOINT": endpoint}
     return subprocess.Popen(
-        [sys.executable, "-m", "tessera", "sync", str(folder), "--once", "--state-dir", str(state), "--device", "crashy", "--settle", "0"],
+        [sys.executable, "-m", "cli", "sync", str(folder), "--once", "--state-dir", str(state), "--device", "crashy", "--settle", "0"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

@@ -19,8 +19,9 @@ import pytest
 
 from client import Client
 from client._types import Change
-from tessera.localcluster import LocalCluster
-from tessera.pb import sync_pb2, sync_pb2_grpc
+from devcluster import LocalCluster
+from tessera.errors import error_detail
+from tessera.pb import errors_pb2, sync_pb2, sync_pb2_grpc
 from tessera.ring import SYNC_VNODES, Member, build_ring, key_position
 from tessera.rpc import PLAINTEXT, auth_metadata, open_channel
 from tests.integration.helpers import new_user
@@ -49,6 +50,7 @@ class Watcher:
     sdk: list[tuple[str, int]] = field(default_factory=list)
     raw_status: grpc.StatusCode | None = None
     raw_details: str = ""
+    raw_moved: errors_pb2.RingMoved | None = None  # the typed detail the stream ended with
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -61,6 +63,7 @@ async def _raw_stream(w: Watcher, address: str, token: str) -> None:
                     w.raw.append((ev.change.namespace_id, ev.change.seq))
         except grpc.aio.AioRpcError as e:
             w.raw_status, w.raw_details = e.code(), e.details() or ""
+            w.raw_moved = error_detail(e, errors_pb2.RingMoved)
             return
         w.raw_status = grpc.StatusCode.OK
 
@@ -133,6 +136,7 @@ async def test_ring_change_moves_streams(ring_cluster: LocalCluster, tmp_path: P
         for w in moved:
             assert w.raw_status is grpc.StatusCode.FAILED_PRECONDITION, (w.name, w.raw_status, w.raw_details)
             assert w.raw_details.startswith("moved:"), w.raw_details
+            assert w.raw_moved == errors_pb2.RingMoved(ring="sync"), w.name
 
         # a change committed after the join reaches everyone exactly once
         for w in watchers:

@@ -9,7 +9,7 @@ import pytest
 
 from blocknode.placement import RingTracker, members_of, placement
 from blocknode.service import bucket_bounds
-from tessera.membership import NodeRecord, View
+from tessera.membership import ClusterParams, NodeRecord, View
 from tessera.ring import RING_SPACE, Member, build_ring, chunk_position
 
 NODES = [f"n{i}" for i in range(5)]
@@ -56,7 +56,7 @@ def test_placement_with_too_few_live_nodes() -> None:
 
 
 async def test_tracker_follows_views_and_reuses_points() -> None:
-    tracker = RingTracker("n0", replicas=3, vnodes=32)
+    tracker = RingTracker("n0", ClusterParams(3, 2, 32))
     assert len(tracker.ring) == 0 and tracker.placement(chunk_ids(1)[0]) == []
     tracker.update(view(5, set(NODES)))
     ring = await tracker.sync()
@@ -75,7 +75,7 @@ async def test_tracker_follows_views_and_reuses_points() -> None:
 
 
 async def test_tracker_ownership_and_read_sources() -> None:
-    tracker = RingTracker("n0", replicas=2, vnodes=32)
+    tracker = RingTracker("n0", ClusterParams(2, 2, 32))
     tracker.update(view(3, set(NODES) - {"n4"}))
     await tracker.sync()
     for h in chunk_ids(100):
@@ -84,6 +84,23 @@ async def test_tracker_ownership_and_read_sources() -> None:
         sources = [m.node_id for m in tracker.read_sources(h, 10)]
         assert "n0" not in sources and "n4" not in sources and len(sources) == 3
         assert [s for s in owners if s != "n0"] == sources[: len([s for s in owners if s != "n0"])]
+    tracker.close()
+
+
+async def test_tracker_takes_the_clusters_parameters_from_the_view() -> None:
+    """Parameters published in etcd win over the node's own; a vnodes change rebuilds points."""
+    tracker = RingTracker("n0", ClusterParams(3, 2, 32))
+    tracker.update(view(3, set(NODES)))
+    ring = await tracker.sync()
+    assert (tracker.replicas, tracker.vnodes, ring.vnodes) == (3, 32, 32)
+    published = View(
+        "block", 4, view(3, set(NODES)).nodes, frozenset(NODES), ClusterParams(2, 1, 16)
+    )
+    tracker.update(published)
+    ring2 = await tracker.sync()
+    assert (tracker.replicas, tracker.write_quorum, ring2.vnodes) == (2, 1, 16)
+    assert ring2.points == build_ring(members_of(published), 16, 4).points
+    assert all(len(tracker.placement(h)) == 2 for h in chunk_ids(50))
     tracker.close()
 
 
@@ -105,3 +122,13 @@ def test_bucket_bounds_partition_positions(buckets: int) -> None:
         start, end = bounds[b]
         key = p.to_bytes(8, "big") + bytes(24)
         assert start <= key and (end is None or key < end)
+
+
+def test_cluster_params_disagreements_name_only_given_values() -> None:
+    cluster = ClusterParams(3, 2, 8192)
+    assert cluster.disagreements() == []
+    assert cluster.disagreements(replicas=3, vnodes=8192) == []
+    assert cluster.disagreements(replicas=2, write_quorum=2) == ["--replicas 2 (cluster: 3)"]
+    assert ClusterParams.decode(ClusterParams(2, 1, 64).encode()) == ClusterParams(2, 1, 64)
+    with pytest.raises(ValueError, match="W=4"):
+        cluster.with_overrides(write_quorum=4).checked()

@@ -1,7 +1,7 @@
 """``tessera rm|mv|history|restore|share|unshare|members``: the metadata commands of the CLI.
 
-Each is a ``(client, args) -> int`` coroutine run by ``tessera.cli._with_client``; mistakes
-raise ``CliError`` or an SDK error, which ``tessera.cli.main`` prints as one line.
+Each is a ``(client, args) -> int`` coroutine run by ``cli.common._with_client``; mistakes
+raise ``CliError`` or an SDK error, which ``cli.main.main`` prints as one line.
 """
 
 from __future__ import annotations
@@ -11,15 +11,9 @@ import time
 
 import grpc
 
+from cli.common import _human, _remote, _with_client
 from client import Client, SyncError
 from tessera.paths import path_key
-
-
-def _cli():  # type: ignore[no-untyped-def]
-    """The tessera.cli module (imported late: it imports this one while building its parser)."""
-    from tessera import cli
-
-    return cli
 
 
 def _when(us: int) -> str:
@@ -27,7 +21,7 @@ def _when(us: int) -> str:
 
 
 async def _rm(client: Client, args: argparse.Namespace) -> int:
-    path = _cli()._remote(args.path)
+    path = _remote(args.path)
     entry = await client.delete(path, parent_revision=args.revision or "")
     kind = "folder" if entry.is_folder else "file"
     print(f"deleted {kind} {path} (restorable: tessera history {path})")
@@ -35,10 +29,9 @@ async def _rm(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _mv(client: Client, args: argparse.Namespace) -> int:
-    cli = _cli()
-    src = cli._remote(args.src)
+    src = _remote(args.src)
     into = args.dst.endswith("/") or args.dst in ("", "/")
-    dst = cli._remote(args.dst, allow_root=True)
+    dst = _remote(args.dst, allow_root=True)
     if not into and dst:
         try:
             into = (await client.stat(dst)).is_folder and path_key(dst) != path_key(src)
@@ -53,10 +46,10 @@ async def _mv(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _history(client: Client, args: argparse.Namespace) -> int:
-    path = _cli()._remote(args.path)
+    path = _remote(args.path)
     revisions = await client.history(path, limit=args.limit)
     for e in revisions:
-        what = "deleted" if e.deleted else ("folder" if e.is_folder else _cli()._human(e.size))
+        what = "deleted" if e.deleted else ("folder" if e.is_folder else _human(e.size))
         print(
             f"{e.revision}  {_when(e.modified_at_us)}  {what:>10}  {e.device_id or '-':<16}  {e.path}"
         )
@@ -64,28 +57,28 @@ async def _history(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _restore(client: Client, args: argparse.Namespace) -> int:
-    path = _cli()._remote(args.path)
+    path = _remote(args.path)
     entry = await client.restore(path, args.revision)
     print(f"restored {path} to revision {args.revision} (now revision {entry.revision})")
     return 0
 
 
 async def _share(client: Client, args: argparse.Namespace) -> int:
-    path = _cli()._remote(args.path)
+    path = _remote(args.path)
     ns = await client.share(path, args.user, role=args.role)
     print(f"shared {path} with {args.user} as {args.role} (shared folder {ns})")
     return 0
 
 
 async def _unshare(client: Client, args: argparse.Namespace) -> int:
-    path = _cli()._remote(args.path)
+    path = _remote(args.path)
     await client.unshare(path, args.user)
     print(f"{args.user} no longer has {path}")
     return 0
 
 
 async def _members(client: Client, args: argparse.Namespace) -> int:
-    path = _cli()._remote(args.path, allow_root=True)
+    path = _remote(args.path, allow_root=True)
     for m in await client.members(path):
         print(f"{m.role:<7}  {m.name}")
     return 0
@@ -93,7 +86,7 @@ async def _members(client: Client, args: argparse.Namespace) -> int:
 
 def add_meta_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the commands on the ``tessera`` parser."""
-    with_client = _cli()._with_client
+    with_client = _with_client
 
     rm = sub.add_parser("rm", help="delete a file or folder (restorable: see history)")
     rm.add_argument("path")

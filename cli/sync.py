@@ -42,12 +42,12 @@ def add_sync_command(subparsers: argparse._SubParsersAction) -> None:  # type: i
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """Run the daemon (see the module doc for exit codes)."""
+    from cli import userconfig
+    from cli.common import CliError
     from client._daemon import Daemon, DaemonConfig
     from client._errors import AuthenticationError
     from client._indexer import FolderVanished
     from client._progress import Progress, RichProgress
-    from tessera import userconfig
-    from tessera.cli import CliError
     from tessera.logs import setup_logging
 
     folder = Path(args.folder).expanduser()

@@ -8,76 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import grpc
+
+from cli import userconfig
+from cli.common import CliError, _human, _password, _remote, _with_client
 from client import Client, ClientConfig, SyncError, UnavailableError
 from client._errors import AuthenticationError
-from tessera import userconfig
-from tessera.paths import InvalidPath, normalize_path
-
-
-class CliError(Exception):
-    """A user mistake: printed as one line, exit code 1."""
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def _remote(path: str, *, allow_root: bool = False) -> str:
-    try:
-        return normalize_path(path, allow_root=allow_root)
-    except InvalidPath as e:
-        raise CliError(str(e)) from None
-
-
-def _password(args: argparse.Namespace, prompt: str) -> str:
-    if args.password is not None:
-        return args.password
-    if not sys.stdin.isatty():
-        line = sys.stdin.readline().rstrip("\n")
-        if not line:
-            raise CliError("no password given (use --password or type it when asked)")
-        return line
-    return getpass.getpass(prompt)
-
-
-async def _client(args: argparse.Namespace) -> Client:
-    cfg = userconfig.load()
-    endpoint = userconfig.resolve_endpoint(args.endpoint)
-    token = os.environ.get("TESSERA_TOKEN") or cfg.token
-    if not token:
-        raise CliError(
-            "not logged in: run `tessera login NAME` (or `tessera up` for a local cluster)"
-        )
-    return await Client.connect(
-        endpoint, token=token, config=ClientConfig.from_env(device_id=cfg.device_id or "cli")
-    )
-
-
-def _with_client(
-    fn: Callable[[Client, argparse.Namespace], Awaitable[int]],
-) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        async def main() -> int:
-            client = await _client(args)
-            try:
-                return await fn(client, args)
-            finally:
-                await client.close()
-
-        return asyncio.run(main())
-
-    return run
 
 
 # -- accounts ----------------------------------------------------------------------------------
@@ -107,7 +47,7 @@ async def _status(client: Client, args: argparse.Namespace) -> int:
     print(f"etcd      {'ok' if st.etcd_ok else 'DOWN'}")
     print(f"users     {st.users}   files {st.files}")
     print(
-        f"block ring  revision {ring.revision}  RF={ring.replicas} W={ring.write_quorum}  {up}/{len(ring.nodes)} up  "
+        f"block ring  revision {ring.revision}  RF={ring.replicas} W={ring.write_quorum} vnodes={ring.vnodes}  {up}/{len(ring.nodes)} up  "
         f"under-replicated chunks: {st.under_replicated_chunks}"
     )
     for n in ring.nodes:
@@ -155,9 +95,12 @@ async def _ls(client: Client, args: argparse.Namespace) -> int:
     try:
         entries = await client.list(path)
     except SyncError as e:
-        if "is a file" not in e.message:
+        if e.status is not grpc.StatusCode.FAILED_PRECONDITION:
             raise
-        entries = [await client.stat(path)]
+        entry = await client.stat(path)  # a file lists as itself
+        if entry.is_folder:
+            raise
+        entries = [entry]
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.modified_at_us / 1e6))
         name = e.name + ("/" if e.is_folder else "")
@@ -176,13 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from tessera.cli_cluster import add_cluster_commands
+    from cli.cluster import add_cluster_commands
 
     add_cluster_commands(sub)
-    from tessera.cli_sync import add_sync_command
+    from cli.params import add_params_commands
+
+    add_params_commands(sub)
+    from cli.sync import add_sync_command
 
     add_sync_command(sub)
-    from tessera.cli_meta import add_meta_commands
+    from cli.files import add_meta_commands
 
     add_meta_commands(sub)
 

@@ -1,7 +1,7 @@
 """``tessera up`` and ``tessera down``: a whole local cluster in one command.
 
 ``add_cluster_commands(subparsers)`` plugs both into the ``tessera`` CLI; ``python -m
-tessera.cli_cluster up|down`` runs them on their own.
+cli.cluster up|down`` runs them on their own.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tessera import userconfig
+from cli import userconfig
+from devcluster import ClusterError, LocalCluster, stop_from_file
 from tessera.config import META_PORT
-from tessera.localcluster import ClusterError, LocalCluster, stop_from_file
+from tessera.membership import DEFAULT_PARAMS, ClusterParams
 
 DEFAULT_DIR = Path(".tessera") / "cluster"
 
@@ -80,6 +81,19 @@ def add_cluster_commands(subparsers: Any) -> None:
         metavar="DSN",
         help="use this PostgreSQL or CockroachDB instead of starting PostgreSQL",
     )
+    for flag, metavar, text in (
+        ("--replicas", "RF", "replication factor"),
+        ("--write-quorum", "W", "copies durable before a put is acknowledged"),
+        ("--vnodes", "N", "ring points per unit of weight"),
+    ):
+        up.add_argument(
+            flag,
+            type=_count,
+            default=0,
+            metavar=metavar,
+            help=f"{text}, for a new cluster (change it later with tessera cluster set-params) "
+            "[default: 3, 2 and 8192; an existing cluster's own]",
+        )
     up.add_argument(
         "--detach", action="store_true", help="return once healthy and leave the cluster running"
     )
@@ -205,6 +219,13 @@ def _watch(cluster: LocalCluster) -> None:
             return
 
 
+def _params(args: argparse.Namespace) -> ClusterParams | None:
+    """The parameters ``tessera up`` was asked for (None: none given)."""
+    if not (args.replicas or args.write_quorum or args.vnodes):
+        return None
+    return DEFAULT_PARAMS.with_overrides(args.replicas, args.write_quorum, args.vnodes)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """``tessera up``: start a local cluster; wait in the foreground unless --detach."""
     cluster_dir = args.dir or default_dir()
@@ -222,6 +243,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 meta_port=args.meta_port,
                 detach=args.detach,
                 timeout=args.timeout,
+                params=_params(args),
             )
             saved = _save_admin(cluster)
             print(_usage(cluster, cluster_dir, saved, args.detach), flush=True)
@@ -259,7 +281,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tessera.cli_cluster up|down``."""
+    """``python -m cli.cluster up|down``."""
     parser = argparse.ArgumentParser(prog="tessera")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_cluster_commands(subparsers)
