@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from typing import TYPE_CHECKING
 
 import grpc
@@ -19,6 +18,7 @@ import grpc
 from client._client import _call
 from client._errors import ConflictError, NotFoundError, SyncError, UnavailableError
 from client._localdb import FILE, FOLDER, LocalRow, Op, RemoteRow, SyncedRow, key_of
+from client._safefs import SafeFS, SkipPath
 from client._transfer import FileChanging, Prepared
 from client._types import Entry
 from tessera.paths import InvalidPath, conflicted_copy_name, numbered_name
@@ -50,6 +50,7 @@ class OpRunner:
 
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
+        self.fs = SafeFS(daemon.root)
 
     @property
     def _meta(self):  # noqa: ANN202 - the generated stub
@@ -91,6 +92,14 @@ class OpRunner:
         except FileNotFoundError:
             self.d.db.op_done(op.id)
             return 1
+        except SkipPath as e:
+            # Reached through a symlink or a file (swapped in since it was indexed): nothing is
+            # read or renamed through it; the op waits and the indexer judges the path again.
+            if self.d.db.skip(op.path, str(e), op.kind):
+                log.warning("not syncing %s on this device: %s", op.path, e)
+            self.d.db.op_failed(op.id)
+            self.d.mark_dirty(op.path)
+            return 0
         except SyncError as e:
             if is_network(e):
                 raise
@@ -211,7 +220,7 @@ class OpRunner:
             self.d.db.op_done(op.id)
             return
         copy = self.conflicted_copy(rel)
-        os.rename(self.d.root / rel, self.d.root / copy)
+        self.fs.rename(rel, copy)
         with self.d.db.tx():
             self.d.db.drop_local(rel)
             self.d.db.put_local(LocalRow(copy, FILE, p.size, p.mtime_ns, p.inode))
@@ -229,7 +238,7 @@ class OpRunner:
         except InvalidPath:
             base = name + f" (conflicted copy, {self.d.device_name})"
         candidate, n = base, 1
-        while os.path.lexists(self.d.root / (f"{folder}/{candidate}" if folder else candidate)) or self.d.db.synced(
+        while self.fs.lexists(f"{folder}/{candidate}" if folder else candidate) or self.d.db.synced(
                 f"{folder}/{candidate}" if folder else candidate) is not None:
             n += 1
             candidate = numbered_name(base, n)

@@ -145,7 +145,10 @@ async def _get(client: Client, args: argparse.Namespace) -> int:
     local = Path(args.local)
     if local.is_dir():
         local = local / remote.rpartition("/")[2]
-    entry = await client.get_file(remote, local, revision=args.revision or "")
+    try:
+        entry = await client.get_file(remote, local, revision=args.revision or "")
+    except OSError as e:
+        raise CliError(f"cannot write {local}: {e.strerror or e}") from None
     print(f"{local}  {_human(entry.size)}  revision {entry.revision}")
     return 0
 
