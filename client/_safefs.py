@@ -370,9 +370,12 @@ class SafeFS:
             os.unlink(name, dir_fd=fd)
 
     def rmdir(self, rel: str) -> None:
-        """Delete an empty folder."""
+        """Delete an empty folder (a symlink in its place raises UnsafePath)."""
         with self._parent(rel) as (fd, name):
-            os.rmdir(name, dir_fd=fd)
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except NotADirectoryError as e:
+                raise self._classify(e, fd, name, rel) from None
 
     def set_mode(self, rel: str, mode: int) -> os.stat_result:
         """chmod a regular file or folder (never through or onto a symlink); returns its new stat.
