@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -243,3 +245,41 @@ async def test_a_file_where_the_server_has_a_folder(devices) -> None:
     await until(lambda: "clash/inside.txt" in skipped(b), [a, b], "the clash reported")
     assert b.p("clash").read_bytes() == b"a local file, not a folder\n"
     assert "is a file here" in skipped(b)["clash/inside.txt"], skipped(b)
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tessera", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+async def test_get_writes_long_names(cluster, tmp_path: Path) -> None:
+    """``tessera get`` (and ``Client.get_file``) into a 255-byte name; a name the disk cannot
+    hold is one line, no traceback."""
+    _, token = await new_user(cluster.meta_address, cluster.admin_token, prefix="sfg")
+    name = "い" * 85
+    async with await Client.connect(cluster.meta_address, token=token) as c:
+        await put(c, tmp_path, name, b"longest name\n")
+        await c.get_file(name, tmp_path / ("copy-" + "あ" * 83))
+    assert (tmp_path / ("copy-" + "あ" * 83)).read_bytes() == b"longest name\n"
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(tmp_path / "home"),
+        "TESSERA_ENDPOINT": cluster.meta_address,
+        "TESSERA_TOKEN": token,
+    }
+    ok = _cli(env, "get", name, str(out))
+    assert ok.returncode == 0, ok.stderr
+    assert (out / name).read_bytes() == b"longest name\n"
+    assert [p.name for p in out.iterdir()] == [name], "no temporary file left behind"
+    bad = _cli(env, "get", name, str(out / ("x" * 256)))
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
+    assert bad.stderr.strip().splitlines() == [
+        f"tessera: cannot write {out / ('x' * 256)}: File name too long"
+    ]
