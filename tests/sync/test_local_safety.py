@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -22,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from client import Client
-from tests.integration.helpers import new_user
+from tests.integration.helpers import new_user, run_cli
 from tests.sync.helpers import Device, converge
 
 pytestmark = pytest.mark.cluster
@@ -247,16 +245,6 @@ async def test_a_file_where_the_server_has_a_folder(devices) -> None:
     assert "is a file here" in skipped(b)["clash/inside.txt"], skipped(b)
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tessera", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-
-
 async def test_get_writes_long_names(cluster, tmp_path: Path) -> None:
     """``tessera get`` (and ``Client.get_file``) into a 255-byte name; a name the disk cannot
     hold is one line, no traceback."""
@@ -268,17 +256,18 @@ async def test_get_writes_long_names(cluster, tmp_path: Path) -> None:
     assert (tmp_path / ("copy-" + "あ" * 83)).read_bytes() == b"longest name\n"
     out = tmp_path / "out"
     out.mkdir()
-    env = {
-        **os.environ,
-        "XDG_CONFIG_HOME": str(tmp_path / "home"),
-        "TESSERA_ENDPOINT": cluster.meta_address,
-        "TESSERA_TOKEN": token,
-    }
-    ok = _cli(env, "get", name, str(out))
+    ok = run_cli(cluster.meta_address, "get", name, str(out), token=token, home=tmp_path / "home")
     assert ok.returncode == 0, ok.stderr
     assert (out / name).read_bytes() == b"longest name\n"
     assert [p.name for p in out.iterdir()] == [name], "no temporary file left behind"
-    bad = _cli(env, "get", name, str(out / ("x" * 256)))
+    bad = run_cli(
+        cluster.meta_address,
+        "get",
+        name,
+        str(out / ("x" * 256)),
+        token=token,
+        home=tmp_path / "home",
+    )
     assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
     assert bad.stderr.strip().splitlines() == [
         f"tessera: cannot write {out / ('x' * 256)}: File name too long"
