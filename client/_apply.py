@@ -26,7 +26,7 @@ from client._errors import NotFoundError, SyncError, UnavailableError
 from client._indexer import same_stat
 from client._localdb import FILE, FOLDER, LocalRow, RemoteRow, SyncedRow, key_of
 from client._ops import is_network, remote_row
-from client._safefs import SafeFS, SkipPath
+from client._safefs import SafeFS, SkipPath, UnsafePath
 from client._transfer import TargetChanged
 
 if TYPE_CHECKING:
@@ -232,6 +232,9 @@ class Applier:
                 return 0                                # moved or deleted since: the journal says
             except TargetChanged:
                 self.d.mark_dirty(rel)
+                return 0
+            except UnsafePath as e:                     # the folder changed meanwhile: try again
+                self._skip(rel, e, r.revision)
                 return 0
             except (SkipPath, OSError) as e:            # fetched for nothing: not again before a rescan
                 self._skip(rel, e, r.revision, retry_at=time.time() + self.d.cfg.rescan_interval)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SMALL_FILE = 4 * 1024 * 1024
 BATCH_FILES = 200
+MAX_DISK_ATTEMPTS = 10          # an op failing on the local disk this often is dropped
 _NETWORK = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 
 
@@ -92,13 +93,20 @@ class OpRunner:
         except FileNotFoundError:
             self.d.db.op_done(op.id)
             return 1
-        except SkipPath as e:
-            # Reached through a symlink or a file (swapped in since it was indexed): nothing is
-            # read or renamed through it; the op waits and the indexer judges the path again.
-            if self.d.db.skip(op.path, str(e), op.kind):
-                log.warning("not syncing %s on this device: %s", op.path, e)
+        except (SkipPath, OSError) as e:
+            # Reached through a symlink or a file (swapped in since it was indexed), unreadable,
+            # or a conflicted copy's name taken meanwhile: nothing is read or renamed through a
+            # link; the op stays queued (retried) and the indexer judges the path again.
+            reason = str(e) if isinstance(e, SkipPath) else f"{e.strerror or e}"
+            if self.d.db.skip(op.path, reason):
+                log.warning("not syncing %s on this device: %s", op.path, reason)
+            if isinstance(e, SkipPath):
+                self.d.mark_dirty(op.path)
+            elif op.attempts + 1 >= MAX_DISK_ATTEMPTS:
+                log.warning("%s %s: giving up after %d attempts (%s)", op.kind, op.path, op.attempts + 1, reason)
+                self.d.db.op_done(op.id)
+                return 1
             self.d.db.op_failed(op.id)
-            self.d.mark_dirty(op.path)
             return 0
         except SyncError as e:
             if is_network(e):

@@ -197,6 +197,18 @@ async def test_second_device_cannot_write_through_top_level_symlink(
     )
     assert snapshot(outside) == before
 
+    # once the link is gone, the skipped paths sync (tried again when things change)
+    d1.p("docs").unlink()
+    await until(
+        lambda: d1.p("docs/diary.txt").is_file(),
+        [d1, d2],
+        "the skipped files once the link is gone",
+    )
+    await until(lambda: d1.idle and not skipped(d1), [d1, d2], "nothing skipped any more")
+    assert d1.p("docs/diary.txt").read_bytes() == b"same name as the private diary\n"
+    assert d1.p("docs/new.txt").read_bytes() == b"from the other device\n"
+    assert snapshot(outside) == before
+
 
 # watchdog warns when it re-adds inotify watches on the deep folders; harmless here
 @pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
