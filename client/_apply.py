@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from client._errors import NotFoundError, SyncError, UnavailableError
 from client._indexer import same_stat
 from client._localdb import FILE, FOLDER, LocalRow, RemoteRow, SyncedRow, key_of
-from client._ops import is_network, remote_row
+from client._ops import is_disk_error, is_network, remote_row
 from client._safefs import SafeFS, SkipPath, UnsafePath
 from client._transfer import TargetChanged
 
@@ -87,7 +87,7 @@ class Applier:
             done += self._guarded(rel, r, lambda r=r, rel=rel: self._folder(r, rel, pending))
         results = await asyncio.gather(*(self._file(r, rel, pending) for r, rel in files), return_exceptions=True)
         for (r, rel), res in zip(files, results, strict=True):
-            if isinstance(res, SkipPath | OSError):
+            if is_disk_error(res):
                 self._skip(rel, res, r.revision)
                 continue
             if isinstance(res, BaseException):
@@ -107,6 +107,8 @@ class Applier:
         try:
             n = apply()
         except (SkipPath, OSError) as e:
+            if not is_disk_error(e):
+                raise
             self._skip(rel, e, r.revision)
             return 0
         self._synced(rel, n)
@@ -237,6 +239,8 @@ class Applier:
                 self._skip(rel, e, r.revision)
                 return 0
             except (SkipPath, OSError) as e:            # fetched for nothing: not again before a rescan
+                if not is_disk_error(e):
+                    raise
                 self._skip(rel, e, r.revision, retry_at=time.time() + self.d.cfg.rescan_interval)
                 return 0
         with self.d.db.tx():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import grpc
 
@@ -38,6 +38,11 @@ _NETWORK = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc
 def is_network(e: BaseException) -> bool:
     """Is this failure the network's (retry later) rather than the request's?"""
     return isinstance(e, UnavailableError) or (isinstance(e, SyncError) and e.status in _NETWORK)
+
+
+def is_disk_error(e: object) -> TypeGuard[SkipPath | OSError]:
+    """A failure of the local disk for one path (report it, skip it), not of the network."""
+    return isinstance(e, SkipPath) or (isinstance(e, OSError) and not isinstance(e, ConnectionError | TimeoutError))
 
 
 def remote_row(e: Entry, content_hash: bytes | None = None) -> RemoteRow:
@@ -94,6 +99,8 @@ class OpRunner:
             self.d.db.op_done(op.id)
             return 1
         except (SkipPath, OSError) as e:
+            if not is_disk_error(e):
+                raise
             # Reached through a symlink or a file (swapped in since it was indexed), unreadable,
             # or a conflicted copy's name taken meanwhile: nothing is read or renamed through a
             # link; the op stays queued (retried) and the indexer judges the path again.
