@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from client._errors import NotFoundError, SyncError, UnavailableError
 from client._indexer import same_stat
 from client._localdb import FILE, FOLDER, LocalRow, RemoteRow, SyncedRow, key_of
-from client._ops import is_disk_error, is_network, remote_row
+from client._ops import ON_DEVICE, disk_reason, is_disk_error, is_network, remote_row
 from client._safefs import SafeFS, SkipPath, UnsafePath
 from client._transfer import TargetChanged
 
@@ -42,25 +42,20 @@ class Applier:
         self.d = daemon
         self.fs = SafeFS(daemon.root)
         self._sem = asyncio.Semaphore(concurrency)
-        self._skipped: set[str] = set()
+        self._held: dict[str, tuple[str, str, float]] = {}   # skipped here: key -> (reason, revision, retry_at)
 
     def actionable(self) -> int:
         """How many remote differences wait (for progress and idleness); skipped paths do not."""
         diff = self.d.db.remote_diff()
-        skipped = {key_of(s.path) for s in self.d.db.skipped()}
-        if not skipped:
+        if not self._held:
             return len(diff)
-        return sum(1 for r, _ in diff if (rel := self.d.mounts.local(r.ns_id, r.path)) is None or key_of(rel) not in skipped)
+        return sum(1 for r, _ in diff if (rel := self.d.mounts.local(r.ns_id, r.path)) is None or key_of(rel) not in self._held)
 
     async def reconcile(self) -> int:
         """Apply what can be applied now; returns how many rows were handled."""
         diff = self.d.db.remote_diff()
         pending = self.d.db.pending_keys()
-        self._skipped = {key_of(s.path) for s in self.d.db.skipped()}
-        if self._skipped:
-            wanted = {key_of(s.path) for _, s in diff if s is not None}
-            wanted |= {key_of(rel) for r, _ in diff if (rel := self.d.mounts.local(r.ns_id, r.path)) is not None}
-            self.d.db.prune_skipped(wanted | pending)     # nothing left to sync there: not a problem
+        self._prune(diff, pending)
         if not diff:
             return 0
         moves: list[tuple[RemoteRow, SyncedRow, str]] = []
@@ -116,21 +111,29 @@ class Applier:
 
     def _skip(self, rel: str, e: SkipPath | OSError | str, revision: str, *, retry_at: float = 0.0) -> None:
         """Record (and log once) that ``rel`` is not synced here."""
-        if isinstance(e, SkipPath):
-            reason = str(e)
-        elif isinstance(e, OSError):
-            reason = f"{e.strerror or e.__class__.__name__}"
-        else:
-            reason = e
-        self._skipped.add(key_of(rel))
-        if self.d.db.skip(rel, reason, revision, retry_at=retry_at):
-            log.warning("not syncing %s on this device: %s", rel, reason)
+        reason = disk_reason(e)
+        old = self._held.get(key_of(rel))
+        self._held[key_of(rel)] = (reason, revision, retry_at)
+        if old is None or old[0] != reason:
+            self.d.db.skip(rel, reason)
+            log.warning("not syncing %s %s", rel, reason)
 
     def _synced(self, rel: str, n: int) -> None:
-        if n and key_of(rel) in self._skipped:
-            self._skipped.discard(key_of(rel))
-            self.d.db.unskip(rel)
+        if n and self._held.pop(key_of(rel), None) is not None:
+            self.d.db.unskip_under(rel)
             log.info("%s syncs again", rel)
+
+    def _prune(self, diff: list[tuple[RemoteRow, SyncedRow | None]], pending: set[str]) -> None:
+        """Forget this device's disk problems at paths with nothing left to sync."""
+        mine = [p for p, reason, _ in self.d.db.skipped() if reason.startswith(ON_DEVICE)]
+        if not mine and not self._held:
+            return
+        wanted = set(pending) | {key_of(s.path) for _, s in diff if s is not None}
+        wanted |= {key_of(rel) for r, _ in diff if (rel := self.d.mounts.local(r.ns_id, r.path)) is not None}
+        for path in mine:
+            if key_of(path) not in wanted:
+                self.d.db.unskip_under(path)
+        self._held = {k: v for k, v in self._held.items() if k in wanted}
 
     # -- helpers -------------------------------------------------------------------------
     def _clean(self, rel: str, pending: set[str]) -> bool:
@@ -185,7 +188,7 @@ class Applier:
                 self.make_dirs(rel)
             else:
                 if stat_mod.S_ISLNK(st.st_mode):
-                    self._skip(rel, f"{rel} is a symlink here (nothing is written through it)", r.revision)
+                    self._skip(rel, f"{rel} is a symlink (nothing is written through it)", r.revision)
                 return 0                                # ignored, or a symlink: leave it
         elif disk.kind != FOLDER:
             self._skip(rel, f"{rel} is a folder on the server but a file here (both are left as they are)", r.revision)
@@ -206,10 +209,9 @@ class Applier:
             self._skip(rel, f"{rel} is a file on the server but a folder here (both are left as they are)", r.revision)
             return 0
         self.fs.check_writable(rel)                     # before anything is fetched: raises SkipPath
-        if key_of(rel) in self._skipped:
-            held = self.d.db.skipped_row(rel)
-            if held is not None and held.revision == r.revision and held.retry_at > time.time():
-                return 0                                # failed after a download: wait for a rescan
+        held = self._held.get(key_of(rel))
+        if held is not None and held[1] == r.revision and held[2] > time.time():
+            return 0                                    # failed after a download: wait for a rescan
         here = self.d.db.synced(rel)
         if disk is not None and here is None:
             # A local file the cluster never had at this path, with no op queued (it was

@@ -8,8 +8,8 @@
 * ``chunks``: where chunks already on disk are (hash -> file, offset), for downloads.
 * ``receipts``: block-node receipts of chunks uploaded but not committed yet, so a restarted
   upload does not send them again.
-* ``skipped``: paths this device cannot or must not write (a symlinked or file parent, a name
-  the local filesystem cannot hold), with the reason, for ``tessera sync status``.
+* ``skipped``: paths this device does not sync, with the reason (for ``tessera sync status``),
+  e.g. a remote path whose local folder is a symlink or a file, or a name this disk cannot hold.
 
 Local paths are relative to the synced folder, "/"-separated; ``key`` is their case- and
 normalisation-insensitive collision key (``tessera.paths.name_key`` per segment).
@@ -57,9 +57,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_hash ON chunks (hash);
 CREATE TABLE IF NOT EXISTS receipts (
     hash BLOB PRIMARY KEY, size INTEGER NOT NULL, receipt BLOB NOT NULL, expires_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS skipped (
-    key TEXT PRIMARY KEY, path TEXT NOT NULL, reason TEXT NOT NULL, revision TEXT NOT NULL,
-    since REAL NOT NULL, retry_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT, at REAL);
 """
 
 
@@ -110,17 +108,6 @@ class LocalRow:
     size: int
     mtime_ns: int
     inode: int
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A path not synced on this device, and why (``since``: when first seen, Unix seconds)."""
-
-    path: str
-    reason: str
-    revision: str
-    since: float
-    retry_at: float
 
 
 @dataclass(frozen=True)
@@ -403,36 +390,17 @@ class LocalDB:
         """How many uncommitted uploaded chunks this device holds receipts for."""
         return int(self._all("SELECT COUNT(*) FROM receipts")[0][0])
 
-    # -- skipped paths --------------------------------------------------------------------
-    def skip(self, path: str, reason: str, revision: str = "", *, retry_at: float = 0.0) -> bool:
-        """Record that ``path`` is not synced here and why; True if this is news (log it then)."""
-        key = key_of(path)
+    # -- skipped paths (reported by ``tessera sync status``) ------------------------------
+    def skip(self, path: str, reason: str) -> None:
+        """Record a path this device does not sync, and why."""
         with self.tx() as db:
-            row = db.execute("SELECT reason, revision FROM skipped WHERE key = ?", (key,)).fetchone()
-            if row is not None and tuple(row) == (reason, revision):
-                db.execute("UPDATE skipped SET retry_at = ? WHERE key = ?", (retry_at, key))
-                return False
-            db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?, ?, ?)", (key, path, reason, revision, time.time(), retry_at))
-            return True
+            db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?)", (path, reason, time.time()))
 
-    def unskip(self, path: str) -> None:
-        """``path`` synced after all (or is no longer wanted): forget its problem."""
+    def unskip_under(self, path: str) -> None:
+        """Forget the skipped paths at and under ``path``."""
         with self.tx() as db:
-            db.execute("DELETE FROM skipped WHERE key = ?", (key_of(path),))
+            db.execute("DELETE FROM skipped WHERE path = ? OR substr(path, 1, ?) = ?", (path, len(path) + 1, path + "/"))
 
-    def skipped(self) -> list[Skipped]:
-        """Every path not synced here, with its reason, oldest first."""
-        rows = self._all("SELECT path, reason, revision, since, retry_at FROM skipped ORDER BY since, path")
-        return [Skipped(*r) for r in rows]
-
-    def skipped_row(self, path: str) -> Skipped | None:
-        """The skipped record of one path."""
-        rows = self._all("SELECT path, reason, revision, since, retry_at FROM skipped WHERE key = ?", (key_of(path),))
-        return Skipped(*rows[0]) if rows else None
-
-    def prune_skipped(self, keep: set[str]) -> None:
-        """Forget skipped paths whose key is not in ``keep`` (nothing left to sync there)."""
-        with self.tx() as db:
-            for (key,) in db.execute("SELECT key FROM skipped").fetchall():
-                if key not in keep:
-                    db.execute("DELETE FROM skipped WHERE key = ?", (key,))
+    def skipped(self) -> list[tuple[str, str, float]]:
+        """Every skipped path: (path, reason, when)."""
+        return [(p, r or "", a or 0.0) for p, r, a in self._all("SELECT path, reason, at FROM skipped ORDER BY path")]

@@ -40,6 +40,17 @@ def is_network(e: BaseException) -> bool:
     return isinstance(e, UnavailableError) or (isinstance(e, SyncError) and e.status in _NETWORK)
 
 
+ON_DEVICE = "on this device: "
+"""How the reasons for paths skipped because of the local disk start (see ``disk_reason``)."""
+
+
+def disk_reason(e: SkipPath | OSError | str) -> str:
+    """The ``skipped`` reason for a path this device cannot write or read."""
+    if isinstance(e, OSError):
+        return ON_DEVICE + (e.strerror or e.__class__.__name__)
+    return ON_DEVICE + str(e)
+
+
 def is_disk_error(e: object) -> TypeGuard[SkipPath | OSError]:
     """A failure of the local disk for one path (report it, skip it), not of the network."""
     return isinstance(e, SkipPath) or (isinstance(e, OSError) and not isinstance(e, ConnectionError | TimeoutError))
@@ -104,9 +115,10 @@ class OpRunner:
             # Reached through a symlink or a file (swapped in since it was indexed), unreadable,
             # or a conflicted copy's name taken meanwhile: nothing is read or renamed through a
             # link; the op stays queued (retried) and the indexer judges the path again.
-            reason = str(e) if isinstance(e, SkipPath) else f"{e.strerror or e}"
-            if self.d.db.skip(op.path, reason):
-                log.warning("not syncing %s on this device: %s", op.path, reason)
+            reason = disk_reason(e)
+            if (op.path, reason) not in {(p, r) for p, r, _ in self.d.db.skipped()}:
+                self.d.db.skip(op.path, reason)
+                log.warning("not syncing %s %s", op.path, reason)
             if isinstance(e, SkipPath):
                 self.d.mark_dirty(op.path)
             elif op.attempts + 1 >= MAX_DISK_ATTEMPTS:

@@ -71,7 +71,7 @@ async def until(
 def skipped(d: Device) -> dict[str, str]:
     """The device's skipped paths and reasons."""
     assert d.daemon is not None
-    return {s.path: s.reason for s in d.daemon.db.skipped()}
+    return {path: reason for path, reason, _ in d.daemon.db.skipped()}
 
 
 async def tree_of(c: Client, namespace_id: str = "", folder: str = "") -> dict[str, bytes]:
