@@ -438,12 +438,16 @@ class TempFile:
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1
-        with self.fs._dir(self._parts[:-1]) as now:
-            if not _same_dir(os.fstat(now), os.fstat(self.dir_fd)):
-                raise UnsafePath(
-                    _join(self._parts[:-1]),
-                    "changed while a file in it was written (it will be tried again)",
-                )
+        moved = UnsafePath(
+            _join(self._parts[:-1]),
+            "changed while a file in it was written (it will be tried again)",
+        )
+        try:
+            with self.fs._dir(self._parts[:-1]) as now:
+                if not _same_dir(os.fstat(now), os.fstat(self.dir_fd)):
+                    raise moved
+        except FileNotFoundError:
+            raise moved from None
         final = self._parts[-1]
         try:
             current: os.stat_result | None = os.stat(

@@ -178,6 +178,18 @@ def test_folder_moved_away_while_a_file_downloads(world: tuple[SafeFS, Path, Pat
     assert list((root / "a/b").iterdir()) == []
 
 
+def test_folder_deleted_while_a_file_downloads(world: tuple[SafeFS, Path, Path]) -> None:
+    fs, root, _ = world
+    fs.makedirs("a/b")
+    with fs.create_temp("a/b/file.txt") as tmp:
+        os.rename(root / "a", root.parent / "gone")
+        with pytest.raises(UnsafePath) as e:
+            tmp.commit()
+        assert e.value.path == "a/b" and "changed while" in str(e.value)
+    assert list((root.parent / "gone/b").iterdir()) == []
+    assert not (root / "a").exists()
+
+
 def test_download_commit_and_check(world: tuple[SafeFS, Path, Path]) -> None:
     fs, root, _ = world
     made = fs.makedirs("x/y")
