@@ -83,9 +83,12 @@ async def _put(client: Client, args: argparse.Namespace) -> int:
 async def _get(client: Client, args: argparse.Namespace) -> int:
     remote = _remote(args.remote)
     local = Path(args.local)
-    if local.is_dir():
-        local = local / remote.rpartition("/")[2]
-    entry = await client.get_file(remote, local, revision=args.revision or "")
+    try:
+        if local.is_dir():
+            local = local / remote.rpartition("/")[2]
+        entry = await client.get_file(remote, local, revision=args.revision or "")
+    except OSError as e:
+        raise CliError(f"cannot write {local}: {e.strerror or e}") from None
     print(f"{local}  {_human(entry.size)}  revision {entry.revision}")
     return 0
 

@@ -6,20 +6,27 @@ decides (a stale commit becomes a conflicted copy; a delete loses to an edit). M
 renames on disk; downloads go through ``Transfer.download`` (chunks already on disk first,
 temporary file, rename); deletes remove only what the user did not change since (an edit
 against a delete keeps the edit, which the indexer then uploads again).
+
+Every disk change goes through ``SafeFS`` (no symlink is ever followed). A remote path this
+device cannot or must not write (its local parent is a symlink or a file, its name does not fit
+the local filesystem, a file here where a folder is there) is recorded in the ``skipped`` table
+with its reason, logged once, and tried again on later passes; everything else keeps syncing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from pathlib import Path
+import stat as stat_mod
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from client._errors import NotFoundError, SyncError, UnavailableError
 from client._indexer import same_stat
 from client._localdb import FILE, FOLDER, LocalRow, RemoteRow, SyncedRow, key_of
-from client._ops import is_network, remote_row
+from client._ops import ON_DEVICE, disk_reason, is_disk_error, is_network, remote_row
+from client._safefs import SafeFS, SkipPath, UnsafePath
 from client._transfer import TargetChanged
 
 if TYPE_CHECKING:
@@ -33,29 +40,35 @@ class Applier:
 
     def __init__(self, daemon: Daemon, *, concurrency: int = 8) -> None:
         self.d = daemon
+        self.fs = SafeFS(daemon.root)
         self._sem = asyncio.Semaphore(concurrency)
+        self._held: dict[str, tuple[str, str, float]] = {}   # skipped here: key -> (reason, revision, retry_at)
 
     def actionable(self) -> int:
-        """How many remote differences wait (for progress and idleness)."""
-        return len(self.d.db.remote_diff())
+        """How many remote differences wait (for progress and idleness); skipped paths do not."""
+        diff = self.d.db.remote_diff()
+        if not self._held:
+            return len(diff)
+        return sum(1 for r, _ in diff if (rel := self.d.mounts.local(r.ns_id, r.path)) is None or key_of(rel) not in self._held)
 
     async def reconcile(self) -> int:
         """Apply what can be applied now; returns how many rows were handled."""
         diff = self.d.db.remote_diff()
+        pending = self.d.db.pending_keys()
+        self._prune(diff, pending)
         if not diff:
             return 0
-        pending = self.d.db.pending_keys()
         moves: list[tuple[RemoteRow, SyncedRow, str]] = []
         folders: list[tuple[RemoteRow, str]] = []
         files: list[tuple[RemoteRow, str]] = []
-        deletes: list[SyncedRow] = []
+        deletes: list[tuple[RemoteRow, SyncedRow]] = []
         for r, s in diff:
             rel = self.d.mounts.local(r.ns_id, r.path)
             if rel is None:
                 continue
             if r.deleted:
                 if s is not None:
-                    deletes.append(s)
+                    deletes.append((r, s))
             elif s is not None and key_of(s.path) != key_of(rel):
                 moves.append((r, s, rel))
             elif r.kind == FOLDER:
@@ -64,20 +77,63 @@ class Applier:
                 files.append((r, rel))
         done = 0
         for r, s, rel in sorted(moves, key=lambda m: m[2].count("/")):
-            done += self._move(r, s, rel, pending)
+            done += self._guarded(rel, r, lambda r=r, s=s, rel=rel: self._move(r, s, rel, pending))
         for r, rel in sorted(folders, key=lambda f: f[1].count("/")):
-            done += self._folder(r, rel, pending)
+            done += self._guarded(rel, r, lambda r=r, rel=rel: self._folder(r, rel, pending))
         results = await asyncio.gather(*(self._file(r, rel, pending) for r, rel in files), return_exceptions=True)
-        for res in results:
+        for (r, rel), res in zip(files, results, strict=True):
+            if is_disk_error(res):
+                self._skip(rel, res, r.revision)
+                continue
             if isinstance(res, BaseException):
                 if isinstance(res, SyncError) and not is_network(res):
                     log.warning("download failed: %s", res.message)
                     continue
                 raise res
+            self._synced(rel, res)
             done += res
-        for s in sorted(deletes, key=lambda s: -s.path.count("/")):
-            done += self._delete(s, pending)
+        for r, s in sorted(deletes, key=lambda d: -d[1].path.count("/")):
+            done += self._guarded(s.path, r, lambda s=s: self._delete(s, pending))
         return done
+
+    # -- skipped paths -------------------------------------------------------------------
+    def _guarded(self, rel: str, r: RemoteRow, apply: Callable[[], int]) -> int:
+        """Run one disk change; a path that cannot be written is recorded, not fatal."""
+        try:
+            n = apply()
+        except (SkipPath, OSError) as e:
+            if not is_disk_error(e):
+                raise
+            self._skip(rel, e, r.revision)
+            return 0
+        self._synced(rel, n)
+        return n
+
+    def _skip(self, rel: str, e: SkipPath | OSError | str, revision: str, *, retry_at: float = 0.0) -> None:
+        """Record (and log once) that ``rel`` is not synced here."""
+        reason = disk_reason(e)
+        old = self._held.get(key_of(rel))
+        self._held[key_of(rel)] = (reason, revision, retry_at)
+        if old is None or old[0] != reason:
+            self.d.db.skip(rel, reason)
+            log.warning("not syncing %s %s", rel, reason)
+
+    def _synced(self, rel: str, n: int) -> None:
+        if n and self._held.pop(key_of(rel), None) is not None:
+            self.d.db.unskip_under(rel)
+            log.info("%s syncs again", rel)
+
+    def _prune(self, diff: list[tuple[RemoteRow, SyncedRow | None]], pending: set[str]) -> None:
+        """Forget this device's disk problems at paths with nothing left to sync."""
+        mine = [p for p, reason, _ in self.d.db.skipped() if reason.startswith(ON_DEVICE)]
+        if not mine and not self._held:
+            return
+        wanted = set(pending) | {key_of(s.path) for _, s in diff if s is not None}
+        wanted |= {key_of(rel) for r, _ in diff if (rel := self.d.mounts.local(r.ns_id, r.path)) is not None}
+        for path in mine:
+            if key_of(path) not in wanted:
+                self.d.db.unskip_under(path)
+        self._held = {k: v for k, v in self._held.items() if k in wanted}
 
     # -- helpers -------------------------------------------------------------------------
     def _clean(self, rel: str, pending: set[str]) -> bool:
@@ -86,17 +142,16 @@ class Applier:
             return False
         return same_stat(self.d.db.local(rel), self.d.indexer.stat(rel))
 
-    def make_dirs(self, folder: Path) -> None:
-        """Create missing parent folders of a download and record them as indexed."""
-        missing: list[Path] = []
-        p = folder
-        while p != self.d.root and not p.exists():
-            missing.append(p)
-            p = p.parent
-        for p in reversed(missing):
-            p.mkdir(exist_ok=True)
-            rel = p.relative_to(self.d.root).as_posix()
-            self.d.db.put_local(LocalRow(rel, FOLDER, 0, 0, os.lstat(p).st_ino))
+    def make_dirs(self, folder: str) -> None:
+        """Create a folder and its missing parents (relative to the root) and record them as indexed.
+
+        Raises:
+            SkipPath: a parent is a symlink or a file, or a name cannot exist here.
+        """
+        if not folder:
+            return
+        for rel, st in self.fs.makedirs(folder):
+            self.d.db.put_local(LocalRow(rel, FOLDER, 0, 0, st.st_ino))
 
     # -- the four kinds ------------------------------------------------------------------
     def _move(self, r: RemoteRow, s: SyncedRow, rel: str, pending: set[str]) -> int:
@@ -108,8 +163,9 @@ class Applier:
         if self.d.indexer.stat(old) is None:
             self.d.db.drop_synced(old, subtree=True)    # nothing to move: the download brings it
             return 1
-        self.make_dirs((self.d.root / rel).parent)
-        os.rename(self.d.root / old, self.d.root / rel)
+        self.fs.check_writable(rel)
+        self.make_dirs(rel.rpartition("/")[0])
+        self.fs.rename(old, rel)
         with self.d.db.tx():
             self.d.db.move_local(old, rel, synced=True)
             if r.kind == FOLDER or r.content_hash == s.content_hash:
@@ -125,11 +181,17 @@ class Applier:
             if self.d.db.local(rel) is not None:
                 self.d.mark_dirty(rel)                  # deleted locally, not indexed yet
                 return 0
-            if os.path.lexists(self.d.root / rel):
-                return 0                                # ignored or a symlink: leave it
-            self.make_dirs(self.d.root / rel)
+            try:
+                st = self.fs.lstat(rel)                 # raises SkipPath if a parent is unsafe
+            except FileNotFoundError:
+                self.fs.check_writable(rel)
+                self.make_dirs(rel)
+            else:
+                if stat_mod.S_ISLNK(st.st_mode):
+                    self._skip(rel, f"{rel} is a symlink (nothing is written through it)", r.revision)
+                return 0                                # ignored, or a symlink: leave it
         elif disk.kind != FOLDER:
-            log.warning("%s is a folder elsewhere but a file here: leaving both as they are", rel)
+            self._skip(rel, f"{rel} is a folder on the server but a file here (both are left as they are)", r.revision)
             return 0
         elif self.d.db.local(rel) is None:
             self.d.db.put_local(disk.row())
@@ -144,14 +206,18 @@ class Applier:
             self.d.mark_dirty(rel)                      # a local change the indexer has not seen
             return 0
         if disk is not None and disk.kind != FILE:
-            log.warning("%s is a file elsewhere but a folder here: leaving both as they are", rel)
+            self._skip(rel, f"{rel} is a file on the server but a folder here (both are left as they are)", r.revision)
             return 0
+        self.fs.check_writable(rel)                     # before anything is fetched: raises SkipPath
+        held = self._held.get(key_of(rel))
+        if held is not None and held[1] == r.revision and held[2] > time.time():
+            return 0                                    # failed after a download: wait for a rescan
         here = self.d.db.synced(rel)
         if disk is not None and here is None:
             # A local file the cluster never had at this path, with no op queued (it was
             # refused before, say): keep it as a conflicted copy, take the remote one.
             copy = self.d.ops.conflicted_copy(rel)
-            os.rename(self.d.root / rel, self.d.root / copy)
+            self.fs.rename(rel, copy)
             self.d.db.move_local(rel, copy)
             self.d.db.add_op("upload", copy)
             self.d.progress.conflict(rel, copy)
@@ -170,6 +236,14 @@ class Applier:
                 return 0                                # moved or deleted since: the journal says
             except TargetChanged:
                 self.d.mark_dirty(rel)
+                return 0
+            except UnsafePath as e:                     # the folder changed meanwhile: try again
+                self._skip(rel, e, r.revision)
+                return 0
+            except (SkipPath, OSError) as e:            # fetched for nothing: not again before a rescan
+                if not is_disk_error(e):
+                    raise
+                self._skip(rel, e, r.revision, retry_at=time.time() + self.d.cfg.rescan_interval)
                 return 0
         with self.d.db.tx():
             self.d.db.put_local(LocalRow(rel, FILE, st.st_size, st.st_mtime_ns, st.st_ino))
@@ -193,10 +267,10 @@ class Applier:
             self.d.mark_dirty(rel)
             return 1
         if disk.kind == FILE:
-            os.unlink(self.d.root / rel)
+            self.fs.unlink(rel)
         else:
             try:
-                os.rmdir(self.d.root / rel)
+                self.fs.rmdir(rel)
             except OSError:                             # kept edits or ignored files inside
                 self.d.db.drop_synced(rel)
                 return 1

@@ -291,9 +291,8 @@ class Client:
             offsets.setdefault(bytes(c.hash), []).append(pos)
             pos += c.size
         local.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{local.name}.", suffix=".tessera-part", dir=local.parent
-        )
+        # A short temporary name whatever the final one (a 240-byte name must still fit in 255).
+        fd, tmp = tempfile.mkstemp(prefix=".tessera-", suffix=".tessera-part", dir=local.parent)
         try:
             os.ftruncate(fd, pos)
             if offsets:

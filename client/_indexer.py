@@ -23,6 +23,7 @@ from pathlib import Path
 import pathspec
 
 from client._localdb import FILE, FOLDER, LocalDB, LocalRow, key_of
+from client._safefs import SafeFS, SkipPath
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class Indexer:
                 known is treated as vanished, not as deletes.
         """
         self.root = root
+        self.fs = SafeFS(root)
         self.db = db
         self.ignore = ignore
         self.settle = settle
@@ -143,10 +145,11 @@ class Indexer:
         return None
 
     def stat(self, rel: str) -> DiskEntry | None:
-        """The disk entry at a relative path, or None (missing, ignored, symlink, special)."""
+        """The disk entry at a relative path, or None (missing, ignored, symlink, special, or
+        reached only through a symlinked or file parent: never followed)."""
         try:
-            st = os.lstat(self.root / rel)
-        except OSError:
+            st = self.fs.lstat(rel)
+        except (OSError, SkipPath):
             return None
         entry = self._entry(rel, st)
         if entry is None or self.ignore(rel, entry.kind == FOLDER):

@@ -8,6 +8,8 @@
 * ``chunks``: where chunks already on disk are (hash -> file, offset), for downloads.
 * ``receipts``: block-node receipts of chunks uploaded but not committed yet, so a restarted
   upload does not send them again.
+* ``skipped``: paths this device does not sync, with the reason (for ``tessera sync status``),
+  e.g. a remote path whose local folder is a symlink or a file, or a name this disk cannot hold.
 
 Local paths are relative to the synced folder, "/"-separated; ``key`` is their case- and
 normalisation-insensitive collision key (``tessera.paths.name_key`` per segment).
@@ -55,6 +57,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_hash ON chunks (hash);
 CREATE TABLE IF NOT EXISTS receipts (
     hash BLOB PRIMARY KEY, size INTEGER NOT NULL, receipt BLOB NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT, at REAL);
 """
 
 
@@ -386,3 +389,18 @@ class LocalDB:
     def receipt_count(self) -> int:
         """How many uncommitted uploaded chunks this device holds receipts for."""
         return int(self._all("SELECT COUNT(*) FROM receipts")[0][0])
+
+    # -- skipped paths (reported by ``tessera sync status``) ------------------------------
+    def skip(self, path: str, reason: str) -> None:
+        """Record a path this device does not sync, and why."""
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?)", (path, reason, time.time()))
+
+    def unskip_under(self, path: str) -> None:
+        """Forget the skipped paths at and under ``path``."""
+        with self.tx() as db:
+            db.execute("DELETE FROM skipped WHERE path = ? OR substr(path, 1, ?) = ?", (path, len(path) + 1, path + "/"))
+
+    def skipped(self) -> list[tuple[str, str, float]]:
+        """Every skipped path: (path, reason, when)."""
+        return [(p, r or "", a or 0.0) for p, r, a in self._all("SELECT path, reason, at FROM skipped ORDER BY path")]

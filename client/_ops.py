@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import grpc
 
 from client._client import _call
 from client._errors import ConflictError, NotFoundError, SyncError, UnavailableError
 from client._localdb import FILE, FOLDER, LocalRow, Op, RemoteRow, SyncedRow, key_of
+from client._safefs import SafeFS, SkipPath
 from client._transfer import FileChanging, Prepared
 from client._types import Entry
 from tessera.paths import InvalidPath, conflicted_copy_name, numbered_name
@@ -31,12 +31,29 @@ log = logging.getLogger(__name__)
 
 SMALL_FILE = 4 * 1024 * 1024
 BATCH_FILES = 200
+MAX_DISK_ATTEMPTS = 10          # an op failing on the local disk this often is dropped
 _NETWORK = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 
 
 def is_network(e: BaseException) -> bool:
     """Is this failure the network's (retry later) rather than the request's?"""
     return isinstance(e, UnavailableError) or (isinstance(e, SyncError) and e.status in _NETWORK)
+
+
+ON_DEVICE = "on this device: "
+"""How the reasons for paths skipped because of the local disk start (see ``disk_reason``)."""
+
+
+def disk_reason(e: SkipPath | OSError | str) -> str:
+    """The ``skipped`` reason for a path this device cannot write or read."""
+    if isinstance(e, OSError):
+        return ON_DEVICE + (e.strerror or e.__class__.__name__)
+    return ON_DEVICE + str(e)
+
+
+def is_disk_error(e: object) -> TypeGuard[SkipPath | OSError]:
+    """A failure of the local disk for one path (report it, skip it), not of the network."""
+    return isinstance(e, SkipPath) or (isinstance(e, OSError) and not isinstance(e, ConnectionError | TimeoutError))
 
 
 def remote_row(e: Entry, content_hash: bytes | None = None) -> RemoteRow:
@@ -50,6 +67,7 @@ class OpRunner:
 
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
+        self.fs = SafeFS(daemon.root)
 
     @property
     def _meta(self):  # noqa: ANN202 - the generated stub
@@ -91,6 +109,24 @@ class OpRunner:
         except FileNotFoundError:
             self.d.db.op_done(op.id)
             return 1
+        except (SkipPath, OSError) as e:
+            if not is_disk_error(e):
+                raise
+            # Reached through a symlink or a file (swapped in since it was indexed), unreadable,
+            # or a conflicted copy's name taken meanwhile: nothing is read or renamed through a
+            # link; the op stays queued (retried) and the indexer judges the path again.
+            reason = disk_reason(e)
+            if (op.path, reason) not in {(p, r) for p, r, _ in self.d.db.skipped()}:
+                self.d.db.skip(op.path, reason)
+                log.warning("not syncing %s %s", op.path, reason)
+            if isinstance(e, SkipPath):
+                self.d.mark_dirty(op.path)
+            elif op.attempts + 1 >= MAX_DISK_ATTEMPTS:
+                log.warning("%s %s: giving up after %d attempts (%s)", op.kind, op.path, op.attempts + 1, reason)
+                self.d.db.op_done(op.id)
+                return 1
+            self.d.db.op_failed(op.id)
+            return 0
         except SyncError as e:
             if is_network(e):
                 raise
@@ -211,7 +247,7 @@ class OpRunner:
             self.d.db.op_done(op.id)
             return
         copy = self.conflicted_copy(rel)
-        os.rename(self.d.root / rel, self.d.root / copy)
+        self.fs.rename(rel, copy)
         with self.d.db.tx():
             self.d.db.drop_local(rel)
             self.d.db.put_local(LocalRow(copy, FILE, p.size, p.mtime_ns, p.inode))
@@ -229,7 +265,7 @@ class OpRunner:
         except InvalidPath:
             base = name + f" (conflicted copy, {self.d.device_name})"
         candidate, n = base, 1
-        while os.path.lexists(self.d.root / (f"{folder}/{candidate}" if folder else candidate)) or self.d.db.synced(
+        while self.fs.lexists(f"{folder}/{candidate}" if folder else candidate) or self.d.db.synced(
                 f"{folder}/{candidate}" if folder else candidate) is not None:
             n += 1
             candidate = numbered_name(base, n)

@@ -8,6 +8,9 @@ Nothing is visible to other devices before the single Commit at the end.
 Downloads take every chunk they can from files already on disk (by hash, verified), fetch only
 the rest, write a temporary file beside the target and rename it into place, unless the target
 changed meanwhile (the user's write wins; the indexer sees it).
+
+Every file is opened and written through ``SafeFS``: never through a symlinked parent, and the
+temporary name is short whatever the final name is.
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from client._client import Client, _call
 from client._localdb import LocalDB
+from client._safefs import SafeFS, SkipPath
 from client._types import Entry
 from tessera.chunking import Chunk, iter_chunks
 from tessera.pb import common_pb2, meta_pb2
@@ -73,6 +76,7 @@ class Transfer:
         self.client = client
         self.db = db
         self.root = root
+        self.fs = SafeFS(root)
         self._on_bytes = on_bytes or (lambda _n: None)
 
     # -- upload --------------------------------------------------------------------------
@@ -82,8 +86,8 @@ class Transfer:
         Raises:
             FileChanging: the file changed while it was read.
             FileNotFoundError: it is gone.
+            UnsafePath: it or a parent folder is a symlink (nothing is read through one).
         """
-        path = self.root / rel
         blocks = await self.client._block_pool()
         refs: list[tuple[int, bytes, int]] = []
         receipts: dict[bytes, common_pb2.Receipt] = {}
@@ -110,9 +114,9 @@ class Transfer:
             self.db.bump("bytes_sent", b)
             self._on_bytes(b)
 
-        st1 = os.lstat(path)
         try:
-            with path.open("rb") as f:
+            with self.fs.open_read(rel) as f:
+                st1 = os.fstat(f.fileno())
                 chunks = iter_chunks(f)
                 while True:
                     batch = await asyncio.to_thread(_take, chunks, BATCH_CHUNKS)
@@ -132,9 +136,7 @@ class Transfer:
         finally:
             for t in in_flight:
                 t.cancel()
-        st2 = os.lstat(path)
-        if (st1.st_size, st1.st_mtime_ns, st1.st_ino) != (st2.st_size, st2.st_mtime_ns, st2.st_ino):
-            raise FileChanging(rel)
+        _unchanged_since(rel, st1, self.fs.lstat(rel))
         wanted = [receipts[h] for h in dict.fromkeys(h for _, h, _ in refs) if h in receipts]
         return Prepared(refs, wanted, st1.st_size, st1.st_mtime_ns, st1.st_ino, sent, sent_bytes)
 
@@ -144,16 +146,13 @@ class Transfer:
         def read_all() -> list[tuple[os.stat_result, list[Chunk]] | BaseException]:
             out: list[tuple[os.stat_result, list[Chunk]] | BaseException] = []
             for rel in rels:
-                path = self.root / rel
                 try:
-                    st1 = os.lstat(path)
-                    with path.open("rb") as f:
+                    with self.fs.open_read(rel) as f:
+                        st1 = os.fstat(f.fileno())
                         chunks = list(iter_chunks(f))
-                    st2 = os.lstat(path)
-                    if (st1.st_size, st1.st_mtime_ns, st1.st_ino) != (st2.st_size, st2.st_mtime_ns, st2.st_ino):
-                        raise FileChanging(rel)
+                    _unchanged_since(rel, st1, self.fs.lstat(rel))
                     out.append((st1, chunks))
-                except (OSError, FileChanging) as e:
+                except (OSError, FileChanging, SkipPath) as e:
                     out.append(e)
             return out
 
@@ -209,17 +208,17 @@ class Transfer:
     def _local_chunk(self, chunk_hash: bytes) -> bytes | None:
         for rel, offset, size in self.db.find_chunk(chunk_hash):
             try:
-                with (self.root / rel).open("rb") as f:
+                with self.fs.open_read(rel) as f:
                     f.seek(offset)
                     data = f.read(size)
-            except OSError:
+            except (OSError, SkipPath):
                 continue
             if len(data) == size and hashlib.sha256(data).digest() == chunk_hash:
                 return data
         return None
 
     async def download(self, ns_id: str, ns_path: str, rel: str, expect: tuple[int, int, int] | None,
-                       make_dirs: Callable[[Path], None]) -> tuple[Entry, os.stat_result, list[tuple[int, bytes, int]], int]:
+                       make_dirs: Callable[[str], None]) -> tuple[Entry, os.stat_result, list[tuple[int, bytes, int]], int]:
         """Fetch the head of a remote file into ``rel``.
 
         Args:
@@ -228,13 +227,15 @@ class Transfer:
             rel: the local relative path.
             expect: (size, mtime_ns, inode) the target must still have at rename time, or None
                 if it must still be absent.
-            make_dirs: creates (and records) missing parent folders.
+            make_dirs: creates (and records) the missing parent folders of a relative folder.
 
         Returns:
             (entry, stat of the new file, its chunks as (offset, hash, size), bytes fetched).
 
         Raises:
             TargetChanged: the local file changed meanwhile (nothing was replaced).
+            SkipPath: the target cannot be written here (a symlinked or file parent, a name
+                this filesystem cannot hold); nothing was written.
         """
         req = meta_pb2.GetFileRequest(namespace_id=ns_id, path=ns_path)
         resp = await _call(self.client._meta.GetFile(req, metadata=self.client._md, timeout=self.client.config.timeout))
@@ -246,12 +247,10 @@ class Transfer:
             layout.append((pos, bytes(c.hash), c.size))
             offsets.setdefault(bytes(c.hash), []).append(pos)
             pos += c.size
-        target = self.root / rel
-        make_dirs(target.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".tessera-part", dir=target.parent)
+        make_dirs(rel.rpartition("/")[0])
         fetched = 0
-        try:
-            os.ftruncate(fd, pos)
+        with self.fs.create_temp(rel) as tmp:
+            os.ftruncate(tmp.fd, pos)
             remote: list[bytes] = []
             for h, where in offsets.items():
                 data = await asyncio.to_thread(self._local_chunk, h)
@@ -259,35 +258,30 @@ class Transfer:
                     remote.append(h)
                     continue
                 for off in where:
-                    os.pwrite(fd, data, off)
+                    os.pwrite(tmp.fd, data, off)
             if remote:
                 blocks = await self.client._block_pool()
                 async for h, data in blocks.get(resp.ticket, remote):
                     for off in offsets[h]:
-                        await asyncio.to_thread(os.pwrite, fd, data, off)
+                        await asyncio.to_thread(os.pwrite, tmp.fd, data, off)
                     fetched += len(data)
                     self._on_bytes(len(data))
-            await asyncio.to_thread(os.fsync, fd)
-            os.close(fd)
-            fd = -1
-            _check_target(target, expect)
-            os.replace(tmp, target)
-            st = os.lstat(target)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            st = await asyncio.to_thread(tmp.commit, lambda current: _check_target(rel, current, expect))
         self.db.bump("bytes_fetched", fetched)
         return entry, st, layout, fetched
 
 
-def _check_target(target: Path, expect: tuple[int, int, int] | None) -> None:
-    try:
-        st = os.lstat(target)
-    except FileNotFoundError:
+def _check_target(rel: str, st: os.stat_result | None, expect: tuple[int, int, int] | None) -> None:
+    """Raise TargetChanged unless the target is still as the download expected it."""
+    if st is None:
         if expect is None:
             return
-        raise TargetChanged(str(target)) from None
+        raise TargetChanged(rel)
     if expect is None or (st.st_size, st.st_mtime_ns, st.st_ino) != expect:
-        raise TargetChanged(str(target))
+        raise TargetChanged(rel)
+
+
+def _unchanged_since(rel: str, before: os.stat_result, after: os.stat_result) -> None:
+    """Raise FileChanging if a file read between two stats changed meanwhile."""
+    if (before.st_size, before.st_mtime_ns, before.st_ino) != (after.st_size, after.st_mtime_ns, after.st_ino):
+        raise FileChanging(rel)

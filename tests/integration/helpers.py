@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -41,3 +43,20 @@ def same_bytes(a: Path, b: Path) -> bool:
                 return False
             if not x:
                 return True
+
+
+def run_cli(
+    endpoint: str, *args: str, token: str | None, home: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``tessera ARGS`` as a user would (its own process, config under ``home``)."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(home), "TESSERA_ENDPOINT": endpoint}
+    env.pop("TESSERA_TOKEN", None)
+    if token is not None:
+        env["TESSERA_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -14,7 +12,7 @@ import pytest
 from client import Client, Cursor
 from tessera.auth import Signer
 from tessera.pb import block_pb2, block_pb2_grpc, common_pb2, meta_pb2, meta_pb2_grpc
-from tests.integration.helpers import new_user
+from tests.integration.helpers import new_user, run_cli
 
 pytestmark = pytest.mark.cluster
 
@@ -146,20 +144,6 @@ async def test_commit_without_upload_receipt_is_refused(cluster) -> None:
         assert await _code(stat) is grpc.StatusCode.NOT_FOUND
 
 
-def _cli(cluster, *args: str, token: str | None, home: Path) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    env = {**os.environ, "XDG_CONFIG_HOME": str(home), "TESSERA_ENDPOINT": cluster.meta_address}
-    env.pop("TESSERA_TOKEN", None)
-    if token is not None:
-        env["TESSERA_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-
-
 async def test_cli_errors_are_one_line_without_traceback(cluster, tmp_path: Path) -> None:
     _, token = await new_user(cluster.meta_address, cluster.admin_token)
     f = tmp_path / "f.txt"
@@ -174,17 +158,17 @@ async def test_cli_errors_are_one_line_without_traceback(cluster, tmp_path: Path
         (("--endpoint", "127.0.0.1:1", "ls"), token, "cannot reach"),
     ]
     for args, tok, needle in cases:
-        result = _cli(cluster, *args, token=tok, home=tmp_path / "home")
+        result = run_cli(cluster.meta_address, *args, token=tok, home=tmp_path / "home")
         assert result.returncode != 0, args
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, (args, result.stderr)
         assert "Traceback" not in result.stderr
         assert needle.lower() in lines[0].lower(), (args, lines[0])
-    ok = _cli(cluster, "put", str(f), "notes/f.txt", token=token, home=tmp_path / "home")
+    ok = run_cli(cluster.meta_address, "put", str(f), "notes/f.txt", token=token, home=tmp_path / "home")
     assert ok.returncode == 0, ok.stderr
-    listing = _cli(cluster, "ls", "notes", token=token, home=tmp_path / "home")
+    listing = run_cli(cluster.meta_address, "ls", "notes", token=token, home=tmp_path / "home")
     assert "f.txt" in listing.stdout and "2 B" in listing.stdout
-    single = _cli(cluster, "ls", "notes/f.txt", token=token, home=tmp_path / "home")
+    single = run_cli(cluster.meta_address, "ls", "notes/f.txt", token=token, home=tmp_path / "home")
     assert single.returncode == 0 and "f.txt" in single.stdout, (
         single.stderr
     )  # a file lists as itself
