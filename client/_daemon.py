@@ -89,6 +89,33 @@ class Mounts:
         return ns_id != self.root_ns and inner != ""
 
 
+class Backoff:
+    """Exponential backoff with jitter: try ``n`` waits between half and all of
+    ``min(cap, base * 2**n)``. ``attempts`` keeps the time of every try (tests and status)."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+        self.attempts: list[float] = []
+
+    def delay(self, attempt: int) -> float:
+        """The jittered delay after ``attempt`` failures in a row."""
+        top = min(self.cap, self.base * 2 ** min(attempt, 30))
+        return top * (0.5 + random.random() / 2)
+
+    def next_delay(self) -> float:
+        """One more failure: how long to wait before the next try."""
+        self.attempt += 1
+        if len(self.attempts) > 1000:
+            del self.attempts[:500]
+        return self.delay(self.attempt)
+
+    def succeeded(self) -> None:
+        """The link held: start again from the base."""
+        self.attempt = 0
+
+
 class Daemon:
     """``await Daemon(cfg).run()`` syncs until ``stop()``; ``run_once()`` syncs and returns."""
 
@@ -122,6 +149,10 @@ class Daemon:
         self._idle = False
         self._last_rescan = 0.0
         self.last_error = ""
+        self.backoff = Backoff(cfg.backoff_base, cfg.backoff_cap)
+        self._stop_event = asyncio.Event()
+        self._online_since = 0.0
+        self._delivered = False
 
     # -- hooks for the parts -------------------------------------------------------------
     def _closed(self, rel: str, mtime_ns: int) -> bool:
@@ -181,6 +212,7 @@ class Daemon:
     def stop(self) -> None:
         """Ask ``run`` to return."""
         self._stopping = True
+        self._stop_event.set()
         self._wake.set()
 
     async def _shutdown(self) -> None:
@@ -253,33 +285,58 @@ class Daemon:
             self._sub_task = None
 
     def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with jitter (half to full of the capped exponential)."""
-        delay = min(self.cfg.backoff_cap, self.cfg.backoff_base * 2 ** min(attempt, 20))
-        return delay * (0.5 + random.random() / 2)
+        """One jittered delay of this daemon's backoff (see ``Backoff``)."""
+        return Backoff(self.cfg.backoff_base, self.cfg.backoff_cap).delay(attempt)
+
+    async def _try_connect(self) -> str | None:
+        """One connection attempt: None on success, else why it failed (as text only: holding
+        the exception would hold the failed call, and gRPC keeps redialling for a live call)."""
+        self.backoff.attempts.append(time.monotonic())
+        try:
+            await self._connect()
+        except AuthenticationError as e:
+            self.error = f"not authorised: {e.message}"
+            self.progress.set_state("stopped", self.error)
+            raise
+        except SyncError as e:
+            return e.message
+        self._online_since = time.monotonic()
+        self._delivered = False
+        return None
+
+    def _link_held(self) -> bool:
+        """The link did real work (delivered a change, finished an op) or stayed up a while."""
+        return self._delivered or time.monotonic() - self._online_since >= max(5.0, self.cfg.backoff_cap)
 
     async def _keep_linked(self) -> None:
-        attempt = 0
+        """Stay connected; while the cluster is away, retry with growing jittered delays.
+
+        The backoff resets only once a link held (``_link_held``): a cluster that accepts the
+        connection and fails right after does not make the daemon redial at full speed."""
         while not self._stopping:
             if self.online:
                 if self._sub_task is None or self._sub_task.done():
                     self._sub_task = asyncio.create_task(self._follow())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._went_offline.wait(), 1.0)
+                if self.online and self._link_held():
+                    self.backoff.succeeded()
+                elif not self.online and not self._link_held():
+                    await self._wait(self.backoff.next_delay())   # up, then down at once: not a success
                 continue
-            try:
-                await self._connect()
-                attempt = 0
+            why = await self._try_connect()
+            if why is None:
                 self._wake.set()
-            except AuthenticationError as e:
-                self.error = f"not authorised: {e.message}"
-                self.progress.set_state("stopped", self.error)
-                raise
-            except SyncError as e:
-                attempt += 1
-                delay = self._backoff(attempt)
-                self.last_error = e.message
-                self.progress.set_state("offline", f"{e.message}; retrying in {delay:.1f}s")
-                await asyncio.sleep(delay)
+                continue
+            delay = self.backoff.next_delay()
+            self.last_error = why
+            self.progress.set_state("offline", f"{why}; retrying in {delay:.1f}s")
+            await self._wait(delay)
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep, unless asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
 
     async def _sync_address(self) -> str:
         return await self.client._sync_address()
