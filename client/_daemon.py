@@ -7,6 +7,11 @@ exponential backoff and jitter while the cluster is away, and follows the change
 the saved cursors (re-locating the owner sync node when told to, and catching up through
 ``ListChanges`` while no sync node answers). Changes are applied to the remote tree and the
 cursor advanced in one SQLite transaction, so a restart resumes exactly where it stopped.
+
+If the folder's root marker is missing (unmounted, deleted, replaced) the daemon pauses: it
+says so, deletes nothing, and resumes by itself once the folder is back. Its state ("up to
+date" only when nothing is queued, in flight or waiting remotely) is computed live
+(``report``) and served on a local socket for ``tessera sync status`` (``client._status``).
 """
 
 from __future__ import annotations
@@ -20,16 +25,19 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from client._apply import Applier
 from client._client import Client, ClientConfig, _call
 from client._errors import AuthenticationError, SyncError, UnavailableError
-from client._indexer import FolderVanished, Ignore, Indexer
-from client._localdb import FOLDER, LocalDB, RemoteRow
+from client._indexer import FolderVanished, Ignore, Indexer, check_root
+from client._localdb import FILE, FOLDER, LocalDB, RemoteRow, SyncedRow
 from client._ops import OpRunner, is_network
 from client._progress import Progress
+from client._selective import BadPath, Selective
+from client._status import StatusServer
 from client._transfer import Transfer
 from client._types import Change, ChangeOp, Entry
 from client._watcher import Watcher
@@ -39,6 +47,8 @@ from tessera.rpc import open_channel
 log = logging.getLogger(__name__)
 
 MOVED_PREFIX = "moved:"
+ROOT_CHECK = 1.0            # seconds between looks at the root marker while idle
+VIEW_ONLY = "view-only"     # skipped reasons starting so: an edit kept local (no permission)
 
 
 @dataclass(frozen=True)
@@ -55,8 +65,8 @@ class DaemonConfig:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     download_concurrency: int = 8
-    mass_delete_min: int = 3
     watch: bool = True
+    status_socket: bool = True        # serve ``tessera sync status`` (``run`` only)
 
 
 class Mounts:
@@ -127,8 +137,11 @@ class Daemon:
         self.device_id = self.db.get_meta("device_id") or f"{cfg.device_name[:32]}-{random.getrandbits(48):012x}"
         self.db.set_meta("device_id", self.device_id)
         self.progress = progress or Progress()
+        self.progress.report = self.report
+        self.progress.on_done = self.db.unskip_under
+        self.selective = Selective(self)
         self.indexer = Indexer(self.root, self.db, Ignore(self.root, cfg.state_dir), settle=cfg.settle,
-                               closed=self._closed, mass_delete_min=cfg.mass_delete_min)
+                               closed=self._closed, hidden=self.selective.hidden)
         self.ops = OpRunner(self)
         self.applier = Applier(self, concurrency=cfg.download_concurrency)
         saved = json.loads(self.db.get_meta("mounts", "{}"))
@@ -150,6 +163,9 @@ class Daemon:
         self._last_rescan = 0.0
         self.last_error = ""
         self.backoff = Backoff(cfg.backoff_base, cfg.backoff_cap)
+        self.paused = ""                    # why the folder is not synced now (root marker missing)
+        self._heads: dict[str, int] = {}    # namespace -> journal head when last connected
+        self._status_server: StatusServer | None = None
         self._stop_event = asyncio.Event()
         self._online_since = 0.0
         self._delivered = False
@@ -179,7 +195,114 @@ class Daemon:
     def status(self) -> dict[str, object]:
         """A snapshot for tests and ``--once`` reports."""
         return {"online": self.online, "ops": len(self.db.ops()), "diff": self.applier.actionable(),
-                "deferred": len(self._deferred), "counters": self.db.counters(), "error": self.error}
+                "deferred": len(self._deferred), "counters": self.db.counters(), "error": self.error,
+                "paused": self.paused}
+
+    def note_failed(self, rel: str, status: grpc.StatusCode | None, message: str) -> None:
+        """A local change the cluster refused: keep it here and list it in the status."""
+        if status is grpc.StatusCode.PERMISSION_DENIED:
+            self.db.skip(rel, f"{VIEW_ONLY}: you cannot edit this shared folder; your change is kept on this device only")
+        else:
+            self.db.skip(rel, f"not synced: {message}")
+
+    def rescan(self) -> None:
+        """Index the whole folder on the next pass."""
+        self._full_scan = True
+        self._wake.set()
+
+    def pending_paths(self) -> set[str]:
+        """Local paths seen changing but not indexed yet (settling or dirty)."""
+        out = set(self._deferred) | set(self._dirty)
+        if self._watcher is not None:
+            out |= self._watcher.pending
+        return out
+
+    def waits(self, rel: str) -> bool:
+        """Remote changes at ``rel`` are not applied here: excluded, or the daemon's own file."""
+        return self.selective.covers(rel) or self.indexer.ignore.reserved(rel)
+
+    def remote_todo(self) -> list[tuple[RemoteRow, SyncedRow | None]]:
+        """Remote changes still to apply on this device (not excluded, mounted here)."""
+        out = []
+        for r, s in self.db.remote_diff():
+            rel = self.mounts.local(r.ns_id, r.path)
+            if rel is None or self.waits(rel) or (s is not None and self.waits(s.path)):
+                continue
+            out.append((r, s))
+        return out
+
+    def _behind(self) -> bool:
+        cursors = self.db.cursors()
+        return any(cursors.get(ns, 0) < head for ns, head in self._heads.items() if ns in self.mounts.by_ns)
+
+    @property
+    def up_to_date(self) -> bool:
+        """Online, and nothing queued, settling, in flight, excluding or waiting remotely."""
+        return (self.online and not self.paused and not self.error and not self.db.ops() and not self.pending_paths()
+                and not self.progress.transfers and not self._behind() and not self.remote_todo()
+                and all(state != "excluding" for state in self.selective.paths.values()))
+
+    def state(self) -> tuple[str, str]:
+        """(state, detail): stopped, paused, offline, up to date or syncing."""
+        if self.error:
+            return "stopped", self.error
+        if self.paused:
+            return "paused", self.paused
+        if not self.online:
+            return "offline", self.last_error
+        return ("up to date", "") if self.up_to_date else ("syncing", "")
+
+    def report(self) -> dict[str, Any]:
+        """What ``tessera sync status`` prints: the state, what is left each way, transfers,
+        conflicts, skipped paths (view-only edits kept local among them), exclusions."""
+        state, detail = self.state()
+        transfers = list(self.progress.transfers.values())
+        done = {(t.direction, t.path): t.done for t in transfers}
+        up_files = up_bytes = 0
+        for op in self.db.ops():
+            up_files += 1
+            if op.kind == "upload":
+                e = self.indexer.stat(op.path)
+                up_bytes += max(0, (e.size if e is not None else 0) - done.get(("up", op.path), 0))
+        for rel in self.pending_paths() - {op.path for op in self.db.ops()}:
+            e = self.indexer.stat(rel)
+            if e is not None and e.kind == FILE:
+                up_files += 1
+                up_bytes += e.size
+        down_files = down_bytes = 0
+        for r, _s in self.remote_todo():
+            down_files += 1
+            if not r.deleted and r.kind == FILE:
+                rel = self.mounts.local(r.ns_id, r.path) or r.path
+                down_bytes += max(0, r.size - done.get(("down", rel), 0))
+        skipped = [{"path": p, "reason": why, "at": at} for p, why, at in self.db.skipped()]
+        return {
+            "folder": str(self.root), "state": state, "detail": detail, "up_to_date": state == "up to date",
+            "online": self.online, "up": {"files": up_files, "bytes": up_bytes},
+            "down": {"files": down_files, "bytes": down_bytes},
+            "transfers": [{"path": t.path, "direction": t.direction, "done": t.done, "total": t.total} for t in transfers],
+            "conflicts": {"count": self.db.counters().get("conflicts", 0),
+                          "recent": [{"path": p, "copy": c} for p, c in self.progress.recent_conflicts]},
+            "skipped": [x for x in skipped if not x["reason"].startswith(VIEW_ONLY)],
+            "view_only": [x for x in skipped if x["reason"].startswith(VIEW_ONLY)],
+            "excluded": self.selective.paths,
+        }
+
+    async def control(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Answer one request on the status socket."""
+        cmd = req.get("cmd")
+        paths = req.get("paths") or []
+        try:
+            if cmd == "ping":
+                return {"ok": True}
+            if cmd == "status":
+                return self.report()
+            if cmd in ("exclude", "include") and isinstance(paths, list) and all(isinstance(p, str) for p in paths):
+                done = (self.selective.exclude if cmd == "exclude" else self.selective.include)(paths)
+                return {"ok": True, cmd: done, "excluded": self.selective.paths}
+        except BadPath as e:
+            return {"error": str(e)}
+        return {"error": f"unknown request {cmd!r}"}
 
     # -- test hooks: a network cut at the client's edge --------------------------------------
     def disconnect(self) -> None:
@@ -194,10 +317,13 @@ class Daemon:
 
     # -- lifecycle -----------------------------------------------------------------------
     async def run(self) -> None:
-        """Sync until ``stop()``; raises FolderVanished or AuthenticationError to stop for good."""
-        if self.cfg.watch:
-            self._watcher = Watcher(self.root, asyncio.get_running_loop(), self._wake.set)
-            self._watcher.start()
+        """Sync until ``stop()``; raises AuthenticationError to stop for good (a missing folder
+        pauses instead: see ``_check_root``)."""
+        self._start_watcher()
+        if self.cfg.status_socket:
+            self._status_server = StatusServer(self.cfg.state_dir, self.control)
+            if not await self._status_server.start():
+                self._status_server = None
         link = asyncio.create_task(self._keep_linked())
         try:
             while not self._stopping:
@@ -215,7 +341,15 @@ class Daemon:
         self._stop_event.set()
         self._wake.set()
 
+    def _start_watcher(self) -> None:
+        if self.cfg.watch and self._watcher is None and self.root.is_dir():
+            self._watcher = Watcher(self.root, asyncio.get_running_loop(), self._wake.set)
+            self._watcher.start()
+
     async def _shutdown(self) -> None:
+        if self._status_server is not None:
+            await self._status_server.stop()
+            self._status_server = None
         if self._watcher is not None:
             self._watcher.stop()
         if self._sub_task is not None:
@@ -244,6 +378,8 @@ class Daemon:
                 await self._pass()
                 if self._idle:
                     return True
+                if self.paused:
+                    return False
                 await asyncio.sleep(0.05 if not self._deferred else max(0.05, min(self._deferred.values()) - time.monotonic()))
             return False
         finally:
@@ -261,6 +397,7 @@ class Daemon:
             await client.close()
             raise
         mounts = {n.namespace_id: n.mount_path for n in resp.namespaces}
+        self._heads = {n.namespace_id: n.head_seq for n in resp.namespaces}
         self.mounts = Mounts(client.root_namespace_id, mounts)
         self.db.set_meta("root_ns", client.root_namespace_id)
         self.db.set_meta("mounts", json.dumps(mounts))
@@ -268,7 +405,7 @@ class Daemon:
         if self.client is not None:
             await self.client.close()
         self.client = client
-        self.transfer = Transfer(client, self.db, self.root, on_bytes=self.progress.add_bytes)
+        self.transfer = Transfer(client, self.db, self.root, on_bytes=self.progress.add_bytes, progress=self.progress)
         self.online = True
         self._went_offline.clear()
         self.progress.set_state("syncing")
@@ -384,6 +521,7 @@ class Daemon:
     # -- journal -------------------------------------------------------------------------
     async def _on_event(self, ev: sync_pb2.SyncEvent) -> None:
         kind = ev.WhichOneof("event")
+        self._delivered = True
         if kind == "change":
             await self.apply_change(Change.from_pb(ev.change))
         elif kind == "removed":
@@ -500,13 +638,37 @@ class Daemon:
             timeout = min(timeout, min(self._deferred.values()) - now)
         if self.db.ops() and self.online:
             timeout = min(timeout, self._backoff(1))
+        timeout = min(timeout, ROOT_CHECK)          # notice an unmounted folder, or its return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(0.005, timeout))
         self._wake.clear()
         await asyncio.sleep(0.005)        # let a burst of events land in one pass
 
+    def _check_root(self) -> bool:
+        """Is the folder there with its marker? If not, pause (and say so) until it is back."""
+        try:
+            check_root(self.root, self.db)
+        except FolderVanished as e:
+            if self.paused != str(e):
+                log.warning("%s", e)
+            self.paused = str(e)
+            self.progress.set_state("paused", self.paused)
+            if self._watcher is not None:
+                self._watcher.stop()
+                self._watcher = None
+            return False
+        if self.paused:
+            log.warning("%s is back: syncing again", self.root)
+            self.paused = ""
+            self._full_scan = True
+            self._start_watcher()
+        return True
+
     async def _pass(self) -> None:
         """Index, replay ops, apply remote changes. One at a time, never concurrently."""
+        if not self._check_root():
+            self._idle = False
+            return
         now = time.monotonic()
         scopes: set[str] | None = set(self._dirty)
         self._dirty.clear()
@@ -520,31 +682,32 @@ class Daemon:
             scopes, self._full_scan, self._last_rescan = None, False, now
         try:
             detected = self.indexer.detect(scopes) if scopes is None or scopes else None
-        except FolderVanished as e:
-            self.error = str(e)
-            self.progress.set_state("stopped", self.error)
-            log.error("%s", e)
-            raise
+        except FolderVanished:
+            self._check_root()                      # vanished since the check above: pause
+            self._idle = False
+            return
         if detected is not None:
             for rel in detected.deferred:
                 self.defer(rel)
         work = 0
         if self.online and not self._blocked:
+            self.progress.set_state(*self.state())
             try:
                 work += await self.ops.run_all()
                 work += await self.applier.reconcile()
+                work += await self.selective.settle()
             except SyncError as e:
                 if not is_network(e):
                     raise
                 self._offline(e.message)
             except grpc.aio.AioRpcError as e:
                 self._offline(e.details() or e.code().name)
+        if work:
+            self._delivered = True
         ops = self.db.ops()
         diff = self.applier.actionable()
         self.progress.queue(len(ops) + diff, 0)
         self._idle = (self.online and not ops and not self._deferred and not self._dirty and work == 0
                       and (diff == 0 or not self._wake.is_set()))
-        if self._idle and diff == 0:
-            self.progress.set_state("synced")
-        elif self.online:
-            self.progress.set_state("syncing")
+        if self.online:
+            self.progress.set_state(*self.state())

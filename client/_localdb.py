@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_hash ON chunks (hash);
 CREATE TABLE IF NOT EXISTS receipts (
     hash BLOB PRIMARY KEY, size INTEGER NOT NULL, receipt BLOB NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT, at REAL);
 """
 
 
@@ -386,3 +387,18 @@ class LocalDB:
     def receipt_count(self) -> int:
         """How many uncommitted uploaded chunks this device holds receipts for."""
         return int(self._all("SELECT COUNT(*) FROM receipts")[0][0])
+
+    # -- skipped paths (reported by ``tessera sync status``) ------------------------------
+    def skip(self, path: str, reason: str) -> None:
+        """Record a path this device does not sync, and why."""
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?)", (path, reason, time.time()))
+
+    def unskip_under(self, path: str) -> None:
+        """Forget the skipped paths at and under ``path``."""
+        with self.tx() as db:
+            db.execute("DELETE FROM skipped WHERE path = ? OR substr(path, 1, ?) = ?", (path, len(path) + 1, path + "/"))
+
+    def skipped(self) -> list[tuple[str, str, float]]:
+        """Every skipped path: (path, reason, when)."""
+        return [(p, r or "", a or 0.0) for p, r, a in self._all("SELECT path, reason, at FROM skipped ORDER BY path")]

@@ -19,12 +19,16 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from client._client import Client, _call
 from client._localdb import LocalDB
 from client._types import Entry
 from tessera.chunking import Chunk, iter_chunks
 from tessera.pb import common_pb2, meta_pb2
+
+if TYPE_CHECKING:
+    from client._progress import Progress
 
 BATCH_CHUNKS = 16
 IN_FLIGHT = 3
@@ -69,11 +73,13 @@ def _take(chunks: Iterator[Chunk], n: int) -> list[Chunk]:
 class Transfer:
     """Uploads and downloads for one daemon."""
 
-    def __init__(self, client: Client, db: LocalDB, root: Path, *, on_bytes: Callable[[int], None] | None = None) -> None:
+    def __init__(self, client: Client, db: LocalDB, root: Path, *, on_bytes: Callable[[int], None] | None = None,
+                 progress: Progress | None = None) -> None:
         self.client = client
         self.db = db
         self.root = root
         self._on_bytes = on_bytes or (lambda _n: None)
+        self._progress = progress           # per-file progress of large transfers (status)
 
     # -- upload --------------------------------------------------------------------------
     async def prepare(self, rel: str) -> Prepared:
@@ -97,6 +103,8 @@ class Transfer:
             for h, raw in kept.items():
                 receipts[h] = common_pb2.Receipt.FromString(raw)
             todo = list({c.hash: c for c in batch if c.hash in missing and c.hash not in kept}.values())
+            if self._progress is not None:
+                self._progress.advance(rel, "up", sum(c.size for c in batch if c.hash not in {t.hash for t in todo}))
             if not todo:
                 return
             got = await blocks.put(todo)
@@ -109,8 +117,12 @@ class Transfer:
             self.db.bump("chunks_sent", n)
             self.db.bump("bytes_sent", b)
             self._on_bytes(b)
+            if self._progress is not None:
+                self._progress.advance(rel, "up", b)
 
         st1 = os.lstat(path)
+        if self._progress is not None:
+            self._progress.begin(rel, "up", st1.st_size)
         try:
             with path.open("rb") as f:
                 chunks = iter_chunks(f)
@@ -132,6 +144,8 @@ class Transfer:
         finally:
             for t in in_flight:
                 t.cancel()
+            if self._progress is not None:
+                self._progress.end(rel, "up")
         st2 = os.lstat(path)
         if (st1.st_size, st1.st_mtime_ns, st1.st_ino) != (st2.st_size, st2.st_mtime_ns, st2.st_ino):
             raise FileChanging(rel)
@@ -250,6 +264,8 @@ class Transfer:
         make_dirs(target.parent)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".tessera-part", dir=target.parent)
         fetched = 0
+        if self._progress is not None:
+            self._progress.begin(rel, "down", pos)
         try:
             os.ftruncate(fd, pos)
             remote: list[bytes] = []
@@ -260,6 +276,8 @@ class Transfer:
                     continue
                 for off in where:
                     os.pwrite(fd, data, off)
+                if self._progress is not None:
+                    self._progress.advance(rel, "down", len(data) * len(where))
             if remote:
                 blocks = await self.client._block_pool()
                 async for h, data in blocks.get(resp.ticket, remote):
@@ -267,6 +285,8 @@ class Transfer:
                         await asyncio.to_thread(os.pwrite, fd, data, off)
                     fetched += len(data)
                     self._on_bytes(len(data))
+                    if self._progress is not None:
+                        self._progress.advance(rel, "down", len(data) * len(offsets[h]))
             await asyncio.to_thread(os.fsync, fd)
             os.close(fd)
             fd = -1
@@ -278,6 +298,9 @@ class Transfer:
                 os.close(fd)
             Path(tmp).unlink(missing_ok=True)
             raise
+        finally:
+            if self._progress is not None:
+                self._progress.end(rel, "down")
         self.db.bump("bytes_fetched", fetched)
         return entry, st, layout, fetched
 
