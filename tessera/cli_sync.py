@@ -64,10 +64,11 @@ def default_state_dir(folder: Path) -> Path:
 def add_sync_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``tessera sync`` to the CLI's subcommands."""
     p = subparsers.add_parser("sync", help="keep a folder in sync with your files on the cluster (or: sync status)",
+                              usage="tessera sync [options] FOLDER\n       tessera sync status [FOLDER] [--state-dir DIR] [--json]",
                               description="Keep FOLDER in sync with your files on the cluster.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder", help="the folder to keep in sync (created if missing on first run), or `status`")
-    p.add_argument("status_folder", nargs="?", metavar="FOLDER", help="with `status`: which folder (default: every running daemon)")
+    p.add_argument("folder", metavar="FOLDER", help="the folder to keep in sync (created if missing on first run), or `status`")
+    p.add_argument("status_folder", nargs="?", metavar="STATUS_FOLDER", help="with `status`: which folder (default: every running daemon)")
     p.add_argument("--once", action="store_true", help="sync once and exit (for scripts and tests)")
     p.add_argument("--state-dir", help="where the daemon keeps its state (default: under $XDG_STATE_HOME)")
     p.add_argument("--device", default=socket.gethostname(), help="this device's name, used in conflicted copies")
