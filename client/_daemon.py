@@ -30,14 +30,15 @@ from typing import Any
 import grpc
 
 from client._apply import Applier
+from client._backoff import Backoff
 from client._client import Client, ClientConfig, _call
 from client._errors import AuthenticationError, SyncError, UnavailableError
 from client._indexer import FolderVanished, Ignore, Indexer, check_root
-from client._localdb import FILE, FOLDER, LocalDB, RemoteRow, SyncedRow
+from client._localdb import FOLDER, LocalDB, RemoteRow, SyncedRow
 from client._ops import OpRunner, is_network
 from client._progress import Progress
-from client._selective import BadPath, Selective
-from client._status import StatusServer
+from client._selective import Selective
+from client._status import VIEW_ONLY, StatusServer, control, status_report
 from client._transfer import Transfer
 from client._types import Change, ChangeOp, Entry
 from client._watcher import Watcher
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 
 MOVED_PREFIX = "moved:"
 ROOT_CHECK = 1.0            # seconds between looks at the root marker while idle
-VIEW_ONLY = "view-only"     # skipped reasons starting so: an edit kept local (no permission)
 
 
 @dataclass(frozen=True)
@@ -97,33 +97,6 @@ class Mounts:
         the folder was shared: those files now live in the shared namespace)."""
         ns_id, inner = self.remote(root_path)
         return ns_id != self.root_ns and inner != ""
-
-
-class Backoff:
-    """Exponential backoff with jitter: try ``n`` waits between half and all of
-    ``min(cap, base * 2**n)``. ``attempts`` keeps the time of every try (tests and status)."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-        self.attempts: list[float] = []
-
-    def delay(self, attempt: int) -> float:
-        """The jittered delay after ``attempt`` failures in a row."""
-        top = min(self.cap, self.base * 2 ** min(attempt, 30))
-        return top * (0.5 + random.random() / 2)
-
-    def next_delay(self) -> float:
-        """One more failure: how long to wait before the next try."""
-        self.attempt += 1
-        if len(self.attempts) > 1000:
-            del self.attempts[:500]
-        return self.delay(self.attempt)
-
-    def succeeded(self) -> None:
-        """The link held: start again from the base."""
-        self.attempt = 0
 
 
 class Daemon:
@@ -253,56 +226,12 @@ class Daemon:
         return ("up to date", "") if self.up_to_date else ("syncing", "")
 
     def report(self) -> dict[str, Any]:
-        """What ``tessera sync status`` prints: the state, what is left each way, transfers,
-        conflicts, skipped paths (view-only edits kept local among them), exclusions."""
-        state, detail = self.state()
-        transfers = list(self.progress.transfers.values())
-        done = {(t.direction, t.path): t.done for t in transfers}
-        up_files = up_bytes = 0
-        for op in self.db.ops():
-            up_files += 1
-            if op.kind == "upload":
-                e = self.indexer.stat(op.path)
-                up_bytes += max(0, (e.size if e is not None else 0) - done.get(("up", op.path), 0))
-        for rel in self.pending_paths() - {op.path for op in self.db.ops()}:
-            e = self.indexer.stat(rel)
-            if e is not None and e.kind == FILE:
-                up_files += 1
-                up_bytes += e.size
-        down_files = down_bytes = 0
-        for r, _s in self.remote_todo():
-            down_files += 1
-            if not r.deleted and r.kind == FILE:
-                rel = self.mounts.local(r.ns_id, r.path) or r.path
-                down_bytes += max(0, r.size - done.get(("down", rel), 0))
-        skipped = [{"path": p, "reason": why, "at": at} for p, why, at in self.db.skipped()]
-        return {
-            "folder": str(self.root), "state": state, "detail": detail, "up_to_date": state == "up to date",
-            "online": self.online, "up": {"files": up_files, "bytes": up_bytes},
-            "down": {"files": down_files, "bytes": down_bytes},
-            "transfers": [{"path": t.path, "direction": t.direction, "done": t.done, "total": t.total} for t in transfers],
-            "conflicts": {"count": self.db.counters().get("conflicts", 0),
-                          "recent": [{"path": p, "copy": c} for p, c in self.progress.recent_conflicts]},
-            "skipped": [x for x in skipped if not x["reason"].startswith(VIEW_ONLY)],
-            "view_only": [x for x in skipped if x["reason"].startswith(VIEW_ONLY)],
-            "excluded": self.selective.paths,
-        }
+        """What ``tessera sync status`` prints (``client._status.report``)."""
+        return status_report(self)
 
     async def control(self, req: dict[str, Any]) -> dict[str, Any]:
         """Answer one request on the status socket."""
-        cmd = req.get("cmd")
-        paths = req.get("paths") or []
-        try:
-            if cmd == "ping":
-                return {"ok": True}
-            if cmd == "status":
-                return self.report()
-            if cmd in ("exclude", "include") and isinstance(paths, list) and all(isinstance(p, str) for p in paths):
-                done = (self.selective.exclude if cmd == "exclude" else self.selective.include)(paths)
-                return {"ok": True, cmd: done, "excluded": self.selective.paths}
-        except BadPath as e:
-            return {"error": str(e)}
-        return {"error": f"unknown request {cmd!r}"}
+        return await control(self, req)
 
     # -- test hooks: a network cut at the client's edge --------------------------------------
     def disconnect(self) -> None:

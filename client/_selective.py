@@ -56,6 +56,7 @@ class Selective:
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
         self._paths: dict[str, str] = json.loads(daemon.db.get_meta("excludes", "{}"))
+        self._recheck: dict[str, int] = {}  # path -> times unsynced files sent back to the indexer
 
     def _save(self) -> None:
         self.d.db.set_meta("excludes", json.dumps(self._paths, sort_keys=True))

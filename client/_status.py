@@ -18,11 +18,18 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from client._localdb import FILE
+from client._selective import BadPath
+
+if TYPE_CHECKING:
+    from client._daemon import Daemon
 
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "status.sock"
+VIEW_ONLY = "view-only"  # skipped reasons starting so: an edit kept local (no permission)
 MAX_REQUEST = 64 * 1024
 _UNIX_PATH_MAX = 107
 
@@ -144,3 +151,73 @@ async def request(state_dir: Path, req: dict[str, Any], *, timeout: float = 10.0
         return reply
 
     return await asyncio.wait_for(ask(), timeout)
+
+
+# -- what the daemon answers ------------------------------------------------------------------
+def status_report(d: Daemon) -> dict[str, Any]:
+    """The state, what is left each way (queued ops and settling files up, remote changes not
+    applied down, minus what in-flight transfers already moved), transfers, conflicts, skipped
+    paths (view-only edits kept local apart), exclusions."""
+    state, detail = d.state()
+    transfers = list(d.progress.transfers.values())
+    done = {(t.direction, t.path): t.done for t in transfers}
+    ops = d.db.ops()
+    up_files = up_bytes = 0
+    for op in ops:
+        up_files += 1
+        if op.kind == "upload":
+            e = d.indexer.stat(op.path)
+            up_bytes += max(0, (e.size if e is not None else 0) - done.get(("up", op.path), 0))
+    for rel in d.pending_paths() - {op.path for op in ops}:
+        e = d.indexer.stat(rel)
+        if e is not None and e.kind == FILE:
+            up_files += 1
+            up_bytes += e.size
+    down_files = down_bytes = 0
+    for r, _s in d.remote_todo():
+        down_files += 1
+        if not r.deleted and r.kind == FILE:
+            rel = d.mounts.local(r.ns_id, r.path) or r.path
+            down_bytes += max(0, r.size - done.get(("down", rel), 0))
+    skipped = [{"path": p, "reason": why, "at": at} for p, why, at in d.db.skipped()]
+    return {
+        "folder": str(d.root),
+        "state": state,
+        "detail": detail,
+        "up_to_date": state == "up to date",
+        "online": d.online,
+        "up": {"files": up_files, "bytes": up_bytes},
+        "down": {"files": down_files, "bytes": down_bytes},
+        "transfers": [
+            {"path": t.path, "direction": t.direction, "done": t.done, "total": t.total}
+            for t in transfers
+        ],
+        "conflicts": {
+            "count": d.db.counters().get("conflicts", 0),
+            "recent": [{"path": p, "copy": c} for p, c in d.progress.recent_conflicts],
+        },
+        "skipped": [x for x in skipped if not x["reason"].startswith(VIEW_ONLY)],
+        "view_only": [x for x in skipped if x["reason"].startswith(VIEW_ONLY)],
+        "excluded": d.selective.paths,
+    }
+
+
+async def control(d: Daemon, req: dict[str, Any]) -> dict[str, Any]:
+    """Answer one request on the socket: ping, status, exclude or include."""
+    cmd = req.get("cmd")
+    paths = req.get("paths") or []
+    try:
+        if cmd == "ping":
+            return {"ok": True}
+        if cmd == "status":
+            return status_report(d)
+        if (
+            cmd in ("exclude", "include")
+            and isinstance(paths, list)
+            and all(isinstance(p, str) for p in paths)
+        ):
+            cleaned = (d.selective.exclude if cmd == "exclude" else d.selective.include)(paths)
+            return {"ok": True, cmd: cleaned, "excluded": d.selective.paths}
+    except BadPath as e:
+        return {"error": str(e)}
+    return {"error": f"unknown request {cmd!r}"}
