@@ -296,8 +296,9 @@ class Daemon:
         try:
             await self._connect()
         except UnavailableError as e:
-            self.indexer.detect(None)
-            self.progress.set_state("offline", f"{e.message}; {len(self.db.ops())} changes queued for later")
+            if self._check_root():
+                self.indexer.detect(None)
+                self.progress.set_state("offline", f"{e.message}; {len(self.db.ops())} changes queued for later")
             await self._shutdown()
             return False
         try:

@@ -119,6 +119,7 @@ class RichProgress(Progress):
         from rich.live import Live
 
         self._folder = folder
+        self._last_report: dict[str, Any] = {}
         self._console = Console(stderr=True)
         self._live: Any = Live(self._render(), console=self._console, refresh_per_second=4, transient=False,
                                get_renderable=self._render)
@@ -126,7 +127,11 @@ class RichProgress(Progress):
     def _render(self) -> Any:
         from rich.text import Text
 
-        rep = self.report() if self.report is not None else {}
+        try:                # rich renders on its own thread: the daemon's state may change meanwhile
+            rep = self.report() if self.report is not None else {}
+            self._last_report = rep
+        except Exception:  # noqa: BLE001 - keep showing the last good report
+            rep = self._last_report
         state = str(rep.get("state", self.state))
         colour = {"up to date": "green", "syncing": "cyan", "offline": "yellow", "paused": "yellow",
                   "stopped": "red"}.get(state, "white")

@@ -10,7 +10,7 @@ import pytest
 
 from client import Client
 from client._status import request
-from tests.sync.helpers import Device, converge, tree
+from tests.sync.helpers import Device, converge, run_cli, tree
 
 pytestmark = pytest.mark.cluster
 
@@ -84,9 +84,11 @@ async def test_exclude_removes_only_this_copy_and_include_brings_it_back(devices
     a.write("docs/only-on-a.txt", b"not uploaded yet")  # excluded before it settles
     a.write(".tesseraignore", b"*.tmp\n")
     a.write("docs/scratch.tmp", b"ignored: the server never has it")
-    reply = await request(a.state, {"cmd": "exclude", "paths": ["docs/"]})
-    assert reply.get("excluded") == {"docs": "excluding"}, reply
-    assert a.daemon is not None
+    rc, out = await run_cli(
+        "sync", str(a.folder), "--state-dir", str(a.state), "--exclude", "docs/"
+    )
+    assert rc == 0 and "docs (excluding)" in out, out  # told the running daemon, which goes on
+    assert a.daemon is not None and a.task is not None and not a.task.done()
     await _until("docs excluded on a", lambda: a.daemon.selective.paths.get("docs") == "excluded")
     await _quiet([a, b])
     assert b.p("docs/only-on-a.txt").read_bytes() == b"not uploaded yet"  # uploaded before removal

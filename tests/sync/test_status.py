@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import json
 import os
-import sys
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from client import Client
 from client._blocks import BlockPool
 from client._errors import NotFoundError
 from client._status import request
-from tests.sync.helpers import converge
+from tests.sync.helpers import converge, run_cli
 
 pytestmark = pytest.mark.cluster
 
@@ -105,7 +104,7 @@ async def test_status_is_truthful_during_a_large_transfer(
         assert r["down"]["bytes"] == SIZE - r["transfers"][0]["done"]
     assert any(0 < r["transfers"][0]["done"] < SIZE for r in down)
 
-    rc, stdout = await _cli("sync", "status", "--state-dir", str(a.state), "--json")
+    rc, stdout = await run_cli("sync", "status", "--state-dir", str(a.state), "--json")
     assert rc == 0, stdout
     rep = json.loads(stdout)
     assert (
@@ -113,20 +112,5 @@ async def test_status_is_truthful_during_a_large_transfer(
         and rep["up"] == {"files": 0, "bytes": 0}
         and rep["transfers"] == []
     )
-    rc, stdout = await _cli("sync", "status", "--state-dir", str(a.state))
+    rc, stdout = await run_cli("sync", "status", "--state-dir", str(a.state))
     assert rc == 0 and "up to date" in stdout and "to upload:   0 files" in stdout, stdout
-
-
-async def _cli(*args: str) -> tuple[int, str]:
-    """Run the CLI without blocking the loop the daemons run in."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tessera",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode()
