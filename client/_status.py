@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -69,6 +70,15 @@ class StatusServer:
             return False
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
+            st = os.stat(state_dir)
+            shared = st.st_uid != os.getuid() or st.st_mode & stat.S_ISVTX
+            if shared or state_dir.resolve() in (Path.home().resolve(), Path("/")):
+                log.warning(
+                    "%s is not a private state directory of yours: no status socket "
+                    "(give the daemon a --state-dir of its own)",
+                    state_dir,
+                )
+                return False
             os.chmod(state_dir, 0o700)  # nobody else can reach the socket, even briefly
             with contextlib.suppress(FileNotFoundError):
                 if not await _answers(self.path):
@@ -134,6 +144,8 @@ async def request(state_dir: Path, req: dict[str, Any], *, timeout: float = 10.0
     FileNotFoundError) when no daemon runs there."""
 
     async def ask() -> dict[str, Any]:
+        if os.stat(socket_path(state_dir)).st_uid != os.getuid():
+            raise PermissionError(f"{socket_path(state_dir)} belongs to another user")
         reader, writer = await asyncio.open_unix_connection(
             str(socket_path(state_dir)), limit=16 * 1024 * 1024
         )

@@ -16,7 +16,8 @@ from client import Client
 from client._blocks import BlockPool
 from client._errors import NotFoundError
 from client._status import request
-from tests.sync.helpers import converge, run_cli
+from tests.integration.helpers import new_user
+from tests.sync.helpers import Device, converge, run_cli
 
 pytestmark = pytest.mark.cluster
 
@@ -114,3 +115,38 @@ async def test_status_is_truthful_during_a_large_transfer(
     )
     rc, stdout = await run_cli("sync", "status", "--state-dir", str(a.state))
     assert rc == 0 and "up to date" in stdout and "to upload:   0 files" in stdout, stdout
+
+
+async def test_status_lists_view_only_edits_kept_here(cluster, tmp_path) -> None:
+    a_name, a_token = await new_user(cluster.meta_address, cluster.admin_token, prefix="vwa")
+    b_name, b_token = await new_user(cluster.meta_address, cluster.admin_token, prefix="vwb")
+    a = Device("owner", tmp_path, cluster.meta_address, a_token)
+    b = Device("viewer", tmp_path, cluster.meta_address, b_token)
+    await a.start()
+    await b.start()
+    try:
+        a.write("team/readme.txt", b"read me")
+        await converge([a])
+        async with await Client.connect(cluster.meta_address, token=a_token) as ca:
+            shared_ns = await ca.share("team", b_name, role="viewer")
+        async with await Client.connect(cluster.meta_address, token=b_token) as cb:
+            mount = {n.namespace_id: n.mount_path for n in await cb.namespaces()}[shared_ns]
+        for _ in range(600):  # bounded: 30 s
+            if b.p(f"{mount}/readme.txt").exists():
+                break
+            await asyncio.sleep(0.05)
+        b.write(f"{mount}/readme.txt", b"a viewer's edit")
+        rep: dict[str, Any] = {}
+        for _ in range(600):
+            rep = await request(b.state, {"cmd": "status"})
+            if rep["view_only"]:
+                break
+            await asyncio.sleep(0.05)
+        assert [x["path"] for x in rep["view_only"]] == [f"{mount}/readme.txt"], rep
+        assert b.p(f"{mount}/readme.txt").read_bytes() == b"a viewer's edit"  # kept here
+        assert a.p("team/readme.txt").read_bytes() == b"read me"
+        rc, out = await run_cli("sync", "status", "--state-dir", str(b.state))
+        assert rc == 0 and "view-only edits kept here: 1" in out, out
+    finally:
+        await a.stop()
+        await b.stop()
