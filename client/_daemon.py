@@ -621,7 +621,8 @@ class Daemon:
                 self.defer(rel)
         work = 0
         if self.online and not self._blocked:
-            self.progress.set_state(*self.state())
+            if (detected is not None and detected.ops) or self._wake.is_set():
+                self.progress.set_state("syncing")
             try:
                 work += await self.ops.run_all()
                 work += await self.applier.reconcile()
@@ -640,4 +641,4 @@ class Daemon:
         self._idle = (self.online and not ops and not self._deferred and not self._dirty and work == 0
                       and (diff == 0 or not self._wake.is_set()))
         if self.online:
-            self.progress.set_state(*self.state())
+            self.progress.set_state(*(("syncing", "") if ops or diff or self._deferred else self.state()))

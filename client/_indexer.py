@@ -64,8 +64,12 @@ def check_root(root: Path, db: LocalDB) -> None:
     if not want:                        # first run (or a state from before markers): adopt or mark
         want = have or os.urandom(16).hex()
         if have is None:
-            (root / STATE_DIR_NAME).mkdir(mode=0o700, exist_ok=True)
-            marker.write_text(want + "\n")
+            try:
+                (root / STATE_DIR_NAME).mkdir(mode=0o700, exist_ok=True)
+                marker.write_text(want + "\n")
+            except OSError as e:
+                raise FolderVanished(f"cannot write the folder's marker {marker} ({e.strerror}): "
+                                     "not syncing without it") from None
         db.set_meta("folder_id", want)
         return
     if have is None:
