@@ -96,6 +96,7 @@ async def test_unmounted_folder_pauses_then_resumes_by_itself(devices) -> None:
     os.rename(away, a.folder)                             # mounted again
     t = await converge([a, b], timeout=30)
     assert a.daemon.paused == "" and "docs/while-away.txt" in t and len(t) == 7
+    assert (a.folder / MARKER).read_text() != (b.folder / MARKER).read_text()   # each its own: never synced
 
 
 async def test_deleting_the_only_top_folder_propagates_and_the_daemon_keeps_running(devices) -> None:
