@@ -115,7 +115,19 @@ def cmd_sync(args: argparse.Namespace) -> int:
         if told is not None:
             print(told)
             return 0
+    elif _running(state_dir):
+        raise CliError(f"a sync daemon is already running for {folder} (see `tessera sync status {folder}`)")
     return _run_daemon(args, folder, state_dir, excludes, includes)
+
+
+def _running(state_dir: Path) -> bool:
+    from client._status import request
+
+    try:
+        asyncio.run(request(state_dir, {"cmd": "ping"}, timeout=5))
+    except (OSError, TimeoutError, ValueError):
+        return False
+    return True
 
 
 def _tell_running(state_dir: Path, excludes: list[str], includes: list[str]) -> str | None:
