@@ -116,7 +116,7 @@ async def test_status_is_truthful_during_a_large_transfer(
     rc, stdout = await run_cli("sync", "status", "--state-dir", str(a.state))
     assert rc == 0 and "up to date" in stdout and "to upload:   0 files" in stdout, stdout
     rc, stdout = await run_cli("sync", str(a.folder), "--state-dir", str(a.state))
-    assert rc == 1 and "already running" in stdout, stdout       # never two daemons on one state
+    assert rc == 1 and "already running" in stdout, stdout  # never two daemons on one state
 
 
 async def test_status_lists_view_only_edits_kept_here(cluster, tmp_path) -> None:
