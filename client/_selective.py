@@ -66,27 +66,27 @@ class Selective:
         """Every excluded path and its state."""
         return dict(self._paths)
 
-    def _match(self, rel: str) -> str | None:
+    def _states(self, rel: str) -> set[str]:
         key = key_of(rel)
-        for path, state in self._paths.items():
-            top = key_of(path)
-            if key == top or key.startswith(top + "/"):
-                return state
-        return None
+        return {
+            state
+            for path, state in self._paths.items()
+            if key == key_of(path) or key.startswith(key_of(path) + "/")
+        }
 
     def covers(self, rel: str) -> bool:
         """Is ``rel`` at or under an excluded path (either state)? Remote changes there wait."""
-        return self._match(rel) is not None
+        return bool(self._paths) and bool(self._states(rel))
 
     def hidden(self, rel: str) -> bool:
         """Is ``rel`` at or under a fully excluded path? The indexer does not walk it."""
-        return self._match(rel) == EXCLUDED
+        return bool(self._paths) and EXCLUDED in self._states(rel)
 
     def exclude(self, paths: list[str]) -> list[str]:
         """Start excluding paths (folder-relative); returns them cleaned."""
         out = [clean_path(p) for p in paths]
         for p in out:
-            if self._match(p) is None:
+            if not self._states(p):
                 self._paths[p] = EXCLUDING
         self._save()
         self.d.wake()
