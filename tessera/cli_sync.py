@@ -108,8 +108,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise CliError(f"unexpected argument {args.status_folder!r} (did you mean `tessera sync status {args.status_folder}`?)")
     folder = Path(args.folder).expanduser()
     state_dir = Path(args.state_dir).expanduser() if args.state_dir else default_state_dir(folder)
-    excludes = [_rel(folder, p) for p in args.exclude]
-    includes = [_rel(folder, p) for p in args.include]
+    from client._selective import BadPath, clean_path
+
+    try:
+        excludes = [clean_path(_rel(folder, p)) for p in args.exclude]
+        includes = [clean_path(_rel(folder, p)) for p in args.include]
+    except BadPath as e:
+        raise CliError(str(e)) from None
     if excludes or includes:
         told = _tell_running(state_dir, excludes, includes)
         if told is not None:
