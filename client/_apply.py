@@ -11,6 +11,10 @@ Every disk change goes through ``SafeFS`` (no symlink is ever followed). A remot
 device cannot or must not write (its local parent is a symlink or a file, its name does not fit
 the local filesystem, a file here where a folder is there) is recorded in the ``skipped`` table
 with its reason, logged once, and tried again on later passes; everything else keeps syncing.
+
+Remote changes under an ignored path come down too (ignoring is about uploading); a local
+edit there, which is never uploaded, is kept as a conflicted copy rather than overwritten.
+Paths excluded from this device and the daemon's own files are left alone (``Daemon.waits``).
 """
 
 from __future__ import annotations
@@ -46,14 +50,14 @@ class Applier:
 
     def actionable(self) -> int:
         """How many remote differences wait (for progress and idleness); skipped paths do not."""
-        diff = self.d.db.remote_diff()
+        diff = self.d.remote_todo()
         if not self._held:
             return len(diff)
         return sum(1 for r, _ in diff if (rel := self.d.mounts.local(r.ns_id, r.path)) is None or key_of(rel) not in self._held)
 
     async def reconcile(self) -> int:
         """Apply what can be applied now; returns how many rows were handled."""
-        diff = self.d.db.remote_diff()
+        diff = self.d.remote_todo()
         pending = self.d.db.pending_keys()
         self._prune(diff, pending)
         if not diff:
@@ -140,7 +144,7 @@ class Applier:
         """No queued op and no unindexed disk change at ``rel``."""
         if key_of(rel) in pending:
             return False
-        return same_stat(self.d.db.local(rel), self.d.indexer.stat(rel))
+        return same_stat(self.d.db.local(rel), self.d.indexer.on_disk(rel))
 
     def make_dirs(self, folder: str) -> None:
         """Create a folder and its missing parents (relative to the root) and record them as indexed.
@@ -156,11 +160,16 @@ class Applier:
     # -- the four kinds ------------------------------------------------------------------
     def _move(self, r: RemoteRow, s: SyncedRow, rel: str, pending: set[str]) -> int:
         old = s.path
-        if key_of(rel) in pending or not self._clean(old, pending):
+        if key_of(rel) in pending:
             return 0
-        if self.d.indexer.stat(rel) is not None and key_of(rel) != key_of(old):
+        if not self._clean(old, pending):
+            if key_of(old) in pending or not self.d.indexer.ignore.covers(old):
+                return 0                                # the local change's op decides
+            self.d.db.drop_synced(old, subtree=True)    # an ignored local edit stays as it is;
+            return 1                                    # the moved version downloads
+        if self.d.indexer.on_disk(rel) is not None and key_of(rel) != key_of(old):
             return 0                                    # something local is in the way: later
-        if self.d.indexer.stat(old) is None:
+        if self.d.indexer.on_disk(old) is None:
             self.d.db.drop_synced(old, subtree=True)    # nothing to move: the download brings it
             return 1
         self.fs.check_writable(rel)
@@ -176,7 +185,7 @@ class Applier:
     def _folder(self, r: RemoteRow, rel: str, pending: set[str]) -> int:
         if key_of(rel) in pending:
             return 0
-        disk = self.d.indexer.stat(rel)
+        disk = self.d.indexer.on_disk(rel)
         if disk is None:
             if self.d.db.local(rel) is not None:
                 self.d.mark_dirty(rel)                  # deleted locally, not indexed yet
@@ -201,8 +210,9 @@ class Applier:
     async def _file(self, r: RemoteRow, rel: str, pending: set[str]) -> int:
         if key_of(rel) in pending:
             return 0
-        disk = self.d.indexer.stat(rel)
-        if not same_stat(self.d.db.local(rel), disk):
+        disk = self.d.indexer.on_disk(rel)
+        edited = not same_stat(self.d.db.local(rel), disk)
+        if edited and not (disk is not None and disk.kind == FILE and self.d.indexer.ignore.covers(rel)):
             self.d.mark_dirty(rel)                      # a local change the indexer has not seen
             return 0
         if disk is not None and disk.kind != FILE:
@@ -213,9 +223,10 @@ class Applier:
         if held is not None and held[1] == r.revision and held[2] > time.time():
             return 0                                    # failed after a download: wait for a rescan
         here = self.d.db.synced(rel)
-        if disk is not None and here is None:
-            # A local file the cluster never had at this path, with no op queued (it was
-            # refused before, say): keep it as a conflicted copy, take the remote one.
+        if disk is not None and (here is None or edited):
+            # A local file the cluster does not have at this path, with no op queued (refused
+            # before, or ignored and so never uploaded): keep it as a conflicted copy, take the
+            # remote one.
             copy = self.d.ops.conflicted_copy(rel)
             self.fs.rename(rel, copy)
             self.d.db.move_local(rel, copy)
@@ -257,7 +268,7 @@ class Applier:
         rel = s.path
         if key_of(rel) in pending:
             return 0
-        disk = self.d.indexer.stat(rel)
+        disk = self.d.indexer.on_disk(rel)
         if disk is None:
             self.d.db.drop_local(rel)
             self.d.db.drop_synced(rel)

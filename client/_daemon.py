@@ -7,6 +7,11 @@ exponential backoff and jitter while the cluster is away, and follows the change
 the saved cursors (re-locating the owner sync node when told to, and catching up through
 ``ListChanges`` while no sync node answers). Changes are applied to the remote tree and the
 cursor advanced in one SQLite transaction, so a restart resumes exactly where it stopped.
+
+If the folder's root marker is missing (unmounted, deleted, replaced) the daemon pauses: it
+says so, deletes nothing, and resumes by itself once the folder is back. Its state ("up to
+date" only when nothing is queued, in flight or waiting remotely) is computed live
+(``report``) and served on a local socket for ``tessera sync status`` (``client._status``).
 """
 
 from __future__ import annotations
@@ -20,16 +25,20 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from client._apply import Applier
+from client._backoff import Backoff
 from client._client import Client, ClientConfig, _call
 from client._errors import AuthenticationError, SyncError, UnavailableError
-from client._indexer import FolderVanished, Ignore, Indexer
-from client._localdb import FOLDER, LocalDB, RemoteRow
+from client._indexer import FolderVanished, Ignore, Indexer, check_root
+from client._localdb import FOLDER, LocalDB, RemoteRow, SyncedRow
 from client._ops import OpRunner, is_network
 from client._progress import Progress
+from client._selective import Selective
+from client._status import VIEW_ONLY, StatusServer, control, status_report
 from client._transfer import Transfer
 from client._types import Change, ChangeOp, Entry
 from client._watcher import Watcher
@@ -39,6 +48,7 @@ from tessera.rpc import open_channel
 
 log = logging.getLogger(__name__)
 
+ROOT_CHECK = 1.0            # seconds between looks at the root marker while idle
 
 
 @dataclass(frozen=True)
@@ -55,8 +65,8 @@ class DaemonConfig:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     download_concurrency: int = 8
-    mass_delete_min: int = 3
     watch: bool = True
+    status_socket: bool = True        # serve ``tessera sync status`` (``run`` only)
 
 
 class Mounts:
@@ -100,8 +110,11 @@ class Daemon:
         self.device_id = self.db.get_meta("device_id") or f"{cfg.device_name[:32]}-{random.getrandbits(48):012x}"
         self.db.set_meta("device_id", self.device_id)
         self.progress = progress or Progress()
+        self.progress.report = self.report
+        self.progress.on_done = self.db.unskip_under
+        self.selective = Selective(self)
         self.indexer = Indexer(self.root, self.db, Ignore(self.root, cfg.state_dir), settle=cfg.settle,
-                               closed=self._closed, mass_delete_min=cfg.mass_delete_min)
+                               closed=self._closed, hidden=self.selective.hidden)
         self.ops = OpRunner(self)
         self.applier = Applier(self, concurrency=cfg.download_concurrency)
         saved = json.loads(self.db.get_meta("mounts", "{}"))
@@ -122,6 +135,13 @@ class Daemon:
         self._idle = False
         self._last_rescan = 0.0
         self.last_error = ""
+        self.backoff = Backoff(cfg.backoff_base, cfg.backoff_cap)
+        self.paused = ""                    # why the folder is not synced now (root marker missing)
+        self._heads: dict[str, int] = {}    # namespace -> journal head when last connected
+        self._status_server: StatusServer | None = None
+        self._stop_event = asyncio.Event()
+        self._online_since = 0.0
+        self._delivered = False
 
     # -- hooks for the parts -------------------------------------------------------------
     def _closed(self, rel: str, mtime_ns: int) -> bool:
@@ -148,7 +168,70 @@ class Daemon:
     def status(self) -> dict[str, object]:
         """A snapshot for tests and ``--once`` reports."""
         return {"online": self.online, "ops": len(self.db.ops()), "diff": self.applier.actionable(),
-                "deferred": len(self._deferred), "counters": self.db.counters(), "error": self.error}
+                "deferred": len(self._deferred), "counters": self.db.counters(), "error": self.error,
+                "paused": self.paused}
+
+    def note_failed(self, rel: str, status: grpc.StatusCode | None, message: str) -> None:
+        """A local change the cluster refused: keep it here and list it in the status."""
+        if status is grpc.StatusCode.PERMISSION_DENIED:
+            self.db.skip(rel, f"{VIEW_ONLY}: you cannot edit this shared folder; your change is kept on this device only")
+        else:
+            self.db.skip(rel, f"not synced: {message}")
+
+    def rescan(self) -> None:
+        """Index the whole folder on the next pass."""
+        self._full_scan = True
+        self._wake.set()
+
+    def pending_paths(self) -> set[str]:
+        """Local paths seen changing but not indexed yet (settling or dirty)."""
+        out = set(self._deferred) | set(self._dirty)
+        if self._watcher is not None:
+            out |= self._watcher.pending
+        return out
+
+    def waits(self, rel: str) -> bool:
+        """Remote changes at ``rel`` are not applied here: excluded, or the daemon's own file."""
+        return self.selective.covers(rel) or self.indexer.ignore.reserved(rel)
+
+    def remote_todo(self) -> list[tuple[RemoteRow, SyncedRow | None]]:
+        """Remote changes still to apply on this device (not excluded, mounted here)."""
+        out = []
+        for r, s in self.db.remote_diff():
+            rel = self.mounts.local(r.ns_id, r.path)
+            if rel is None or self.waits(rel) or (s is not None and self.waits(s.path)):
+                continue
+            out.append((r, s))
+        return out
+
+    def _behind(self) -> bool:
+        cursors = self.db.cursors()
+        return any(cursors.get(ns, 0) < head for ns, head in self._heads.items() if ns in self.mounts.by_ns)
+
+    @property
+    def up_to_date(self) -> bool:
+        """Online, and nothing queued, settling, in flight, excluding or waiting remotely."""
+        return (self.online and not self.paused and not self.error and not self.db.ops() and not self.pending_paths()
+                and not self.progress.transfers and not self._behind() and not self.remote_todo()
+                and all(state != "excluding" for state in self.selective.paths.values()))
+
+    def state(self) -> tuple[str, str]:
+        """(state, detail): stopped, paused, offline, up to date or syncing."""
+        if self.error:
+            return "stopped", self.error
+        if self.paused:
+            return "paused", self.paused
+        if not self.online:
+            return "offline", self.last_error
+        return ("up to date", "") if self.up_to_date else ("syncing", "")
+
+    def report(self) -> dict[str, Any]:
+        """What ``tessera sync status`` prints (``client._status.report``)."""
+        return status_report(self)
+
+    async def control(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Answer one request on the status socket."""
+        return await control(self, req)
 
     # -- test hooks: a network cut at the client's edge --------------------------------------
     def disconnect(self) -> None:
@@ -163,10 +246,13 @@ class Daemon:
 
     # -- lifecycle -----------------------------------------------------------------------
     async def run(self) -> None:
-        """Sync until ``stop()``; raises FolderVanished or AuthenticationError to stop for good."""
-        if self.cfg.watch:
-            self._watcher = Watcher(self.root, asyncio.get_running_loop(), self._wake.set)
-            self._watcher.start()
+        """Sync until ``stop()``; raises AuthenticationError to stop for good (a missing folder
+        pauses instead: see ``_check_root``)."""
+        self._start_watcher()
+        if self.cfg.status_socket:
+            self._status_server = StatusServer(self.cfg.state_dir, self.control)
+            if not await self._status_server.start():
+                self._status_server = None
         link = asyncio.create_task(self._keep_linked())
         try:
             while not self._stopping:
@@ -181,9 +267,18 @@ class Daemon:
     def stop(self) -> None:
         """Ask ``run`` to return."""
         self._stopping = True
+        self._stop_event.set()
         self._wake.set()
 
+    def _start_watcher(self) -> None:
+        if self.cfg.watch and self._watcher is None and self.root.is_dir():
+            self._watcher = Watcher(self.root, asyncio.get_running_loop(), self._wake.set)
+            self._watcher.start()
+
     async def _shutdown(self) -> None:
+        if self._status_server is not None:
+            await self._status_server.stop()
+            self._status_server = None
         if self._watcher is not None:
             self._watcher.stop()
         if self._sub_task is not None:
@@ -201,8 +296,9 @@ class Daemon:
         try:
             await self._connect()
         except UnavailableError as e:
-            self.indexer.detect(None)
-            self.progress.set_state("offline", f"{e.message}; {len(self.db.ops())} changes queued for later")
+            if self._check_root():
+                self.indexer.detect(None)
+                self.progress.set_state("offline", f"{e.message}; {len(self.db.ops())} changes queued for later")
             await self._shutdown()
             return False
         try:
@@ -212,6 +308,8 @@ class Daemon:
                 await self._pass()
                 if self._idle:
                     return True
+                if self.paused:
+                    return False
                 await asyncio.sleep(0.05 if not self._deferred else max(0.05, min(self._deferred.values()) - time.monotonic()))
             return False
         finally:
@@ -229,6 +327,7 @@ class Daemon:
             await client.close()
             raise
         mounts = {n.namespace_id: n.mount_path for n in resp.namespaces}
+        self._heads = {n.namespace_id: n.head_seq for n in resp.namespaces}
         self.mounts = Mounts(client.root_namespace_id, mounts)
         self.db.set_meta("root_ns", client.root_namespace_id)
         self.db.set_meta("mounts", json.dumps(mounts))
@@ -236,7 +335,7 @@ class Daemon:
         if self.client is not None:
             await self.client.close()
         self.client = client
-        self.transfer = Transfer(client, self.db, self.root, on_bytes=self.progress.add_bytes)
+        self.transfer = Transfer(client, self.db, self.root, on_bytes=self.progress.add_bytes, progress=self.progress)
         self.online = True
         self._went_offline.clear()
         self.progress.set_state("syncing")
@@ -253,33 +352,58 @@ class Daemon:
             self._sub_task = None
 
     def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with jitter (half to full of the capped exponential)."""
-        delay = min(self.cfg.backoff_cap, self.cfg.backoff_base * 2 ** min(attempt, 20))
-        return delay * (0.5 + random.random() / 2)
+        """One jittered delay of this daemon's backoff (see ``Backoff``)."""
+        return Backoff(self.cfg.backoff_base, self.cfg.backoff_cap).delay(attempt)
+
+    async def _try_connect(self) -> str | None:
+        """One connection attempt: None on success, else why it failed (as text only: holding
+        the exception would hold the failed call, and gRPC keeps redialling for a live call)."""
+        self.backoff.attempts.append(time.monotonic())
+        try:
+            await self._connect()
+        except AuthenticationError as e:
+            self.error = f"not authorised: {e.message}"
+            self.progress.set_state("stopped", self.error)
+            raise
+        except SyncError as e:
+            return e.message
+        self._online_since = time.monotonic()
+        self._delivered = False
+        return None
+
+    def _link_held(self) -> bool:
+        """The link did real work (delivered a change, finished an op) or stayed up a while."""
+        return self._delivered or time.monotonic() - self._online_since >= max(5.0, self.cfg.backoff_cap)
 
     async def _keep_linked(self) -> None:
-        attempt = 0
+        """Stay connected; while the cluster is away, retry with growing jittered delays.
+
+        The backoff resets only once a link held (``_link_held``): a cluster that accepts the
+        connection and fails right after does not make the daemon redial at full speed."""
         while not self._stopping:
             if self.online:
                 if self._sub_task is None or self._sub_task.done():
                     self._sub_task = asyncio.create_task(self._follow())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._went_offline.wait(), 1.0)
+                if self.online and self._link_held():
+                    self.backoff.succeeded()
+                elif not self.online and not self._link_held():
+                    await self._wait(self.backoff.next_delay())   # up, then down at once: not a success
                 continue
-            try:
-                await self._connect()
-                attempt = 0
+            why = await self._try_connect()
+            if why is None:
                 self._wake.set()
-            except AuthenticationError as e:
-                self.error = f"not authorised: {e.message}"
-                self.progress.set_state("stopped", self.error)
-                raise
-            except SyncError as e:
-                attempt += 1
-                delay = self._backoff(attempt)
-                self.last_error = e.message
-                self.progress.set_state("offline", f"{e.message}; retrying in {delay:.1f}s")
-                await asyncio.sleep(delay)
+                continue
+            delay = self.backoff.next_delay()
+            self.last_error = why
+            self.progress.set_state("offline", f"{why}; retrying in {delay:.1f}s")
+            await self._wait(delay)
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep, unless asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
 
     async def _sync_address(self) -> str:
         return await self.client._sync_address()
@@ -326,6 +450,7 @@ class Daemon:
     # -- journal -------------------------------------------------------------------------
     async def _on_event(self, ev: sync_pb2.SyncEvent) -> None:
         kind = ev.WhichOneof("event")
+        self._delivered = True
         if kind == "change":
             await self.apply_change(Change.from_pb(ev.change))
         elif kind == "removed":
@@ -442,13 +567,37 @@ class Daemon:
             timeout = min(timeout, min(self._deferred.values()) - now)
         if self.db.ops() and self.online:
             timeout = min(timeout, self._backoff(1))
+        timeout = min(timeout, ROOT_CHECK)          # notice an unmounted folder, or its return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(0.005, timeout))
         self._wake.clear()
         await asyncio.sleep(0.005)        # let a burst of events land in one pass
 
+    def _check_root(self) -> bool:
+        """Is the folder there with its marker? If not, pause (and say so) until it is back."""
+        try:
+            check_root(self.root, self.db)
+        except FolderVanished as e:
+            if self.paused != str(e):
+                log.warning("%s", e)
+            self.paused = str(e)
+            self.progress.set_state("paused", self.paused)
+            if self._watcher is not None:
+                self._watcher.stop()
+                self._watcher = None
+            return False
+        if self.paused:
+            log.warning("%s is back: syncing again", self.root)
+            self.paused = ""
+            self._full_scan = True
+            self._start_watcher()
+        return True
+
     async def _pass(self) -> None:
         """Index, replay ops, apply remote changes. One at a time, never concurrently."""
+        if not self._check_root():
+            self._idle = False
+            return
         now = time.monotonic()
         scopes: set[str] | None = set(self._dirty)
         self._dirty.clear()
@@ -462,31 +611,33 @@ class Daemon:
             scopes, self._full_scan, self._last_rescan = None, False, now
         try:
             detected = self.indexer.detect(scopes) if scopes is None or scopes else None
-        except FolderVanished as e:
-            self.error = str(e)
-            self.progress.set_state("stopped", self.error)
-            log.error("%s", e)
-            raise
+        except FolderVanished:
+            self._check_root()                      # vanished since the check above: pause
+            self._idle = False
+            return
         if detected is not None:
             for rel in detected.deferred:
                 self.defer(rel)
         work = 0
         if self.online and not self._blocked:
+            if (detected is not None and detected.ops) or self._wake.is_set():
+                self.progress.set_state("syncing")
             try:
                 work += await self.ops.run_all()
                 work += await self.applier.reconcile()
+                work += await self.selective.settle()
             except SyncError as e:
                 if not is_network(e):
                     raise
                 self._offline(e.message)
             except grpc.aio.AioRpcError as e:
                 self._offline(e.details() or e.code().name)
+        if work:
+            self._delivered = True
         ops = self.db.ops()
         diff = self.applier.actionable()
         self.progress.queue(len(ops) + diff, 0)
         self._idle = (self.online and not ops and not self._deferred and not self._dirty and work == 0
                       and (diff == 0 or not self._wake.is_set()))
-        if self._idle and diff == 0:
-            self.progress.set_state("synced")
-        elif self.online:
-            self.progress.set_state("syncing")
+        if self.online:
+            self.progress.set_state(*(("syncing", "") if ops or diff or self._deferred else self.state()))

@@ -6,13 +6,21 @@ inode of one that vanished is a move (for a file, size and mtime must match too,
 inode is not mistaken for one). A file modified less than ``settle`` seconds ago, and not
 seen closed by the watcher since, is still being written: it waits.
 
-The indexer refuses to turn a missing folder, or one that suddenly emptied, into a mass delete:
-it raises ``FolderVanished`` and the daemon stops and says so.
+``.tesseraignore`` is about uploading only: a matching local path is never uploaded, and
+nothing the user does to it locally (edit, delete, move away) reaches the server. A path that
+was synced before it became ignored is not "gone": no delete is queued for it, the server and
+every other device keep it, and remote changes to it still come down (``Applier``). Paths
+excluded from this device (selective sync) are not walked at all.
+
+A marker at the root (``.tessera/folder-id``, written on the first run, never synced) tells an
+unmounted, missing or replaced folder from a user's deletes: without it ``check_root`` raises
+``FolderVanished`` and the daemon pauses (deleting nothing) until the folder is back.
 """
 
 from __future__ import annotations
 
 import logging
+import errno
 import os
 import stat as stat_mod
 import time
@@ -30,10 +38,53 @@ log = logging.getLogger(__name__)
 IGNORE_FILE = ".tesseraignore"
 TEMP_SUFFIX = ".tessera-part"
 STATE_DIR_NAME = ".tessera"
+MARKER = f"{STATE_DIR_NAME}/folder-id"
 
 
 class FolderVanished(Exception):
-    """The synced folder is missing or suddenly empty: not propagated as a mass delete."""
+    """The synced folder is missing, unmounted or replaced (its root marker is gone)."""
+
+
+def check_root(root: Path, db: LocalDB) -> None:
+    """Make sure ``root`` is the folder this state belongs to, by its marker.
+
+    The first run writes the marker (a random id kept in the state too). Later runs need it
+    there with the same id; otherwise raise ``FolderVanished`` (the daemon pauses, deletes
+    nothing and retries).
+    """
+    want = db.get_meta("folder_id")
+    marker = root / MARKER
+    if not root.is_dir():
+        raise FolderVanished(f"{root} is missing (unmounted?): paused, nothing is deleted; "
+                             "syncing resumes when it is back")
+    try:
+        have = marker.read_text().strip() if not marker.is_symlink() else ""
+    except (FileNotFoundError, NotADirectoryError):
+        have = None
+    except OSError as e:
+        raise FolderVanished(f"cannot read {marker} ({e.strerror}): paused, nothing is deleted") from None
+    if not want:                        # first run (or a state from before markers): adopt or mark
+        want = have or os.urandom(16).hex()
+        if have is None:
+            try:
+                if (root / STATE_DIR_NAME).is_symlink():
+                    raise OSError(errno.ELOOP, "is a symlink")
+                (root / STATE_DIR_NAME).mkdir(mode=0o700, exist_ok=True)
+                fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+                with os.fdopen(fd, "w") as f:
+                    f.write(want + "\n")
+            except OSError as e:
+                raise FolderVanished(f"cannot write the folder's marker {marker} ({e.strerror}): "
+                                     "not syncing without it") from None
+        db.set_meta("folder_id", want)
+        return
+    if have is None:
+        raise FolderVanished(
+            f"{root} has lost its marker {MARKER} (unmounted, or deleted and made again?): paused, "
+            f"nothing is deleted; put the folder back to resume, or to start it afresh from the "
+            f"server stop the daemon and remove its state directory")
+    if have != want:
+        raise FolderVanished(f"{root} holds another synced folder's marker ({MARKER}): paused, nothing is deleted")
 
 
 @dataclass(frozen=True)
@@ -86,8 +137,14 @@ class Ignore:
                 lines = []
             self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
 
+    def reserved(self, path: str) -> bool:
+        """The daemon's own files (marker, state, temporaries): never synced either way."""
+        if any(part == STATE_DIR_NAME for part in path.split("/")) or path.endswith(TEMP_SUFFIX):
+            return True
+        return bool(self._state_rel) and (path == self._state_rel or path.startswith(self._state_rel + "/"))
+
     def __call__(self, path: str, is_dir: bool) -> bool:
-        """True if ``path`` (relative, "/"-separated) must not be synced."""
+        """True if ``path`` (relative, "/"-separated) must not be uploaded (its parent is not)."""
         name = path.rpartition("/")[2]
         if name == STATE_DIR_NAME or name.endswith(TEMP_SUFFIX):
             return True
@@ -95,6 +152,17 @@ class Ignore:
             return True
         self._reload()
         return self._spec.match_file(path + "/" if is_dir else path)
+
+    def covers(self, path: str, is_dir: bool | None = None) -> bool:
+        """True if ``path`` or any folder above it is ignored (or reserved); ``is_dir`` defaults
+        to what is on the disk."""
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if self("/".join(parts[:i]), True):
+                return True
+        if is_dir is None:
+            is_dir = os.path.isdir(self.root / path) and not os.path.islink(self.root / path)
+        return self(path, is_dir)
 
 
 @dataclass
@@ -110,7 +178,7 @@ class Indexer:
     """Turns differences between the disk and the ``local`` tree into queued operations."""
 
     def __init__(self, root: Path, db: LocalDB, ignore: Ignore, *, settle: float = 1.0,
-                 closed: Callable[[str, int], bool] | None = None, mass_delete_min: int = 3) -> None:
+                 closed: Callable[[str, int], bool] | None = None, hidden: Callable[[str], bool] | None = None) -> None:
         """Create an indexer.
 
         Args:
@@ -119,8 +187,7 @@ class Indexer:
             ignore: what not to sync.
             settle: seconds a file must be unmodified before upload (unless seen closed).
             closed: tells whether the watcher saw the file closed after its mtime.
-            mass_delete_min: a folder that empties at once with at least this many entries
-                known is treated as vanished, not as deletes.
+            hidden: paths excluded from this device (selective sync): not walked.
         """
         self.root = root
         self.fs = SafeFS(root)
@@ -128,7 +195,7 @@ class Indexer:
         self.ignore = ignore
         self.settle = settle
         self.closed = closed or (lambda _p, _m: False)
-        self.mass_delete_min = mass_delete_min
+        self.hidden = hidden or (lambda _p: False)
         self._warned: set[str] = set()
 
     # -- walking ---------------------------------------------------------------------
@@ -152,9 +219,18 @@ class Indexer:
         except (OSError, SkipPath):
             return None
         entry = self._entry(rel, st)
-        if entry is None or self.ignore(rel, entry.kind == FOLDER):
+        if entry is None or self.ignore(rel, entry.kind == FOLDER) or self.hidden(rel):
             return None
         return entry
+
+    def on_disk(self, rel: str) -> DiskEntry | None:
+        """The disk entry at a relative path whether ignored or not (None: missing, symlink,
+        special file): what remote changes must not overwrite unseen."""
+        try:
+            st = self.fs.lstat(rel)
+        except (OSError, SkipPath):
+            return None
+        return self._entry(rel, st)
 
     def walk(self, rel: str = "") -> dict[str, DiskEntry]:
         """Every syncable entry at and under ``rel`` ("" = the whole folder), by key."""
@@ -181,7 +257,7 @@ class Indexer:
                         entry = self._entry(child, de.stat(follow_symlinks=False))
                     except OSError:
                         continue
-                    if entry is None or self.ignore(child, entry.kind == FOLDER):
+                    if entry is None or self.ignore(child, entry.kind == FOLDER) or self.hidden(child):
                         continue
                     out[key_of(child)] = entry
                     if entry.kind == FOLDER:
@@ -196,8 +272,7 @@ class Indexer:
     # -- detecting -------------------------------------------------------------------
     def detect(self, scopes: set[str] | None) -> Detected:
         """Index ``scopes`` (relative paths; None = everything) and queue what changed."""
-        if not self.root.is_dir():
-            raise FolderVanished(f"{self.root} is missing (unmounted?): not syncing it as a mass delete")
+        check_root(self.root, self.db)
         disk: dict[str, DiskEntry] = {}
         known: dict[str, LocalRow] = {}
         for scope in _minimal(scopes) if scopes is not None else [""]:
@@ -211,12 +286,9 @@ class Indexer:
             else:
                 known.update((key_of(r.path), r) for r in self.db.local_rows())
         gone = {k: r for k, r in known.items() if k not in disk or disk[k].kind != r.kind}
-        if gone and len(gone) >= self.mass_delete_min and not any(True for k in disk if "/" not in k):
-            total = len(self.db.local_rows())
-            if len(gone) >= total and not self.walk():
-                raise FolderVanished(
-                    f"{self.root} is suddenly empty ({total} entries known): not deleting them everywhere; "
-                    "if you meant it, delete the daemon's state and start again")
+        kept = {k: r for k, r in gone.items() if k not in disk and (self.ignore.covers(r.path, r.kind == FOLDER) or self.hidden(r.path))}
+        for k in kept:              # ignored or excluded now: never a delete on the server
+            del gone[k]
         new = {k: e for k, e in disk.items() if k not in known or known[k].kind != e.kind}
         out = Detected()
         with self.db.tx():
@@ -245,6 +317,9 @@ class Indexer:
                     out.ops += 1
                 else:
                     out.deferred.append(e.path)
+            for r in kept.values():
+                if self.on_disk(r.path) is None:
+                    self.db.drop_local(r.path)      # gone from the disk: its remote changes come down again
             for k in sorted(gone, key=lambda k: -k.count("/")):
                 self.db.drop_local(gone[k].path)
                 self.db.add_op("delete", gone[k].path)

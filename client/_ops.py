@@ -131,6 +131,7 @@ class OpRunner:
             if is_network(e):
                 raise
             log.warning("%s %s: %s (not synced)", op.kind, op.path, e.message)
+            self.d.note_failed(op.path, e.status, e.message)
             self.d.db.bump("failed_ops")
             self.d.db.op_done(op.id)
             return 1
@@ -217,6 +218,7 @@ class OpRunner:
                 raise UnavailableError(res.message)
             else:
                 log.warning("upload %s: %s (not synced)", op.path, res.message)
+                self.d.note_failed(op.path, code, res.message)
                 self.d.db.bump("failed_ops")
                 self.d.db.op_done(op.id)
 

@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from client._client import Client, _call
 from client._localdb import LocalDB
@@ -28,6 +29,9 @@ from client._safefs import SafeFS, SkipPath
 from client._types import Entry
 from tessera.chunking import Chunk, iter_chunks
 from tessera.pb import common_pb2, meta_pb2
+
+if TYPE_CHECKING:
+    from client._progress import Progress
 
 BATCH_CHUNKS = 16
 IN_FLIGHT = 3
@@ -46,7 +50,7 @@ class TargetChanged(Exception):
 class Prepared:
     """A file read and its chunks stored: ready to commit."""
 
-    refs: list[tuple[int, bytes, int]]      # (offset, hash, size)
+    refs: list[tuple[int, bytes, int]]  # (offset, hash, size)
     receipts: list[common_pb2.Receipt]
     size: int
     mtime_ns: int
@@ -72,12 +76,21 @@ def _take(chunks: Iterator[Chunk], n: int) -> list[Chunk]:
 class Transfer:
     """Uploads and downloads for one daemon."""
 
-    def __init__(self, client: Client, db: LocalDB, root: Path, *, on_bytes: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        db: LocalDB,
+        root: Path,
+        *,
+        on_bytes: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
         self.client = client
         self.db = db
         self.root = root
         self.fs = SafeFS(root)
         self._on_bytes = on_bytes or (lambda _n: None)
+        self._progress = progress  # per-file progress of large transfers (status)
 
     # -- upload --------------------------------------------------------------------------
     async def prepare(self, rel: str) -> Prepared:
@@ -100,11 +113,19 @@ class Transfer:
             kept = self.db.receipts(list(missing))
             for h, raw in kept.items():
                 receipts[h] = common_pb2.Receipt.FromString(raw)
-            todo = list({c.hash: c for c in batch if c.hash in missing and c.hash not in kept}.values())
+            todo = list(
+                {c.hash: c for c in batch if c.hash in missing and c.hash not in kept}.values()
+            )
+            if self._progress is not None:
+                self._progress.advance(
+                    rel, "up", sum(c.size for c in batch if c.hash not in {t.hash for t in todo})
+                )
             if not todo:
                 return
             got = await blocks.put(todo)
-            self.db.save_receipts([(bytes(r.hash), r.size, r.SerializeToString(), r.expires_at) for r in got])
+            self.db.save_receipts(
+                [(bytes(r.hash), r.size, r.SerializeToString(), r.expires_at) for r in got]
+            )
             for r in got:
                 receipts[bytes(r.hash)] = r
             n, b = len(todo), sum(c.size for c in todo)
@@ -113,10 +134,14 @@ class Transfer:
             self.db.bump("chunks_sent", n)
             self.db.bump("bytes_sent", b)
             self._on_bytes(b)
+            if self._progress is not None:
+                self._progress.advance(rel, "up", b)
 
         try:
             with self.fs.open_read(rel) as f:
                 st1 = os.fstat(f.fileno())
+                if self._progress is not None:
+                    self._progress.begin(rel, "up", st1.st_size)
                 chunks = iter_chunks(f)
                 while True:
                     batch = await asyncio.to_thread(_take, chunks, BATCH_CHUNKS)
@@ -124,7 +149,9 @@ class Transfer:
                         break
                     refs.extend((c.offset, c.hash, c.size) for c in batch)
                     while len(in_flight) >= IN_FLIGHT:
-                        done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                        done, in_flight = await asyncio.wait(
+                            in_flight, return_when=asyncio.FIRST_COMPLETED
+                        )
                         for t in done:
                             t.result()
                     in_flight.add(asyncio.create_task(store(batch)))
@@ -136,6 +163,8 @@ class Transfer:
         finally:
             for t in in_flight:
                 t.cancel()
+            if self._progress is not None:
+                self._progress.end(rel, "up")
         _unchanged_since(rel, st1, self.fs.lstat(rel))
         wanted = [receipts[h] for h in dict.fromkeys(h for _, h, _ in refs) if h in receipts]
         return Prepared(refs, wanted, st1.st_size, st1.st_mtime_ns, st1.st_ino, sent, sent_bytes)
@@ -162,12 +191,17 @@ class Transfer:
             if not isinstance(item, BaseException):
                 unique.update((c.hash, c) for c in item[1])
         missing = await self.client.need_chunks(list(unique)) if unique else set()
-        kept = {h: common_pb2.Receipt.FromString(raw) for h, raw in self.db.receipts(list(missing)).items()}
+        kept = {
+            h: common_pb2.Receipt.FromString(raw)
+            for h, raw in self.db.receipts(list(missing)).items()
+        }
         todo = [unique[h] for h in missing if h not in kept]
         if todo:
             blocks = await self.client._block_pool()
             got = await blocks.put(todo)
-            self.db.save_receipts([(bytes(r.hash), r.size, r.SerializeToString(), r.expires_at) for r in got])
+            self.db.save_receipts(
+                [(bytes(r.hash), r.size, r.SerializeToString(), r.expires_at) for r in got]
+            )
             kept.update((bytes(r.hash), r) for r in got)
             n, b = len(todo), sum(c.size for c in todo)
             self.db.bump("chunks_sent", n)
@@ -184,23 +218,41 @@ class Transfer:
             results.append(Prepared(refs, receipts, st.st_size, st.st_mtime_ns, st.st_ino, 0, 0))
         return results
 
-    def commit_request(self, p: Prepared, ns_id: str, ns_path: str, parent_revision: str, op_id: str) -> meta_pb2.CommitRequest:
+    def commit_request(
+        self, p: Prepared, ns_id: str, ns_path: str, parent_revision: str, op_id: str
+    ) -> meta_pb2.CommitRequest:
         """The Commit for a prepared file."""
         return meta_pb2.CommitRequest(
-            namespace_id=ns_id, path=ns_path, parent_revision=parent_revision,
-            blocklist=common_pb2.Blocklist(chunks=[common_pb2.ChunkRef(hash=h, size=s) for _, h, s in p.refs]),
-            receipts=p.receipts, client_mtime_ns=p.mtime_ns, device_id=self.client.device_id, operation_id=op_id)
+            namespace_id=ns_id,
+            path=ns_path,
+            parent_revision=parent_revision,
+            blocklist=common_pb2.Blocklist(
+                chunks=[common_pb2.ChunkRef(hash=h, size=s) for _, h, s in p.refs]
+            ),
+            receipts=p.receipts,
+            client_mtime_ns=p.mtime_ns,
+            device_id=self.client.device_id,
+            operation_id=op_id,
+        )
 
     async def commit(self, req: meta_pb2.CommitRequest) -> Entry:
         """Commit one file version (ConflictError when the parent is stale)."""
-        resp = await _call(self.client._meta.Commit(req, metadata=self.client._md, timeout=self.client.config.timeout))
+        resp = await _call(
+            self.client._meta.Commit(
+                req, metadata=self.client._md, timeout=self.client.config.timeout
+            )
+        )
         self.db.drop_receipts([bytes(r.hash) for r in req.receipts])
         return Entry.from_pb(resp.entry)
 
     async def commit_batch(self, reqs: list[meta_pb2.CommitRequest]) -> list[meta_pb2.CommitResult]:
         """Commit many small files in one round trip; one result each."""
         req = meta_pb2.CommitBatchRequest(commits=reqs)
-        resp = await _call(self.client._meta.CommitBatch(req, metadata=self.client._md, timeout=self.client.config.timeout))
+        resp = await _call(
+            self.client._meta.CommitBatch(
+                req, metadata=self.client._md, timeout=self.client.config.timeout
+            )
+        )
         self.db.drop_receipts([bytes(r.hash) for c in reqs for r in c.receipts])
         return list(resp.results)
 
@@ -217,8 +269,14 @@ class Transfer:
                 return data
         return None
 
-    async def download(self, ns_id: str, ns_path: str, rel: str, expect: tuple[int, int, int] | None,
-                       make_dirs: Callable[[str], None]) -> tuple[Entry, os.stat_result, list[tuple[int, bytes, int]], int]:
+    async def download(
+        self,
+        ns_id: str,
+        ns_path: str,
+        rel: str,
+        expect: tuple[int, int, int] | None,
+        make_dirs: Callable[[str], None],
+    ) -> tuple[Entry, os.stat_result, list[tuple[int, bytes, int]], int]:
         """Fetch the head of a remote file into ``rel``.
 
         Args:
@@ -238,7 +296,11 @@ class Transfer:
                 this filesystem cannot hold); nothing was written.
         """
         req = meta_pb2.GetFileRequest(namespace_id=ns_id, path=ns_path)
-        resp = await _call(self.client._meta.GetFile(req, metadata=self.client._md, timeout=self.client.config.timeout))
+        resp = await _call(
+            self.client._meta.GetFile(
+                req, metadata=self.client._md, timeout=self.client.config.timeout
+            )
+        )
         entry = Entry.from_pb(resp.entry)
         layout: list[tuple[int, bytes, int]] = []
         offsets: dict[bytes, list[int]] = {}
@@ -249,24 +311,36 @@ class Transfer:
             pos += c.size
         make_dirs(rel.rpartition("/")[0])
         fetched = 0
-        with self.fs.create_temp(rel) as tmp:
-            os.ftruncate(tmp.fd, pos)
-            remote: list[bytes] = []
-            for h, where in offsets.items():
-                data = await asyncio.to_thread(self._local_chunk, h)
-                if data is None:
-                    remote.append(h)
-                    continue
-                for off in where:
-                    os.pwrite(tmp.fd, data, off)
-            if remote:
-                blocks = await self.client._block_pool()
-                async for h, data in blocks.get(resp.ticket, remote):
-                    for off in offsets[h]:
-                        await asyncio.to_thread(os.pwrite, tmp.fd, data, off)
-                    fetched += len(data)
-                    self._on_bytes(len(data))
-            st = await asyncio.to_thread(tmp.commit, lambda current: _check_target(rel, current, expect))
+        if self._progress is not None:
+            self._progress.begin(rel, "down", pos)
+        try:
+            with self.fs.create_temp(rel) as tmp:
+                os.ftruncate(tmp.fd, pos)
+                remote: list[bytes] = []
+                for h, where in offsets.items():
+                    data = await asyncio.to_thread(self._local_chunk, h)
+                    if data is None:
+                        remote.append(h)
+                        continue
+                    for off in where:
+                        os.pwrite(tmp.fd, data, off)
+                    if self._progress is not None:
+                        self._progress.advance(rel, "down", len(data) * len(where))
+                if remote:
+                    blocks = await self.client._block_pool()
+                    async for h, data in blocks.get(resp.ticket, remote):
+                        for off in offsets[h]:
+                            await asyncio.to_thread(os.pwrite, tmp.fd, data, off)
+                        fetched += len(data)
+                        self._on_bytes(len(data))
+                        if self._progress is not None:
+                            self._progress.advance(rel, "down", len(data) * len(offsets[h]))
+                st = await asyncio.to_thread(
+                    tmp.commit, lambda current: _check_target(rel, current, expect)
+                )
+        finally:
+            if self._progress is not None:
+                self._progress.end(rel, "down")
         self.db.bump("bytes_fetched", fetched)
         return entry, st, layout, fetched
 
@@ -283,5 +357,9 @@ def _check_target(rel: str, st: os.stat_result | None, expect: tuple[int, int, i
 
 def _unchanged_since(rel: str, before: os.stat_result, after: os.stat_result) -> None:
     """Raise FileChanging if a file read between two stats changed meanwhile."""
-    if (before.st_size, before.st_mtime_ns, before.st_ino) != (after.st_size, after.st_mtime_ns, after.st_ino):
+    if (before.st_size, before.st_mtime_ns, before.st_ino) != (
+        after.st_size,
+        after.st_mtime_ns,
+        after.st_ino,
+    ):
         raise FileChanging(rel)

@@ -91,6 +91,12 @@ class Watcher(FileSystemEventHandler):
                 self._closed.clear()
             return out
 
+    @property
+    def pending(self) -> set[str]:
+        """The paths dirtied and not taken yet."""
+        with self._lock:
+            return set(self._dirty)
+
     def closed_after(self, rel: str, mtime_ns: int) -> bool:
         """Was the file seen closed with this mtime (so its writer is done)?"""
         with self._lock:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -111,3 +112,11 @@ async def converge(devices: list[Device], timeout: float = 60.0, *, stable: floa
     detail = "\n".join(f"{d.name}: {sorted(t.items())} status={d.daemon.status() if d.daemon else None}"
                        for d, t in zip(devices, last, strict=False))
     raise AssertionError(f"devices did not converge in {timeout}s:\n{detail}")
+
+
+async def run_cli(*args: str) -> tuple[int, str]:
+    """Run ``tessera ARGS`` without blocking the loop the daemons run in: (exit code, output)."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tessera", *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode()
