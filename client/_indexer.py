@@ -19,8 +19,8 @@ unmounted, missing or replaced folder from a user's deletes: without it ``check_
 
 from __future__ import annotations
 
-import logging
 import errno
+import logging
 import os
 import stat as stat_mod
 import time
