@@ -186,6 +186,17 @@ class Client:
             if not token:
                 return out
 
+    async def list_tree(self, path: str = "", *, namespace_id: str = "") -> list[Entry]:
+        """Every entry under a folder, at any depth (folders before their contents)."""
+        out: list[Entry] = []
+        folders = [path]
+        while folders:
+            for e in await self.list(folders.pop(), namespace_id=namespace_id):
+                out.append(e)
+                if e.is_folder:
+                    folders.append(e.path)
+        return out
+
     async def need_chunks(self, hashes: list[bytes]) -> set[bytes]:
         if not hashes:
             return set()

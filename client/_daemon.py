@@ -35,12 +35,13 @@ from client._client import Client, ClientConfig, _call
 from client._errors import AuthenticationError, SyncError, UnavailableError
 from client._indexer import FolderVanished, Ignore, Indexer, check_root
 from client._localdb import FOLDER, LocalDB, RemoteRow, SyncedRow
+from client._mounts import Mounts
 from client._ops import OpRunner, is_network
 from client._progress import Progress
 from client._selective import Selective
 from client._status import VIEW_ONLY, StatusServer, control, status_report
 from client._transfer import Transfer
-from client._types import Change, ChangeOp, Entry
+from client._types import Change, ChangeOp
 from client._watcher import Watcher
 from tessera.errors import error_detail
 from tessera.pb import common_pb2, errors_pb2, meta_pb2, sync_pb2, sync_pb2_grpc
@@ -67,36 +68,6 @@ class DaemonConfig:
     download_concurrency: int = 8
     watch: bool = True
     status_socket: bool = True        # serve ``tessera sync status`` (``run`` only)
-
-
-class Mounts:
-    """Where each namespace lives in the folder ("" for the user's root namespace)."""
-
-    def __init__(self, root_ns: str, mounts: dict[str, str]) -> None:
-        self.root_ns = root_ns
-        self.by_ns = dict(mounts)
-        self.by_ns.setdefault(root_ns, "")
-
-    def local(self, ns_id: str, ns_path: str) -> str | None:
-        """The local relative path of a namespace path (None: not mounted)."""
-        mount = self.by_ns.get(ns_id)
-        if mount is None:
-            return None
-        return f"{mount}/{ns_path}" if mount and ns_path else (mount or ns_path)
-
-    def remote(self, rel: str) -> tuple[str, str]:
-        """(namespace, path inside it) of a local relative path: the deepest mount wins."""
-        best, best_mount = self.root_ns, ""
-        for ns_id, mount in self.by_ns.items():
-            if mount and (rel == mount or rel.startswith(mount + "/")) and len(mount) > len(best_mount):
-                best, best_mount = ns_id, mount
-        return best, rel[len(best_mount) + 1:] if best_mount else rel
-
-    def shadowed(self, root_path: str) -> bool:
-        """A root-namespace path strictly inside another namespace's mount (history from before
-        the folder was shared: those files now live in the shared namespace)."""
-        ns_id, inner = self.remote(root_path)
-        return ns_id != self.root_ns and inner != ""
 
 
 class Daemon:
@@ -524,24 +495,10 @@ class Daemon:
         head = next((n.head_seq for n in resp.namespaces if n.namespace_id == ns_id), None)
         if head is None:
             return
-        entries: list[Entry] = []
-        folders = [""]
-        while folders:
-            folder = folders.pop()
-            for e in await self.client.list(folder, namespace_id=ns_id):
-                entries.append(e)
-                if e.is_folder:
-                    folders.append(e.path)
-        seen = {e.file_id for e in entries}
-        with self.db.tx() as db:
-            db.execute("UPDATE remote SET deleted = 1 WHERE ns_id = ?", (ns_id,))
-            for e in entries:
-                db.execute("DELETE FROM remote WHERE ns_id = ? AND file_id = ?", (ns_id, e.file_id))
-                self.db.put_remote(RemoteRow(ns_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, False, e.seq))
-            for path, file_id, kind, rev in db.execute("SELECT path, file_id, kind, revision FROM synced WHERE ns_id = ?", (ns_id,)).fetchall():
-                if file_id not in seen and self.db.remote_by_id(ns_id, file_id) is None:
-                    self.db.put_remote(RemoteRow(ns_id, file_id, path, kind, rev + "-gone", 0, b"", True, head))
-            self.db.set_cursor(ns_id, head)
+        entries = await self.client.list_tree(namespace_id=ns_id)
+        self.db.replace_remote_namespace(ns_id, [
+            RemoteRow(ns_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, False, e.seq)
+            for e in entries], head)
         self._wake.set()
 
     async def _refresh_mounts(self) -> None:

@@ -404,3 +404,18 @@ class LocalDB:
     def skipped(self) -> list[tuple[str, str, float]]:
         """Every skipped path: (path, reason, when)."""
         return [(p, r or "", a or 0.0) for p, r, a in self._all("SELECT path, reason, at FROM skipped ORDER BY path")]
+
+    def replace_remote_namespace(self, ns_id: str, rows: list[RemoteRow], head: int) -> None:
+        """A namespace listed afresh (its journal was trimmed past our cursor): ``rows`` are
+        what exists now; a synced file missing from them is remotely deleted as of ``head``."""
+        seen = {r.file_id for r in rows}
+        with self.tx() as db:
+            db.execute("UPDATE remote SET deleted = 1 WHERE ns_id = ?", (ns_id,))
+            for r in rows:
+                db.execute("DELETE FROM remote WHERE ns_id = ? AND file_id = ?", (ns_id, r.file_id))
+                self.put_remote(r)
+            synced = db.execute("SELECT path, file_id, kind, revision FROM synced WHERE ns_id = ?", (ns_id,)).fetchall()
+            for path, file_id, kind, rev in synced:
+                if file_id not in seen and self.remote_by_id(ns_id, file_id) is None:
+                    self.put_remote(RemoteRow(ns_id, file_id, path, kind, rev + "-gone", 0, b"", True, head))
+            self.set_cursor(ns_id, head)

@@ -116,7 +116,7 @@ async def converge(devices: list[Device], timeout: float = 60.0, *, stable: floa
 
 async def run_cli(*args: str) -> tuple[int, str]:
     """Run ``tessera ARGS`` without blocking the loop the daemons run in: (exit code, output)."""
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tessera", *args, stdout=asyncio.subprocess.PIPE,
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "cli", *args, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONPATH": os.getcwd()})
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode()
