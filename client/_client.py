@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import stat
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +16,7 @@ from typing import Any
 import grpc
 
 from client._blocks import BlockPool, ring_from_pb
+from client._delta import DeltaBase, chunk_layout, write_version
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
 from client._types import Change, Cursor, Entry, FileVersion, UploadStats
 from tessera.chunking import Chunk, iter_chunks
@@ -230,6 +233,7 @@ class Client:
                     raise
                 parent_revision = ""
         blocks = await self._block_pool()
+        base = await self.delta_base(remote, parent_revision, namespace_id=namespace_id)
         refs: list[common_pb2.ChunkRef] = []
         receipts: list[common_pb2.Receipt] = []
         wire_chunks, wire_bytes = blocks.sent_chunks, blocks.sent_bytes   # what crosses the wire
@@ -245,7 +249,7 @@ class Client:
                 missing = await self.need_chunks([c.hash for c in batch])
                 todo = list({c.hash: c for c in batch if c.hash in missing}.values())
                 if todo:
-                    receipts.extend(await blocks.put(todo))
+                    receipts.extend(await blocks.put(todo, base=base))
         req = meta_pb2.CommitRequest(
             namespace_id=namespace_id,
             path=remote,
@@ -274,6 +278,20 @@ class Client:
         sent, sent_bytes = blocks.sent_chunks - wire_chunks, blocks.sent_bytes - wire_bytes
         return FileVersion(Entry.from_pb(resp.entry), UploadStats(len(refs), sent, sent_bytes))
 
+    async def delta_base(
+        self, remote: str, revision: str | None, *, namespace_id: str = ""
+    ) -> DeltaBase | None:
+        """A file's version ``revision`` as a base for delta uploads (None when there is none:
+        no revision, a folder, a deleted file; the upload then sends whole chunks)."""
+        if not revision:
+            return None
+        req = meta_pb2.GetFileRequest(namespace_id=namespace_id, path=remote, revision_id=revision)
+        try:
+            resp = await self._meta.GetFile(req, metadata=self._md, timeout=self.config.timeout)
+        except grpc.aio.AioRpcError:
+            return None
+        return DeltaBase.from_blocklist(resp.blocklist, resp.ticket)
+
     async def make_folder(self, path: str, *, namespace_id: str = "") -> Entry:
         req = meta_pb2.MakeFolderRequest(
             namespace_id=namespace_id,
@@ -293,25 +311,30 @@ class Client:
     async def get_file(
         self, remote: str, local: Path, *, revision: str = "", namespace_id: str = ""
     ) -> Entry:
-        """Download a revision (default: head) into a temporary file, verified, renamed into place."""
+        """Download a revision (default: head) into a temporary file, verified, renamed into place.
+
+        When ``local`` already holds a file (an older version), its chunks are reused and the
+        changed ones come as deltas against it (``client._delta.write_version``)."""
         req = meta_pb2.GetFileRequest(namespace_id=namespace_id, path=remote, revision_id=revision)
         resp = await _call(self._meta.GetFile(req, metadata=self._md, timeout=self.config.timeout))
-        offsets: dict[bytes, list[int]] = {}
-        pos = 0
-        for c in resp.blocklist.chunks:
-            offsets.setdefault(bytes(c.hash), []).append(pos)
-            pos += c.size
+        new = [(bytes(c.hash), c.size) for c in resp.blocklist.chunks]
         local.parent.mkdir(parents=True, exist_ok=True)
+        old_fd = -1
+        with contextlib.suppress(OSError):
+            old_fd = os.open(local, os.O_RDONLY | os.O_NOFOLLOW)
+            if not stat.S_ISREG(os.fstat(old_fd).st_mode):
+                os.close(old_fd)
+                old_fd = -1
         # A short temporary name whatever the final one (a 240-byte name must still fit in 255).
         fd, tmp = tempfile.mkstemp(prefix=".tessera-", suffix=".tessera-part", dir=local.parent)
         try:
-            os.ftruncate(fd, pos)
-            if offsets:
-                blocks = await self._block_pool()
-                async for h, data in blocks.get(resp.ticket, list(offsets)):
-                    for off in offsets[h]:
-                        await asyncio.to_thread(os.pwrite, fd, data, off)
-            await asyncio.to_thread(os.fsync, fd)
+            layout = await asyncio.to_thread(chunk_layout, old_fd) if old_fd >= 0 else []
+            blocks = await self._block_pool() if new else None
+            if blocks is not None:
+                base_fd = old_fd if layout else None
+                await write_version(blocks, resp.ticket, new, fd, base_fd, layout)
+            else:
+                await asyncio.to_thread(os.fsync, fd)
             os.close(fd)
             fd = -1
             os.replace(tmp, local)
@@ -320,6 +343,9 @@ class Client:
                 os.close(fd)
             Path(tmp).unlink(missing_ok=True)
             raise
+        finally:
+            if old_fd >= 0:
+                os.close(old_fd)
         return Entry.from_pb(resp.entry)
 
     # -- changes ------------------------------------------------------------------------------

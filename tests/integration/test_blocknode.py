@@ -22,7 +22,6 @@ from tests.integration.blockprocs import (
     USER,
     USER_MD,
     Cluster,
-    alist,
     block_stub,
     expect_code,
     get,
@@ -217,19 +216,6 @@ async def test_replicate_with_hint_and_checks(single: Cluster) -> None:
         )
         assert reply.stored == 1
         assert await has(stub, [h]) == [True]
-
-
-async def test_unimplemented_calls(single: Cluster) -> None:
-    h, _ = make_chunk(10)
-    async with block_stub(single.nodes[0]) as stub:
-        request = block_pb2.GetSignatureRequest(ticket=ticket([h]), hash=h, block_size=4096)
-        await expect_code(
-            grpc.StatusCode.UNIMPLEMENTED, stub.GetSignature(request, metadata=USER_MD)
-        )
-        delta = block_pb2.PutChunkRequest(hash=h, base_hash=h, delta=b"ops")
-        await expect_code(
-            grpc.StatusCode.UNIMPLEMENTED, alist(stub.PutChunks(iter([delta]), metadata=USER_MD))
-        )
 
 
 async def test_range_digests_and_list_range(single: Cluster) -> None:
