@@ -236,7 +236,7 @@ class Client:
         base = await self.delta_base(remote, parent_revision, namespace_id=namespace_id)
         refs: list[common_pb2.ChunkRef] = []
         receipts: list[common_pb2.Receipt] = []
-        wire_chunks, wire_bytes = blocks.sent_chunks, blocks.sent_bytes   # what crosses the wire
+        wire_chunks, wire_bytes = blocks.sent_chunks, blocks.wire_sent  # what crosses the wire
         with local.open("rb") as f:
             chunks = iter_chunks(f)
             while True:
@@ -275,7 +275,8 @@ class Client:
             del req.receipts[:]
             req.receipts.extend(merged.values())
             resp = await _call(self._meta.Commit(req, metadata=self._md, timeout=self.config.timeout))
-        sent, sent_bytes = blocks.sent_chunks - wire_chunks, blocks.sent_bytes - wire_bytes
+        # Bytes on the wire to block nodes (deltas and compressed chunks as sent), not chunk sizes.
+        sent, sent_bytes = blocks.sent_chunks - wire_chunks, blocks.wire_sent - wire_bytes
         return FileVersion(Entry.from_pb(resp.entry), UploadStats(len(refs), sent, sent_bytes))
 
     async def delta_base(
@@ -290,7 +291,20 @@ class Client:
             resp = await self._meta.GetFile(req, metadata=self._md, timeout=self.config.timeout)
         except grpc.aio.AioRpcError:
             return None
-        return DeltaBase.from_blocklist(resp.blocklist, resp.ticket)
+
+        async def narrower(hashes: list[bytes]) -> common_pb2.ReadTicket | None:
+            again = meta_pb2.GetFileRequest(
+                namespace_id=namespace_id, path=remote, revision_id=revision, ticket_for=hashes
+            )
+            try:
+                r = await self._meta.GetFile(again, metadata=self._md, timeout=self.config.timeout)
+            except grpc.aio.AioRpcError:
+                return None
+            return r.ticket
+
+        base = DeltaBase.from_blocklist(resp.blocklist, resp.ticket)
+        base.narrower = narrower
+        return base
 
     async def make_folder(self, path: str, *, namespace_id: str = "") -> Entry:
         req = meta_pb2.MakeFolderRequest(

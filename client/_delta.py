@@ -25,7 +25,7 @@ import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -57,6 +57,9 @@ class DeltaBase:
     hashes: list[bytes]
     ticket: common_pb2.ReadTicket
     narrow: dict[bytes, common_pb2.ReadTicket] = field(default_factory=dict)
+    # Asks the metanode for a ticket naming only some of the version's chunks (much smaller on
+    # the wire than ``ticket``, which names them all); None: narrow through GetSignature.
+    narrower: Callable[[list[bytes]], Awaitable[common_pb2.ReadTicket | None]] | None = None
 
     @classmethod
     def from_blocklist(
@@ -86,7 +89,7 @@ async def prepare_deltas(
 
     Each chunk is encoded against the old chunks at its place, concatenated (an overwrite
     spanning a boundary has old bytes on both sides). The first signature call narrows the
-    file's ticket to every base needed.
+    file's ticket to every base needed, unless the metanode gave a narrow ticket already.
     """
     wanted: dict[bytes, list[bytes]] = {}
     for c in chunks:
@@ -97,16 +100,22 @@ async def prepare_deltas(
     if not wanted:
         return {}
     all_bases = list(dict.fromkeys(b for cands in wanted.values() for b in cands))
+    todo = [b for b in all_bases if b not in base.narrow]
     sigs: dict[bytes, delta.Signature | None] = {}
-    first = all_bases[0]
-    sigs[first] = await _signature(pool, base, first, narrow_to=all_bases[1:])
+    if todo and base.narrower is not None:
+        narrow = await base.narrower(todo)
+        if narrow is not None:
+            base.narrow.update((bytes(h), narrow) for h in narrow.hashes)
+    todo = [b for b in todo if b not in base.narrow]
+    if todo:  # the first signature call narrows the whole file's ticket
+        sigs[todo[0]] = await _signature(pool, base, todo[0], narrow_to=todo[1:])
     gate = asyncio.Semaphore(SIGNATURE_CALLS)
 
     async def fetch(h: bytes) -> None:
         async with gate:
             sigs[h] = await _signature(pool, base, h)
 
-    await asyncio.gather(*(fetch(h) for h in all_bases[1:]))
+    await asyncio.gather(*(fetch(h) for h in all_bases if h not in sigs))
     out: dict[bytes, block_pb2.PutChunkRequest] = {}
 
     async def one(c: Chunk) -> None:
@@ -283,7 +292,7 @@ async def write_version(
     old_fd: int | None = None,
     old_layout: Sequence[tuple[int, bytes, int]] = (),
 ) -> PatchStats:
-    """Fill ``out_fd`` (an empty temporary file) with the version whose blocklist is ``new``
+    """Fill ``out_fd`` (an empty temporary file open for reading and writing) with the version whose blocklist is ``new``
     ((hash, size) in order), reusing ``old_fd``'s chunks (``old_layout``: (offset, hash, size)
     of the old file, e.g. from the daemon's index; wrong entries cost a fetch, never bad
     bytes). Every chunk is verified and the file fsynced; the caller renames it into place.

@@ -11,8 +11,10 @@ import grpc
 import pytest
 
 from client import Client
+from client._delta import write_version
+from client._errors import SyncError
 from tessera.chunking import MAX_CHUNK, chunk_file
-from tessera.pb import block_pb2, block_pb2_grpc
+from tessera.pb import block_pb2, block_pb2_grpc, meta_pb2
 from tessera.rpc import auth_metadata
 from tests.conftest import ClusterEnv
 from tests.integration.helpers import new_user, random_file, same_bytes
@@ -94,6 +96,33 @@ async def test_a_base_gone_from_the_cluster_falls_back_to_whole_chunks(
         assert same_bytes(src, out)
 
 
+async def test_write_version_verifies_what_it_takes_from_the_old_file(
+    cluster_env: ClusterEnv, tmp_path: Path
+) -> None:
+    async with await _user(cluster_env) as a:
+        src = random_file(tmp_path / "v.bin", 4 * MiB)
+        await a.put_file(src, "v.bin")
+        old = tmp_path / "old.bin"
+        old.write_bytes(src.read_bytes())
+        layout = [(c.offset, c.hash, c.size) for c in chunk_file(old)]
+        # The old file changed after its layout was read (a stale index): its bytes no longer
+        # match, and the layout's claim must not end up in the new file.
+        with old.open("r+b") as f:
+            f.seek(layout[0][2] // 2)
+            f.write(b"stale!")
+        resp = await a._meta.GetFile(
+            meta_pb2.GetFileRequest(path="v.bin"), metadata=a._md, timeout=30
+        )
+        new = [(bytes(c.hash), c.size) for c in resp.blocklist.chunks]
+        pool = await a._block_pool()
+        out = tmp_path / "out.bin"
+        with old.open("rb") as o, out.open("w+b") as w:
+            stats = await write_version(pool, resp.ticket, new, w.fileno(), o.fileno(), layout)
+        assert same_bytes(src, out)
+        assert stats.copied_bytes + stats.kept_bytes >= src.stat().st_size - MAX_CHUNK
+        assert stats.fetched_chunks == 1  # the stale chunk, fetched whole after the check
+
+
 async def test_compressible_chunks_travel_compressed(
     cluster_env: ClusterEnv, tmp_path: Path
 ) -> None:
@@ -112,3 +141,23 @@ async def test_compressible_chunks_travel_compressed(
         assert same_bytes(text, out)
         assert pool.wire_received - got0 < text.stat().st_size // 4
         assert text.stat().st_size < MAX_CHUNK  # one chunk, so this is per-chunk negotiation
+
+
+async def test_get_file_can_narrow_its_ticket_to_some_chunks(
+    cluster_env: ClusterEnv, tmp_path: Path
+) -> None:
+    async with await _user(cluster_env) as a:
+        src = random_file(tmp_path / "n.bin", 3 * MiB)
+        await a.put_file(src, "n.bin")
+        hashes = [c.hash for c in chunk_file(src)]
+        stranger = os.urandom(32)  # not a chunk of this file: never named
+        req = meta_pb2.GetFileRequest(path="n.bin", ticket_for=[hashes[-1], stranger])
+        resp = await a._meta.GetFile(req, metadata=a._md, timeout=30)
+        assert list(resp.ticket.hashes) == [hashes[-1]]
+        assert len(resp.blocklist.chunks) == len(hashes)
+        # The narrow ticket reads that chunk and nothing else.
+        pool = await a._block_pool()
+        got = [h async for h, _ in pool.get(resp.ticket, [hashes[-1]])]
+        assert got == [hashes[-1]]
+        with pytest.raises(SyncError):
+            _ = [h async for h, _ in pool.get(resp.ticket, [hashes[0]])]
