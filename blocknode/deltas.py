@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["DeltaCalls", "signature_from_pb", "signature_to_pb"]
 
 MAX_BASES = 64  # delta bases in one GetChunks call, hashes a GetSignature narrows to
-MAX_PUT_BASES = 4  # chunks whose concatenation is one put's delta base
+MAX_PUT_BASES = 8  # chunks whose concatenation is one put's delta base ...
+BASE_BUDGET = 3 * MAX_CHUNK  # ... totalling at most this many bytes
 
 
 def signature_to_pb(sig: delta.Signature, chunk_hash: bytes = b"") -> block_pb2.ChunkSignature:
@@ -120,6 +121,8 @@ class DeltaCalls:
                     raise NotFound(
                         f"base chunk {h.hex()} is no longer stored: send the whole chunk"
                     ) from None
+                if sum(map(len, parts)) > BASE_BUDGET:
+                    raise InvalidArgument(f"delta bases total more than {BASE_BUDGET} bytes")
             base = b"".join(parts)
             try:
                 data = await asyncio.to_thread(delta.apply, base, bytes(request.delta), MAX_CHUNK)

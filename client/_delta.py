@@ -45,8 +45,10 @@ MIN_DELTA = 16 * 1024  # smaller chunks go whole (a signature round trip is not 
 MAX_DELTA_FRACTION = 0.95  # a delta is sent only when under this fraction of the chunk
 SIGNATURE_CALLS = 4  # signature requests in flight at once
 MAX_BASES = 64  # delta bases per download (base bytes are held in memory)
-BASE_CANDIDATES = 3  # old chunks (concatenated) a new chunk is encoded against
+MAX_PUT_BASES = 8  # old chunks (concatenated) a new chunk is encoded against ...
+BASE_BUDGET = 12 * 1024 * 1024  # ... totalling at most this (as blocknode/deltas.py allows)
 FICLONE = 0x40049409  # linux/fs.h _IOW(0x94, 9, int)
+PAGE = 4096  # over a clone, a chunk is written page by page, only where it differs
 
 
 @dataclass
@@ -60,6 +62,7 @@ class DeltaBase:
     # Asks the metanode for a ticket naming only some of the version's chunks (much smaller on
     # the wire than ``ticket``, which names them all); None: narrow through GetSignature.
     narrower: Callable[[list[bytes]], Awaitable[common_pb2.ReadTicket | None]] | None = None
+    end: int = 0  # the version's size
 
     @classmethod
     def from_blocklist(
@@ -70,16 +73,32 @@ class DeltaBase:
             offsets.append(pos)
             hashes.append(bytes(c.hash))
             pos += c.size
-        return cls(offsets, hashes, ticket)
+        base = cls(offsets, hashes, ticket)
+        base.end = pos
+        return base
 
     def bases_for(self, offset: int, size: int) -> list[bytes]:
-        """The previous version's chunks overlapping [offset, offset + size), in order (at
-        most ``BASE_CANDIDATES``; its last chunk when past the end)."""
-        if not self.hashes:
-            return []
-        first = max(0, bisect.bisect_right(self.offsets, offset) - 1)
-        last = max(first, bisect.bisect_left(self.offsets, offset + size) - 1)
-        return list(dict.fromkeys(self.hashes[first : last + 1][:BASE_CANDIDATES]))
+        """The previous version's chunks at [offset, offset + size) (see ``pick_bases``)."""
+        sizes = [b - a for a, b in zip(self.offsets, [*self.offsets[1:], self.end], strict=True)]
+        picks = pick_bases(self.offsets, sizes, offset, size)
+        return list(dict.fromkeys(self.hashes[i] for i in picks))
+
+
+def pick_bases(offsets: Sequence[int], sizes: Sequence[int], offset: int, size: int) -> list[int]:
+    """Indexes of the old chunks overlapping [offset, offset + size) (the last one when past
+    the end), in file order: the two ends first (an edit leaves old bytes there), then the
+    middle ones while ``MAX_PUT_BASES`` and ``BASE_BUDGET`` allow."""
+    if not offsets:
+        return []
+    first = max(0, bisect.bisect_right(offsets, offset) - 1)
+    last = max(first, bisect.bisect_left(offsets, offset + size) - 1)
+    picks: list[int] = []
+    total = 0
+    for i in dict.fromkeys([first, last, *range(first + 1, last)]):
+        if len(picks) < MAX_PUT_BASES and total + sizes[i] <= BASE_BUDGET:
+            picks.append(i)
+            total += sizes[i]
+    return sorted(picks)
 
 
 async def prepare_deltas(
@@ -128,6 +147,13 @@ async def prepare_deltas(
             tuple(d for b in names for d in sigs[b].digests),  # type: ignore[union-attr]
         )
         d = await asyncio.to_thread(delta.encode, c.data, sig)
+        log.debug(
+            "chunk %s: %d bytes, delta %d against %d bases",
+            c.hash.hex()[:16],
+            c.size,
+            len(d),
+            len(names),
+        )
         if len(d) < MAX_DELTA_FRACTION * c.size:
             out[c.hash] = block_pb2.PutChunkRequest(
                 hash=c.hash,
@@ -186,7 +212,7 @@ class PatchStats:
     kept_bytes: int = 0  # bytes already in place after the clone
     copied_bytes: int = 0  # bytes copied from the old file (in the kernel)
     fetched_chunks: int = 0
-    written_bytes: int = 0  # bytes written from the network
+    written_bytes: int = 0  # bytes written from the network (over a clone: changed pages)
     delta_chunks: int = 0  # chunks that came as deltas
 
 
@@ -231,6 +257,22 @@ def _hash_at(fd: int, offset: int, size: int) -> bytes:
     return h.digest()
 
 
+def _write_changed(fd: int, data: bytes, pos: int, cloned: bool) -> int:
+    """Write a chunk at ``pos``; over a clone, only the pages that differ (a reflinked file
+    keeps sharing the rest). Returns the bytes written."""
+    if not cloned:
+        os.pwrite(fd, data, pos)
+        return len(data)
+    written = 0
+    old = os.pread(fd, len(data), pos)
+    for i in range(0, len(data), PAGE):
+        piece = data[i : i + PAGE]
+        if old[i : i + PAGE] != piece:
+            os.pwrite(fd, piece, pos + i)
+            written += len(piece)
+    return written
+
+
 def _plan_local(
     out_fd: int,
     new: Sequence[tuple[bytes, int]],
@@ -272,10 +314,10 @@ def _bases(
     for pos, h, size in missing:
         if len(out) >= MAX_BASES or size < MIN_DELTA or h in out:
             continue
-        first = max(0, bisect.bisect_right(offsets, pos) - 1)
-        last = max(first, bisect.bisect_left(offsets, pos + size) - 1)
         parts = []
-        for off, base_hash, base_size in old_layout[first : last + 1][:BASE_CANDIDATES]:
+        sizes = [n for _, _, n in old_layout]
+        for i in pick_bases(offsets, sizes, pos, size):
+            off, base_hash, base_size = old_layout[i]
             data = os.pread(old_fd, base_size, off)
             if hashlib.sha256(data).digest() == base_hash:
                 parts.append(data)
@@ -336,8 +378,9 @@ async def _fetch(
     deltas0, got = pool.delta_chunks_received, 0
     async for h, data in pool.get(ticket, list(where), bases=bases):
         for pos in where[h]:
-            await asyncio.to_thread(os.pwrite, out_fd, data, pos)
-            stats.written_bytes += len(data)
+            stats.written_bytes += await asyncio.to_thread(
+                _write_changed, out_fd, data, pos, stats.cloned
+            )
         got += 1
     stats.fetched_chunks += got
     stats.delta_chunks += pool.delta_chunks_received - deltas0
