@@ -257,14 +257,14 @@ def _hash_at(fd: int, offset: int, size: int) -> bytes:
     return h.digest()
 
 
-def _write_changed(fd: int, data: bytes, pos: int, cloned: bool) -> int:
+def _write_changed(fd: int, rfd: int, data: bytes, pos: int, cloned: bool) -> int:
     """Write a chunk at ``pos``; over a clone, only the pages that differ (a reflinked file
     keeps sharing the rest). Returns the bytes written."""
     if not cloned:
         os.pwrite(fd, data, pos)
         return len(data)
     written = 0
-    old = os.pread(fd, len(data), pos)
+    old = os.pread(rfd, len(data), pos)
     for i in range(0, len(data), PAGE):
         piece = data[i : i + PAGE]
         if old[i : i + PAGE] != piece:
@@ -333,33 +333,72 @@ async def write_version(
     out_fd: int,
     old_fd: int | None = None,
     old_layout: Sequence[tuple[int, bytes, int]] = (),
+    local_chunk: Callable[[bytes], bytes | None] | None = None,
 ) -> PatchStats:
-    """Fill ``out_fd`` (an empty temporary file open for reading and writing) with the version whose blocklist is ``new``
-    ((hash, size) in order), reusing ``old_fd``'s chunks (``old_layout``: (offset, hash, size)
-    of the old file, e.g. from the daemon's index; wrong entries cost a fetch, never bad
-    bytes). Every chunk is verified and the file fsynced; the caller renames it into place.
+    """Fill ``out_fd`` (an empty temporary file; write-only is fine) with the version whose
+    blocklist is ``new`` ((hash, size) in order), reusing ``old_fd``'s chunks (``old_layout``:
+    (offset, hash, size) of the old file, e.g. from the daemon's index; wrong entries cost a
+    fetch, never bad bytes) and, for chunks the old file lacks, ``local_chunk(hash)`` (bytes
+    found elsewhere on this device, or None). Only the rest is fetched, as deltas against the
+    old chunks at their place where possible. Every chunk is verified and the file fsynced;
+    the caller renames it into place.
 
     Raises:
         SyncError: a chunk could not be fetched or verified.
         OSError: the temporary file could not be written.
     """
     stats = PatchStats()
-    missing = await asyncio.to_thread(_plan_local, out_fd, new, old_fd, old_layout, stats)
-    bases = await asyncio.to_thread(_bases, old_fd, old_layout, missing)
-    await _fetch(pool, ticket, missing, bases, out_fd, stats)
-    # Verify every chunk taken from the old file (it may have changed since its layout was
-    # read); a bad one is fetched whole instead.
-    pos, bad = 0, []
-    fetched = {h for _, h, _ in missing}
-    for h, size in new:
-        if h not in fetched and await asyncio.to_thread(_hash_at, out_fd, pos, size) != h:
-            bad.append((pos, h, size))
-        pos += size
-    if bad:
-        log.info("%d chunks of the old file did not match; fetching them", len(bad))
-        await _fetch(pool, ticket, bad, {}, out_fd, stats)
-    await asyncio.to_thread(os.fsync, out_fd)
+    rfd = _readable(out_fd)
+    try:
+        missing = await asyncio.to_thread(_plan_local, out_fd, new, old_fd, old_layout, stats)
+        if local_chunk is not None:
+            missing = await asyncio.to_thread(_from_elsewhere, out_fd, missing, local_chunk, stats)
+        bases = await asyncio.to_thread(_bases, old_fd, old_layout, missing)
+        await _fetch(pool, ticket, missing, bases, out_fd, rfd, stats)
+        # Verify every chunk not fetched (the old file may have changed since its layout was
+        # read); a bad one is fetched whole instead.
+        pos, bad = 0, []
+        fetched = {h for _, h, _ in missing}
+        for h, size in new:
+            if h not in fetched and await asyncio.to_thread(_hash_at, rfd, pos, size) != h:
+                bad.append((pos, h, size))
+            pos += size
+        if bad:
+            log.info("%d chunks taken locally did not match; fetching them", len(bad))
+            await _fetch(pool, ticket, bad, {}, out_fd, rfd, stats)
+        await asyncio.to_thread(os.fsync, out_fd)
+    finally:
+        if rfd != out_fd:
+            os.close(rfd)
     return stats
+
+
+def _readable(fd: int) -> int:
+    """``fd`` if it can be read, else a read-only descriptor of the same file."""
+    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_WRONLY:
+        return fd
+    return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _from_elsewhere(
+    out_fd: int,
+    missing: list[tuple[int, bytes, int]],
+    local_chunk: Callable[[bytes], bytes | None],
+    stats: PatchStats,
+) -> list[tuple[int, bytes, int]]:
+    """Write the chunks ``local_chunk`` has (checked later with the rest); the others remain."""
+    found: dict[bytes, bytes | None] = {}
+    rest = []
+    for pos, h, size in missing:
+        if h not in found:
+            found[h] = local_chunk(h)
+        data = found[h]
+        if data is None or len(data) != size:
+            rest.append((pos, h, size))
+            continue
+        os.pwrite(out_fd, data, pos)
+        stats.copied_bytes += size
+    return rest
 
 
 async def _fetch(
@@ -368,6 +407,7 @@ async def _fetch(
     missing: Sequence[tuple[int, bytes, int]],
     bases: dict[bytes, bytes],
     out_fd: int,
+    rfd: int,
     stats: PatchStats,
 ) -> None:
     if not missing:
@@ -379,7 +419,7 @@ async def _fetch(
     async for h, data in pool.get(ticket, list(where), bases=bases):
         for pos in where[h]:
             stats.written_bytes += await asyncio.to_thread(
-                _write_changed, out_fd, data, pos, stats.cloned
+                _write_changed, out_fd, rfd, data, pos, stats.cloned
             )
         got += 1
     stats.fetched_chunks += got

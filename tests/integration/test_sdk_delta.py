@@ -117,7 +117,7 @@ async def test_write_version_verifies_what_it_takes_from_the_old_file(
         new = [(bytes(c.hash), c.size) for c in resp.blocklist.chunks]
         pool = await a._block_pool()
         out = tmp_path / "out.bin"
-        with old.open("rb") as o, out.open("w+b") as w:
+        with old.open("rb") as o, out.open("wb") as w:  # write-only, as SafeFS makes them
             stats = await write_version(pool, resp.ticket, new, w.fileno(), o.fileno(), layout)
         assert same_bytes(src, out)
         assert stats.copied_bytes + stats.kept_bytes >= src.stat().st_size - MAX_CHUNK
@@ -199,3 +199,29 @@ async def test_with_a_clone_only_the_changed_chunks_are_written(
         # Over the clone only the pages that differ are written: the 4 KiB appended and the
         # page it straddles.
         assert stats.delta_chunks == 1 and 4096 <= stats.written_bytes <= 2 * 4096
+
+
+async def test_chunks_found_elsewhere_on_the_device_are_used_and_checked(
+    cluster_env: ClusterEnv, tmp_path: Path
+) -> None:
+    async with await _user(cluster_env) as a:
+        src = random_file(tmp_path / "e.bin", 3 * MiB)
+        await a.put_file(src, "e.bin")
+        chunks = list(chunk_file(src))
+        assert len(chunks) >= 3
+        elsewhere = {
+            chunks[0].hash: chunks[0].data,  # a good copy
+            chunks[1].hash: os.urandom(chunks[1].size),  # a copy that changed since indexed
+        }
+        resp = await a._meta.GetFile(
+            meta_pb2.GetFileRequest(path="e.bin"), metadata=a._md, timeout=30
+        )
+        new = [(bytes(c.hash), c.size) for c in resp.blocklist.chunks]
+        out = tmp_path / "out.bin"
+        with out.open("wb") as w:
+            stats = await write_version(
+                await a._block_pool(), resp.ticket, new, w.fileno(), local_chunk=elsewhere.get
+            )
+        assert same_bytes(src, out)
+        assert stats.copied_bytes == chunks[0].size + chunks[1].size
+        assert stats.fetched_chunks == len(chunks) - 1  # the bad copy was fetched again
