@@ -15,7 +15,7 @@ import grpc
 
 from client._blocks import BlockPool, ring_from_pb
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
-from client._types import Change, Cursor, Entry, FileVersion, UploadStats
+from client._types import Change, Cursor, Deletion, Entry, FileVersion, UploadStats
 from tessera.chunking import Chunk, iter_chunks
 from tessera.pb import common_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
 from tessera.ring import SYNC_VNODES, build_ring, key_position
@@ -379,14 +379,27 @@ class Client:
 
 
     # -- deletes, moves, history, restore, sharing, GC ---------------------------------------
-    async def delete(self, path: str, *, parent_revision: str = "", namespace_id: str = "", operation_id: str = "") -> Entry:
+    async def delete(self, path: str, *, parent_revision: str = "", namespace_id: str = "", operation_id: str = "",
+                     seen_seq: int | None = None) -> Entry:
         """Delete a file, or a folder with everything in it (a revision: restorable).
 
         A stale ``parent_revision`` raises ConflictError (the file changed: the edit is kept).
+        ``seen_seq`` (see ``delete_seen``) limits a folder delete to what a device had seen.
         """
+        return (await self.delete_seen(path, seen_seq=seen_seq, parent_revision=parent_revision,
+                                       namespace_id=namespace_id, operation_id=operation_id)).entry
+
+    async def delete_seen(self, path: str, *, seen_seq: int | None, parent_revision: str = "", namespace_id: str = "",
+                          operation_id: str = "") -> Deletion:
+        """Delete what a device had seen: entries inside a folder whose head is newer than its
+        journal cursor ``seen_seq`` (added or changed elsewhere since) are kept, with the folders
+        on their way; ``None`` deletes everything as of this call (``tessera rm``)."""
         req = meta_pb2.DeleteRequest(namespace_id=namespace_id, path=path, parent_revision=parent_revision,
                                      device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
-        return Entry.from_pb((await _call(self._meta.Delete(req, metadata=self._md, timeout=self.config.timeout))).entry)
+        if seen_seq is not None:
+            req.seen_seq = seen_seq
+        resp = await _call(self._meta.Delete(req, metadata=self._md, timeout=self.config.timeout))
+        return Deletion(Entry.from_pb(resp.entry), resp.kept)
 
     async def move(self, src: str, dst: str, *, parent_revision: str = "", namespace_id: str = "", operation_id: str = "") -> Entry:
         """Move or rename a file or folder (it keeps its file id: history follows it)."""

@@ -83,6 +83,16 @@ class Change:
 
 
 @dataclass(frozen=True)
+class Deletion:
+    """The outcome of a delete: the deleted entry, or for a folder in which something changed
+    after what the deleting device had seen, the folder (still live) and how many entries of
+    it were kept."""
+
+    entry: Entry
+    kept: int = 0
+
+
+@dataclass(frozen=True)
 class UploadStats:
     """What one upload cost on the wire."""
 
