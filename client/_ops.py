@@ -265,7 +265,7 @@ class OpRunner:
             return
         ns_path = self.d.mounts.remote(rel)[1]
         req = meta_pb2.DeleteRequest(namespace_id=s.ns_id, path=ns_path, parent_revision=s.revision if s.kind == FILE else "",
-                                     device_id=self.d.client.device_id, operation_id=op.op_id)
+                                     device_id=self.d.client.device_id, operation_id=op.op_id, seen_seq=self._seen(s.ns_id, ns_path))
         try:
             resp = await _call(self._meta.Delete(req, metadata=self.d.client._md, timeout=self.d.client.config.timeout))
         except ConflictError:
@@ -280,9 +280,21 @@ class OpRunner:
         entry = Entry.from_pb(resp.entry)
         with self.d.db.tx():
             self.d.db.drop_synced(rel, subtree=s.kind == FOLDER)
-            self.d.db.put_remote(remote_row(entry))
+            self.d.db.put_remote(remote_row(entry))   # kept: the folder is live, it comes back
             self.d.db.op_done(op.id)
+        if resp.kept:
+            log.warning("%s: kept %d entries added or changed elsewhere after this device last looked", rel, resp.kept)
         self.d.progress.file_done(rel, 0, "delete")
+
+    def _seen(self, ns_id: str, ns_path: str) -> int:
+        """What this device saw of a namespace below ``ns_path``: its journal cursor, less any
+        change it recorded but has not applied to the disk yet (the server keeps newer ones)."""
+        seen = self.d.db.cursors().get(ns_id, 0)
+        lo = key_of(ns_path) + "/"
+        for r, _ in self.d.db.remote_diff():
+            if r.ns_id == ns_id and not r.deleted and key_of(r.path).startswith(lo):
+                seen = min(seen, r.seq - 1)
+        return seen
 
     def _remote_children_kept(self, rel: str) -> bool:
         """Does the remote tree hold live children of this folder that we did not delete?"""
