@@ -103,6 +103,9 @@ class Applier:
         old = s.path
         if key_of(rel) in pending or not self._clean(old, pending):
             return 0
+        inside = key_of(old) + "/"
+        if r.kind == FOLDER and any(k.startswith(inside) for k in pending):
+            return 0                                    # local changes inside go out first
         if self.d.indexer.stat(rel) is not None and key_of(rel) != key_of(old):
             return 0                                    # something local is in the way: later
         if self.d.indexer.stat(old) is None:

@@ -116,6 +116,13 @@ class OpRunner:
         s = self.d.db.synced(rel)
         return s.revision if s is not None and s.ns_id == ns_id and s.kind == FILE else ""
 
+    def _folder_id(self, rel: str, ns_id: str) -> str:
+        """The file id of the synced folder holding ``rel`` ("" at the top): if that folder was
+        moved elsewhere meanwhile, the server puts the new entry in its new place."""
+        folder = rel.rpartition("/")[0]
+        s = self.d.db.synced(folder) if folder else None
+        return s.file_id if s is not None and s.kind == FOLDER and s.ns_id == ns_id else ""
+
     def _unchanged(self, rel: str, p: Prepared) -> bool:
         s = self.d.db.synced(rel)
         return s is not None and s.kind == FILE and s.content_hash == p.content_hash
@@ -133,6 +140,7 @@ class OpRunner:
             self.d.db.op_done(op.id)
             return
         req = self.d.transfer.commit_request(p, ns_id, ns_path, self._parent(rel, ns_id), op.op_id)
+        req.parent_folder_id = self._folder_id(rel, ns_id)
         try:
             entry = await self.d.transfer.commit(req)
         except ConflictError:
@@ -166,6 +174,8 @@ class OpRunner:
         if not prepared:
             return
         reqs = [self.d.transfer.commit_request(p, ns, path, self._parent(op.path, ns), op.op_id) for op, p, ns, path in prepared]
+        for req, (op, _, ns, _) in zip(reqs, prepared, strict=True):
+            req.parent_folder_id = self._folder_id(op.path, ns)
         results = await self.d.transfer.commit_batch(reqs)
         for (op, p, ns_id, ns_path), res in zip(prepared, results, strict=True):
             code = grpc.StatusCode.OK
@@ -245,7 +255,8 @@ class OpRunner:
         if not ns_path:                  # a mount point itself
             self.d.db.op_done(op.id)
             return
-        req = meta_pb2.MakeFolderRequest(namespace_id=ns_id, path=ns_path, device_id=self.d.client.device_id, operation_id=op.op_id)
+        req = meta_pb2.MakeFolderRequest(namespace_id=ns_id, path=ns_path, device_id=self.d.client.device_id, operation_id=op.op_id,
+                                         parent_folder_id=self._folder_id(op.path, ns_id))
         resp = await _call(self._meta.MakeFolder(req, metadata=self.d.client._md, timeout=self.d.client.config.timeout))
         entry = Entry.from_pb(resp.entry)
         with self.d.db.tx():

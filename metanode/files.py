@@ -28,7 +28,7 @@ from metanode.model import (
 )
 from metanode.txcache import TxCache
 from tessera.errors import FailedPrecondition, NotFound, PermissionDenied
-from tessera.paths import join_path, name_key, split_path
+from tessera.paths import MAX_DEPTH, join_path, name_key, split_path
 
 MAX_LIST_PAGE = 1000
 EMPTY_HASH = blocklists.content_hash([])
@@ -181,6 +181,26 @@ async def lookup_any(conn: Conn, ns_id: uuid.UUID, path: str) -> tuple[FileRow, 
     if row is None:
         return None
     return row, "/".join(stored)
+
+
+async def folder_path(conn: Conn, ns_id: uuid.UUID, folder_id: uuid.UUID) -> str | None:
+    """Where a folder is now (its stored path), or None if it or a folder above it is
+    deleted, it is not a folder, or it is a mount point."""
+    names: list[str] = []
+    current, kind = folder_id, Kind.FOLDER
+    for _ in range(MAX_DEPTH + 1):
+        if current == ROOT_PARENT:
+            return "/".join(reversed(names))
+        cur = await conn.execute(
+            "SELECT parent_id, name, kind, deleted, mount_ns FROM files WHERE ns_id = %s AND file_id = %s",
+            (ns_id, current),
+        )
+        row = await cur.fetchone()
+        if row is None or row[3] or Kind(row[2]) is not kind or row[4] is not None:
+            return None
+        names.append(row[1])
+        current = row[0]
+    return None
 
 
 async def entry(

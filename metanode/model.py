@@ -101,6 +101,8 @@ class CommitSpec:
     client_mtime_ns: int = 0
     # Chunks a block node was just asked about and holds (proof after a GC tombstone).
     present: frozenset[bytes] = frozenset()
+    # The folder the device put the file in: a commit follows it when it moved since.
+    parent_folder: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ class WriteRpcs(ServiceBase):
             req.operation_id,
             req.client_mtime_ns,
             present,
+            opt_uuid(req.parent_folder_id, "parent folder"),
         )
 
     async def _commit_one(
@@ -216,13 +217,14 @@ class WriteRpcs(ServiceBase):
         self, request: meta_pb2.MakeFolderRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.CommitResponse:
         path = parse_path(request.path)
+        parent_folder = opt_uuid(request.parent_folder_id, "parent folder")
 
         async def fn(conn: Conn, uid: uuid.UUID) -> EntryRow:
             target = await self._resolve(conn, uid, request.namespace_id, path, into_mount=True)
             if not target.path:  # the mount point itself: it exists
                 return await files.stat(conn, target.root, path)
             return await commits.make_folder(
-                conn, uid, target.ns_id, target.path, request.device_id
+                conn, uid, target.ns_id, target.path, request.device_id, parent_folder
             )
 
         return await self._entry_op(context, "mkdir", request.device_id, request.operation_id, fn)
