@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,17 @@ if TYPE_CHECKING:
     from client._daemon import Daemon
 
 log = logging.getLogger(__name__)
+
+
+def case_renamed(local: str, remote: str) -> str | None:
+    """``local`` with the last name spelled as in ``remote`` when the two differ only in the
+    case of that name (the server renamed it); None otherwise, also for a mere NFC/NFD
+    difference, which the server cannot tell apart."""
+    folder, _, name = local.rpartition("/")
+    new = remote.rpartition("/")[2]
+    if unicodedata.normalize("NFC", name) == unicodedata.normalize("NFC", new):
+        return None
+    return f"{folder}/{new}" if folder else new
 
 
 class Applier:
@@ -58,6 +70,8 @@ class Applier:
                     deletes.append(s)
             elif s is not None and key_of(s.path) != key_of(rel):
                 moves.append((r, s, rel))
+            elif s is not None and (renamed := case_renamed(s.path, rel)) is not None:
+                moves.append((r, s, renamed))           # a case-only rename: the same place
             elif r.kind == FOLDER:
                 folders.append((r, rel))
             else:

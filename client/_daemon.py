@@ -101,7 +101,8 @@ class Daemon:
         self.db.set_meta("device_id", self.device_id)
         self.progress = progress or Progress()
         self.indexer = Indexer(self.root, self.db, Ignore(self.root, cfg.state_dir), settle=cfg.settle,
-                               closed=self._closed, mass_delete_min=cfg.mass_delete_min)
+                               closed=self._closed, mass_delete_min=cfg.mass_delete_min,
+                               twin_name=lambda rel: self.ops.conflicted_copy(rel))
         self.ops = OpRunner(self)
         self.applier = Applier(self, concurrency=cfg.download_concurrency)
         saved = json.loads(self.db.get_meta("mounts", "{}"))

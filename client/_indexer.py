@@ -16,6 +16,7 @@ import logging
 import os
 import stat as stat_mod
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +110,8 @@ class Indexer:
     """Turns differences between the disk and the ``local`` tree into queued operations."""
 
     def __init__(self, root: Path, db: LocalDB, ignore: Ignore, *, settle: float = 1.0,
-                 closed: Callable[[str, int], bool] | None = None, mass_delete_min: int = 3) -> None:
+                 closed: Callable[[str, int], bool] | None = None, mass_delete_min: int = 3,
+                 twin_name: Callable[[str], str] | None = None) -> None:
         """Create an indexer.
 
         Args:
@@ -120,6 +122,8 @@ class Indexer:
             closed: tells whether the watcher saw the file closed after its mtime.
             mass_delete_min: a folder that empties at once with at least this many entries
                 known is treated as vanished, not as deletes.
+            twin_name: a free local name for the conflicted copy of a path (for the second of
+                two names the server treats as one).
         """
         self.root = root
         self.db = db
@@ -127,7 +131,10 @@ class Indexer:
         self.settle = settle
         self.closed = closed or (lambda _p, _m: False)
         self.mass_delete_min = mass_delete_min
+        self.twin_name = twin_name or (lambda rel: rel + " (name clash)")
         self._warned: set[str] = set()
+        self._twins: list[DiskEntry] = []
+        self._listing: dict[str, dict[str, list[str]]] = {}  # per pass: folder -> key -> twin paths
 
     # -- walking ---------------------------------------------------------------------
     def _entry(self, rel: str, st: os.stat_result) -> DiskEntry | None:
@@ -158,15 +165,17 @@ class Indexer:
         out: dict[str, DiskEntry] = {}
         stack: list[str] = []
         if rel:
-            top = self.stat(rel)
+            top = self._top(rel)
             if top is None:
                 return out
             out[key_of(rel)] = top
             if top.kind != FOLDER:
                 return out
+            rel = top.path
         stack.append(rel)
         while stack:
             folder = stack.pop()
+            here: dict[str, list[DiskEntry]] = {}
             try:
                 it = os.scandir(self.root / folder if folder else self.root)
             except OSError:
@@ -180,10 +189,60 @@ class Indexer:
                         continue
                     if entry is None or self.ignore(child, entry.kind == FOLDER):
                         continue
-                    out[key_of(child)] = entry
-                    if entry.kind == FOLDER:
-                        stack.append(child)
+                    here.setdefault(key_of(child), []).append(entry)
+            for k, same in here.items():
+                entry = self._keeper(same)
+                out[k] = entry
+                if entry.kind == FOLDER:
+                    stack.append(entry.path)
         return out
+
+    def _keeper(self, same: list[DiskEntry]) -> DiskEntry:
+        """Of entries whose names the server treats as one (case or NFC/NFD twins), the one
+        that keeps the name: the one indexed before, else the NFC spelling, else the first by
+        name. The others are remembered, to become conflicted copies."""
+        if len(same) == 1:
+            return same[0]
+        row = self.db.local(same[0].path)
+        ranked = sorted(same, key=lambda e: (row is None or e.path != row.path,
+                                             e.path != unicodedata.normalize("NFC", e.path), e.path))
+        self._twins.extend(ranked[1:])
+        return ranked[0]
+
+    def _top(self, rel: str) -> DiskEntry | None:
+        """``stat(rel)`` for a scope, with its twins in the same folder resolved."""
+        top = self.stat(rel)
+        if top is None:
+            return None
+        folder = rel.rpartition("/")[0]
+        if folder not in self._listing:
+            try:
+                names = os.listdir(self.root / folder if folder else self.root)
+            except OSError:
+                names = []
+            groups: dict[str, list[str]] = {}
+            for n in names:
+                child = f"{folder}/{n}" if folder else n
+                groups.setdefault(key_of(child), []).append(child)
+            self._listing[folder] = {k: v for k, v in groups.items() if len(v) > 1}
+        same = [e for c in self._listing[folder].get(key_of(rel), []) for e in [self.stat(c)] if e is not None]
+        return self._keeper(same) if len(same) > 1 else top
+
+    def _rename_twins(self, disk: dict[str, DiskEntry]) -> None:
+        """Keep both of two local names the server treats as one: the second is renamed to a
+        conflicted copy here (and then uploaded like any new file)."""
+        twins, self._twins = self._twins, []
+        for t in {t.path: t for t in twins}.values():
+            self._listing.pop(t.path.rpartition("/")[0], None)
+            copy = self.twin_name(t.path)
+            try:
+                os.rename(self.root / t.path, self.root / copy)
+            except OSError as e:
+                log.warning("%s and another name differ only in case or Unicode form; could not "
+                            "rename it to %s (%s): not synced", t.path, copy, e)
+                continue
+            log.warning("%s differs from another name only in case or Unicode form: kept as %s", t.path, copy)
+            disk.update(self.walk(copy))
 
     def _settled(self, e: DiskEntry) -> bool:
         if self.closed(e.path, e.mtime_ns):
@@ -197,6 +256,7 @@ class Indexer:
             raise FolderVanished(f"{self.root} is missing (unmounted?): not syncing it as a mass delete")
         disk: dict[str, DiskEntry] = {}
         known: dict[str, LocalRow] = {}
+        self._twins, self._listing = [], {}
         for scope in _minimal(scopes) if scopes is not None else [""]:
             disk.update(self.walk(scope))
             if scope:
@@ -207,6 +267,7 @@ class Indexer:
                         known.update((key_of(r.path), r) for r in self.db.local_rows(scope))
             else:
                 known.update((key_of(r.path), r) for r in self.db.local_rows())
+        self._rename_twins(disk)
         gone = {k: r for k, r in known.items() if k not in disk or disk[k].kind != r.kind}
         if gone and len(gone) >= self.mass_delete_min and not any(True for k in disk if "/" not in k):
             total = len(self.db.local_rows())
@@ -217,6 +278,7 @@ class Indexer:
         new = {k: e for k, e in disk.items() if k not in known or known[k].kind != e.kind}
         out = Detected()
         with self.db.tx():
+            self._renames(disk, known, out)
             self._moves(new, gone, out)
             for k in sorted(new, key=lambda k: k.count("/")):
                 e = new[k]
@@ -247,6 +309,24 @@ class Indexer:
                 self.db.add_op("delete", gone[k].path)
                 out.ops += 1
         return out
+
+    def _renames(self, disk: dict[str, DiskEntry], known: dict[str, LocalRow], out: Detected) -> None:
+        """Case-only and normalisation-only renames (same key, another spelling) are moves."""
+        done: list[tuple[str, str]] = []
+        for k in sorted(disk.keys() & known.keys(), key=lambda k: k.count("/")):
+            e, row = disk[k], known[k]
+            was = row.path
+            for old, moved in done:                 # a renamed folder took this along
+                if was.startswith(old + "/"):
+                    was = moved + was[len(old):]
+            if e.path == was or e.kind != row.kind:
+                continue
+            self.db.move_local(row.path, e.path)
+            self.db.add_op("move", row.path, e.path)
+            out.ops += 1
+            out.moves.append((row.path, e.path))
+            done.append((row.path, e.path))
+            known[k] = LocalRow(e.path, row.kind, row.size, row.mtime_ns, row.inode)
 
     def _moves(self, new: dict[str, DiskEntry], gone: dict[str, LocalRow], out: Detected) -> None:
         """Pair vanished and appeared entries by inode (folders first, shallowest first)."""
