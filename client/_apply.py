@@ -14,12 +14,14 @@ import asyncio
 import logging
 import os
 import unicodedata
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from client._errors import NotFoundError, SyncError, UnavailableError
 from client._indexer import same_stat
 from client._localdb import FILE, FOLDER, LocalRow, RemoteRow, SyncedRow, key_of
+from client._modes import apply_mode
 from client._ops import is_network, remote_row
 from client._transfer import TargetChanged
 
@@ -130,7 +132,7 @@ class Applier:
         with self.d.db.tx():
             self.d.db.move_local(old, rel, synced=True)
             if r.kind == FOLDER or r.content_hash == s.content_hash:
-                self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, r.kind, r.revision, r.size, r.content_hash))
+                self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, r.kind, r.revision, r.size, r.content_hash, r.executable))
         self.d.progress.file_done(rel, 0, "move")
         return 1
 
@@ -174,9 +176,13 @@ class Applier:
             self.d.progress.conflict(rel, copy)
             disk = None
         if disk is not None and here is not None and here.kind == FILE and here.content_hash == r.content_hash:
-            self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, FILE, r.revision, r.size, r.content_hash))
+            if bool(r.executable) != disk.executable:   # a metadata-only revision: chmod
+                x = apply_mode(self.d.root / rel, r.executable, os.lstat(self.d.root / rel).st_mode)
+                self.d.db.put_local(replace(disk.row(), executable=x))
+            self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, FILE, r.revision, r.size, r.content_hash, r.executable))
             return 1
         expect = (disk.size, disk.mtime_ns, disk.inode) if disk is not None else None
+        current = os.lstat(self.d.root / rel).st_mode if disk is not None else None
         async with self._sem:
             try:
                 entry, st, layout, _ = await asyncio.wait_for(
@@ -188,10 +194,12 @@ class Applier:
             except TargetChanged:
                 self.d.mark_dirty(rel)
                 return 0
+        x = apply_mode(self.d.root / rel, entry.executable, current)
         with self.d.db.tx():
-            self.d.db.put_local(LocalRow(rel, FILE, st.st_size, st.st_mtime_ns, st.st_ino))
+            self.d.db.put_local(LocalRow(rel, FILE, st.st_size, st.st_mtime_ns, st.st_ino, x))
             self.d.db.set_chunks(rel, layout)
-            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE, entry.revision, entry.size, entry.content_hash))
+            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE, entry.revision, entry.size, entry.content_hash,
+                                           entry.executable))
             self.d.db.put_remote(remote_row(entry))
         self.d.progress.file_done(rel, entry.size, "down")
         return 1

@@ -15,6 +15,7 @@ import grpc
 
 from client._blocks import BlockPool, ring_from_pb
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
+from client._modes import file_mode, is_executable
 from client._types import Change, Cursor, Deletion, Entry, FileVersion, UploadStats
 from tessera.chunking import Chunk, iter_chunks
 from tessera.pb import common_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
@@ -208,10 +209,12 @@ class Client:
         parent_revision: str | None = None,
         namespace_id: str = "",
         overwrite: bool = True,
+        executable: bool | None = None,
     ) -> FileVersion:
         """Upload a file: chunk while streaming from disk, send only chunks the cluster lacks for
         this user, then commit. ``parent_revision=None`` with ``overwrite`` commits on top of the
-        current head (plain ``tessera put``); a stale explicit parent raises ConflictError."""
+        current head (plain ``tessera put``); a stale explicit parent raises ConflictError.
+        ``executable`` (default: the local file's owner execute bit) is part of the revision."""
         if parent_revision is None and overwrite:
             try:
                 parent_revision = (await self.stat(remote, namespace_id=namespace_id)).revision
@@ -245,6 +248,7 @@ class Client:
             client_mtime_ns=local.stat().st_mtime_ns,
             device_id=self.device_id,
             operation_id=uuid.uuid4().hex,
+            executable=is_executable(local.stat().st_mode) if executable is None else executable,
         )
         try:
             resp = await self._meta.Commit(req, metadata=self._md, timeout=self.config.timeout)
@@ -283,7 +287,8 @@ class Client:
     async def get_file(
         self, remote: str, local: Path, *, revision: str = "", namespace_id: str = ""
     ) -> Entry:
-        """Download a revision (default: head) into a temporary file, verified, renamed into place."""
+        """Download a revision (default: head) into a temporary file, verified, renamed into place,
+        with the user's umask and the revision's executable bit."""
         req = meta_pb2.GetFileRequest(namespace_id=namespace_id, path=remote, revision_id=revision)
         resp = await _call(self._meta.GetFile(req, metadata=self._md, timeout=self.config.timeout))
         offsets: dict[bytes, list[int]] = {}
@@ -302,6 +307,7 @@ class Client:
                 async for h, data in blocks.get(resp.ticket, list(offsets)):
                     for off in offsets[h]:
                         await asyncio.to_thread(os.pwrite, fd, data, off)
+            os.fchmod(fd, file_mode(resp.entry.executable))
             await asyncio.to_thread(os.fsync, fd)
             os.close(fd)
             fd = -1

@@ -359,7 +359,8 @@ class Daemon:
     def _record(self, ch: Change) -> None:
         e = ch.entry
         deleted = e.deleted or ch.op is ChangeOp.DELETE
-        row = RemoteRow(ch.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, deleted, ch.seq)
+        row = RemoteRow(ch.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, deleted, ch.seq,
+                        e.executable)
         if ch.namespace_id == self.mounts.root_ns and self.mounts.shadowed(e.path):
             with self.db.tx():          # the mounted namespace's own journal carries these files
                 self.db.set_cursor(ch.namespace_id, ch.seq)
@@ -414,7 +415,8 @@ class Daemon:
             db.execute("UPDATE remote SET deleted = 1 WHERE ns_id = ?", (ns_id,))
             for e in entries:
                 db.execute("DELETE FROM remote WHERE ns_id = ? AND file_id = ?", (ns_id, e.file_id))
-                self.db.put_remote(RemoteRow(ns_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, False, e.seq))
+                self.db.put_remote(RemoteRow(ns_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, False, e.seq,
+                                             e.executable))
             for path, file_id, kind, rev in db.execute("SELECT path, file_id, kind, revision FROM synced WHERE ns_id = ?", (ns_id,)).fetchall():
                 if file_id not in seen and self.db.remote_by_id(ns_id, file_id) is None:
                     self.db.put_remote(RemoteRow(ns_id, file_id, path, kind, rev + "-gone", 0, b"", True, head))

@@ -24,6 +24,7 @@ from pathlib import Path
 import pathspec
 
 from client._localdb import FILE, FOLDER, LocalDB, LocalRow, key_of
+from client._modes import is_executable
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +46,22 @@ class DiskEntry:
     size: int
     mtime_ns: int
     inode: int
+    executable: bool = False
 
     def row(self) -> LocalRow:
         """As a ``local`` row."""
-        return LocalRow(self.path, self.kind, self.size, self.mtime_ns, self.inode)
+        return LocalRow(self.path, self.kind, self.size, self.mtime_ns, self.inode, self.executable)
 
 
 def same_stat(a: LocalRow | DiskEntry | None, b: LocalRow | DiskEntry | None) -> bool:
-    """Equal for the indexer's purpose (folders: kind and inode only)."""
+    """Equal for the indexer's purpose (folders: kind and inode only; files: the executable bit
+    too, so a chmod alone is a change)."""
     if a is None or b is None:
         return a is b
     if a.kind != b.kind or a.inode != b.inode:
         return False
-    return a.kind == FOLDER or (a.size == b.size and a.mtime_ns == b.mtime_ns)
+    return a.kind == FOLDER or (a.size == b.size and a.mtime_ns == b.mtime_ns
+                                and bool(a.executable) == bool(b.executable))
 
 
 class Ignore:
@@ -146,7 +150,7 @@ class Indexer:
         if stat_mod.S_ISDIR(st.st_mode):
             return DiskEntry(rel, FOLDER, 0, 0, st.st_ino)
         if stat_mod.S_ISREG(st.st_mode):
-            return DiskEntry(rel, FILE, st.st_size, st.st_mtime_ns, st.st_ino)
+            return DiskEntry(rel, FILE, st.st_size, st.st_mtime_ns, st.st_ino, is_executable(st.st_mode))
         return None
 
     def stat(self, rel: str) -> DiskEntry | None:
@@ -326,7 +330,7 @@ class Indexer:
             out.ops += 1
             out.moves.append((row.path, e.path))
             done.append((row.path, e.path))
-            known[k] = LocalRow(e.path, row.kind, row.size, row.mtime_ns, row.inode)
+            known[k] = LocalRow(e.path, row.kind, row.size, row.mtime_ns, row.inode, row.executable)
 
     def _moves(self, new: dict[str, DiskEntry], gone: dict[str, LocalRow], out: Detected) -> None:
         """Pair vanished and appeared entries by inode (folders first, shallowest first)."""

@@ -42,7 +42,7 @@ def is_network(e: BaseException) -> bool:
 def remote_row(e: Entry, content_hash: bytes | None = None) -> RemoteRow:
     """A remote-tree row from an SDK entry."""
     return RemoteRow(e.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size,
-                     content_hash if content_hash is not None else e.content_hash, e.deleted, e.seq)
+                     content_hash if content_hash is not None else e.content_hash, e.deleted, e.seq, e.executable)
 
 
 class OpRunner:
@@ -50,6 +50,7 @@ class OpRunner:
 
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
+        self._sent_x: dict[str, bool] = {}     # the executable bit an upload in flight sent
 
     @property
     def _meta(self):  # noqa: ANN202 - the generated stub
@@ -123,9 +124,22 @@ class OpRunner:
         s = self.d.db.synced(folder) if folder else None
         return s.file_id if s is not None and s.kind == FOLDER and s.ns_id == ns_id else ""
 
+    def _exec_now(self, rel: str, p: Prepared) -> bool:
+        """The executable bit of the file ``p`` was read from, as on disk now."""
+        e = self.d.indexer.stat(rel)
+        return e is not None and e.inode == p.inode and e.executable
+
     def _unchanged(self, rel: str, p: Prepared) -> bool:
         s = self.d.db.synced(rel)
-        return s is not None and s.kind == FILE and s.content_hash == p.content_hash
+        return (s is not None and s.kind == FILE and s.content_hash == p.content_hash
+                and bool(s.executable) == self._exec_now(rel, p))
+
+    def _request(self, rel: str, p: Prepared, ns_id: str, ns_path: str, op_id: str) -> meta_pb2.CommitRequest:
+        """The commit of a prepared file, with its parent folder's id and its executable bit."""
+        req = self.d.transfer.commit_request(p, ns_id, ns_path, self._parent(rel, ns_id), op_id)
+        req.parent_folder_id = self._folder_id(rel, ns_id)
+        req.executable = self._sent_x[rel] = self._exec_now(rel, p)
+        return req
 
     async def _upload(self, op: Op) -> None:
         rel = op.path
@@ -139,8 +153,7 @@ class OpRunner:
             self._committed_local(rel, p)
             self.d.db.op_done(op.id)
             return
-        req = self.d.transfer.commit_request(p, ns_id, ns_path, self._parent(rel, ns_id), op.op_id)
-        req.parent_folder_id = self._folder_id(rel, ns_id)
+        req = self._request(rel, p, ns_id, ns_path, op.op_id)
         try:
             entry = await self.d.transfer.commit(req)
         except ConflictError:
@@ -173,9 +186,7 @@ class OpRunner:
             prepared.append((op, p, ns_id, ns_path))
         if not prepared:
             return
-        reqs = [self.d.transfer.commit_request(p, ns, path, self._parent(op.path, ns), op.op_id) for op, p, ns, path in prepared]
-        for req, (op, _, ns, _) in zip(reqs, prepared, strict=True):
-            req.parent_folder_id = self._folder_id(op.path, ns)
+        reqs = [self._request(op.path, p, ns, path, op.op_id) for op, p, ns, path in prepared]
         results = await self.d.transfer.commit_batch(reqs)
         for (op, p, ns_id, ns_path), res in zip(prepared, results, strict=True):
             code = grpc.StatusCode.OK
@@ -195,14 +206,16 @@ class OpRunner:
                 self.d.db.op_done(op.id)
 
     def _committed_local(self, rel: str, p: Prepared) -> None:
+        x = self._sent_x.pop(rel) if rel in self._sent_x else self._exec_now(rel, p)
         with self.d.db.tx():
-            self.d.db.put_local(LocalRow(rel, FILE, p.size, p.mtime_ns, p.inode))
+            self.d.db.put_local(LocalRow(rel, FILE, p.size, p.mtime_ns, p.inode, x))
             self.d.db.set_chunks(rel, p.refs)
 
     def _committed(self, rel: str, entry: Entry, p: Prepared) -> None:
         with self.d.db.tx():
             self._committed_local(rel, p)
-            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE, entry.revision, entry.size, p.content_hash))
+            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE, entry.revision, entry.size, p.content_hash,
+                                           entry.executable))
             self.d.db.put_remote(remote_row(entry, p.content_hash))
         self.d.progress.file_done(rel, p.size, "up")
 
@@ -217,14 +230,17 @@ class OpRunner:
             self.d.db.op_failed(op.id)
             return
         if not head.is_folder and head.content_hash == p.content_hash:
+            mine = self._sent_x.get(rel, head.executable)
             self._committed(rel, head, p)     # both sides wrote the same bytes
             self.d.db.op_done(op.id)
+            if mine != head.executable:
+                self.d.db.add_op("upload", rel)   # our chmod goes on top of theirs
             return
         copy = self.conflicted_copy(rel)
         os.rename(self.d.root / rel, self.d.root / copy)
         with self.d.db.tx():
             self.d.db.drop_local(rel)
-            self.d.db.put_local(LocalRow(copy, FILE, p.size, p.mtime_ns, p.inode))
+            self.d.db.put_local(LocalRow(copy, FILE, p.size, p.mtime_ns, p.inode, self._sent_x.pop(rel, False)))
             self.d.db.op_done(op.id)
             self.d.db.add_op("upload", copy)
             self.d.db.bump("conflicts")
@@ -342,7 +358,8 @@ class OpRunner:
         entry = Entry.from_pb(resp.entry)
         with self.d.db.tx():
             self.d.db.move_local(old, new, synced=True)
-            self.d.db.put_synced(SyncedRow(new, entry.namespace_id, entry.file_id, s.kind, entry.revision, entry.size, s.content_hash))
+            self.d.db.put_synced(SyncedRow(new, entry.namespace_id, entry.file_id, s.kind, entry.revision, entry.size, s.content_hash,
+                                           entry.executable))
             self.d.db.put_remote(remote_row(entry, s.content_hash))
             self.d.db.op_done(op.id)
         self.d.progress.file_done(new, 0, "move")

@@ -34,6 +34,7 @@ class Entry:
     seq: int
     device_id: str = ""
     content_hash: bytes = b""
+    executable: bool = False
 
     @property
     def is_folder(self) -> bool:
@@ -54,6 +55,7 @@ class Entry:
             e.seq,
             e.device_id,
             bytes(e.content_hash),
+            e.executable,
         )
 
 

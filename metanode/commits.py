@@ -156,7 +156,7 @@ async def commit(
     return await files.write_change(
         conn, spec.ns_id, existing, parent_id=parent_id, name=name, path=join_path(parent_path, name),
         kind=Kind.FILE, chunk_list=spec.chunks, op=Op.UPSERT, device_id=spec.device_id,
-        client_mtime_ns=spec.client_mtime_ns, cache=cache,
+        client_mtime_ns=spec.client_mtime_ns, executable=spec.executable, cache=cache,
     )  # fmt: skip
 
 

@@ -203,6 +203,7 @@ async def move(
         device_id=device_id,
         client_mtime_ns=head.client_mtime_ns,
         old_path=old_path,
+        executable=head.executable,
     )
     return moved, old_path
 
@@ -221,7 +222,7 @@ async def restore(
     row, stored = found
     _refuse_mount(stored, row)
     cur = await conn.execute(
-        "SELECT kind, deleted, client_mtime_ns FROM revisions WHERE ns_id = %s AND file_id = %s AND rev_id = %s",
+        "SELECT kind, deleted, client_mtime_ns, executable FROM revisions WHERE ns_id = %s AND file_id = %s AND rev_id = %s",
         (ns_id, row.file_id, rev_id),
     )
     rev = await cur.fetchone()
@@ -250,6 +251,7 @@ async def restore(
         op=Op.UPSERT,
         device_id=device_id,
         client_mtime_ns=rev[2],
+        executable=rev[3],
     )
 
 
@@ -264,7 +266,8 @@ async def history(
     row = found[0]
     limit = max(1, min(limit or MAX_HISTORY, MAX_HISTORY))
     cur = await conn.execute(
-        """SELECT rev_id, path, kind, size, deleted, created_at, seq, device_id, client_mtime_ns, content_hash
+        """SELECT rev_id, path, kind, size, deleted, created_at, seq, device_id, client_mtime_ns, content_hash,
+                  executable
            FROM revisions WHERE ns_id = %s AND file_id = %s ORDER BY n DESC, created_at DESC LIMIT %s""",
         (ns_id, row.file_id, limit),
     )
@@ -282,6 +285,7 @@ async def history(
             r[7],
             r[8],
             bytes(r[9]),
+            r[10],
         )
         for r in await cur.fetchall()
     ]

@@ -81,6 +81,7 @@ class WriteRpcs(ServiceBase):
             req.client_mtime_ns,
             present,
             opt_uuid(req.parent_folder_id, "parent folder"),
+            req.executable,
         )
 
     async def _commit_one(
