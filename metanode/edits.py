@@ -107,8 +107,9 @@ async def delete(
 
     ``seen_seq`` is the device's journal cursor for the namespace (None: everything as of now).
     An entry inside the folder whose head is newer than it (added, edited or moved in after the
-    device looked) is kept, with the folders on its way, so the folder stays. A file whose head
-    is newer than ``seen_seq`` is a conflict, like a stale ``parent_rev``.
+    device looked) is kept, with the folders on its way, so the folder stays, unless that head
+    was written by the deleting device itself (it knows its own writes before its cursor does).
+    A file whose head is newer than ``seen_seq`` is a conflict, like a stale ``parent_rev``.
 
     Returns:
         What was deleted and kept.
@@ -118,14 +119,29 @@ async def delete(
     _check_parent(path, row, parent_rev)
     _refuse_mount(stored, row)
     if row.kind is not Kind.FOLDER:
-        if seen_seq is not None and parent_rev is None and row.seq > seen_seq:
+        if (
+            seen_seq is not None
+            and parent_rev is None
+            and row.seq > seen_seq
+            and not await _written_by(conn, ns_id, [row], device_id)
+        ):
             raise Conflict(f"{path} changed after journal seq {seen_seq}", str(row.head_rev))
         gone = await write_delete(conn, ns_id, row, stored, device_id)
         return Deletion(gone, 0, gone.seq)
     inside = await subtree(conn, ns_id, row.file_id, live_only=True)
     for s in inside:
         _refuse_mount(join_path(stored, s.rel_path), s.row)
-    keep = tree.kept_after([(s.row.file_id, s.row.parent_id, s.row.seq) for s in inside], seen_seq)
+    newer = [
+        r for r in [row, *(s.row for s in inside)] if seen_seq is not None and r.seq > seen_seq
+    ]
+    own = await _written_by(conn, ns_id, newer, device_id)
+    keep = tree.kept_after(
+        [
+            (s.row.file_id, s.row.parent_id, 0 if s.row.file_id in own else s.row.seq)
+            for s in inside
+        ],
+        seen_seq,
+    )
     last = 0
     for i in tree.children_first([s.rel_path for s in inside]):
         s = inside[i]
@@ -133,11 +149,25 @@ async def delete(
             last = (
                 await write_delete(conn, ns_id, s.row, join_path(stored, s.rel_path), device_id)
             ).seq
-    if keep or (seen_seq is not None and row.seq > seen_seq):
+    if keep or any(r.file_id == row.file_id and r.file_id not in own for r in newer):
         head = await files.entry(conn, ns_id, row.file_id, row.head_rev, stored)
         return Deletion(head, len(keep), last)
     gone = await write_delete(conn, ns_id, row, stored, device_id)
     return Deletion(gone, 0, gone.seq)
+
+
+async def _written_by(
+    conn: Conn, ns_id: uuid.UUID, rows: list[FileRow], device_id: str
+) -> set[uuid.UUID]:
+    """The ids among ``rows`` whose head revision this device wrote."""
+    if not rows or not device_id:
+        return set()
+    cur = await conn.execute(
+        """SELECT file_id FROM revisions
+           WHERE ns_id = %s AND rev_id = ANY(%s) AND file_id = ANY(%s) AND device_id = %s""",
+        (ns_id, [r.head_rev for r in rows], [r.file_id for r in rows], device_id),
+    )
+    return {r[0] for r in await cur.fetchall()}
 
 
 async def write_delete(
