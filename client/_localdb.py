@@ -244,6 +244,15 @@ class LocalDB:
                ORDER BY r.seq""")
         return [(RemoteRow(*r[:10]), SyncedRow(*r[10:]) if r[10] is not None else None) for r in rows]
 
+    def oldest_unapplied(self, ns_id: str, folder: str) -> int | None:
+        """The lowest seq of a live remote row inside a namespace folder that the disk does not
+        have yet (no merge base, or another revision), or None."""
+        rows = self._all(
+            """SELECT MIN(r.seq) FROM remote r LEFT JOIN synced s ON s.ns_id = r.ns_id AND s.file_id = r.file_id
+               WHERE r.ns_id = ? AND r.key >= ? AND r.key < ? AND r.deleted = 0
+                 AND (s.revision IS NULL OR s.revision != r.revision)""", (ns_id, *under(key_of(folder))))
+        return rows[0][0] if rows and rows[0][0] is not None else None
+
     # -- synced ------------------------------------------------------------------------
     def synced(self, path: str) -> SyncedRow | None:
         """The merge base of a path."""

@@ -317,11 +317,8 @@ class OpRunner:
         """What this device saw of a namespace below ``ns_path``: its journal cursor, less any
         change it recorded but has not applied to the disk yet (the server keeps newer ones)."""
         seen = self.d.db.cursors().get(ns_id, 0)
-        lo = key_of(ns_path) + "/"
-        for r, _ in self.d.db.remote_diff():
-            if r.ns_id == ns_id and not r.deleted and key_of(r.path).startswith(lo):
-                seen = min(seen, r.seq - 1)
-        return seen
+        oldest = self.d.db.oldest_unapplied(ns_id, ns_path)
+        return seen if oldest is None else min(seen, oldest - 1)
 
     def _remote_children_kept(self, rel: str) -> bool:
         """Does the remote tree hold live children of this folder that we did not delete?"""
