@@ -85,7 +85,8 @@ class Daemon:
         self.progress.on_done = self.db.unskip_under
         self.selective = Selective(self)
         self.indexer = Indexer(self.root, self.db, Ignore(self.root, cfg.state_dir), settle=cfg.settle,
-                               closed=self._closed, hidden=self.selective.hidden)
+                               closed=self._closed, hidden=self.selective.hidden,
+                               twin_name=lambda rel: self.ops.conflicted_copy(rel))
         self.ops = OpRunner(self)
         self.applier = Applier(self, concurrency=cfg.download_concurrency)
         saved = json.loads(self.db.get_meta("mounts", "{}"))
@@ -453,7 +454,8 @@ class Daemon:
     def _record(self, ch: Change) -> None:
         e = ch.entry
         deleted = e.deleted or ch.op is ChangeOp.DELETE
-        row = RemoteRow(ch.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, deleted, ch.seq)
+        row = RemoteRow(ch.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, deleted, ch.seq,
+                        e.executable)
         if ch.namespace_id == self.mounts.root_ns and self.mounts.shadowed(e.path):
             with self.db.tx():          # the mounted namespace's own journal carries these files
                 self.db.set_cursor(ch.namespace_id, ch.seq)
@@ -497,7 +499,7 @@ class Daemon:
             return
         entries = await self.client.list_tree(namespace_id=ns_id)
         self.db.replace_remote_namespace(ns_id, [
-            RemoteRow(ns_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, False, e.seq)
+            RemoteRow(ns_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, False, e.seq, e.executable)
             for e in entries], head)
         self._wake.set()
 
