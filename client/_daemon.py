@@ -1,12 +1,11 @@
 """The sync daemon: keeps one folder identical to the user's tree on the cluster.
 
 One asyncio task (the engine) does everything that touches the trees, in passes: index what
-the watcher (or a rescan) says changed and queue ops; replay the op queue in order; apply the
-remote changes the journal brought. A second task keeps the link: it connects with
-exponential backoff and jitter while the cluster is away, and follows the change stream from
-the saved cursors (re-locating the owner sync node when told to, and catching up through
-``ListChanges`` while no sync node answers). Changes are applied to the remote tree and the
-cursor advanced in one SQLite transaction, so a restart resumes exactly where it stopped.
+the watcher (or a rescan) says changed and queue ops; replay the op queue; apply the remote
+changes. A second task keeps the link (backoff with jitter while the cluster is away) and
+follows the change stream from the saved cursors (re-locating the owner sync node when told,
+catching up through ``ListChanges`` while none answers). A change goes into the remote tree
+with its cursor in one SQLite transaction, so a restart resumes exactly where it stopped.
 
 If the folder's root marker is missing (unmounted, deleted, replaced) the daemon pauses: it
 says so, deletes nothing, and resumes by itself once the folder is back. Its state ("up to

@@ -9,7 +9,6 @@ owner's execute bit is read from disk: ``chmod +x`` (or ``-x``) is a change to u
 from __future__ import annotations
 
 import os
-import stat
 import threading
 
 _lock = threading.Lock()
@@ -46,17 +45,3 @@ def file_mode(executable: bool, current: int | None = None) -> int:
     mask = umask()
     base = (current & 0o666) if current is not None else (0o666 & ~mask)
     return base | ((((base & 0o444) >> 2) & ~mask) if executable else 0)
-
-
-def apply_mode(path: str | os.PathLike[str], executable: bool, current: int | None = None) -> bool:
-    """Give a regular file just written from a revision its mode (never through a symlink).
-
-    Returns:
-        Whether the file is now executable for its owner (the umask may refuse it).
-    """
-    st = os.lstat(path)
-    if not stat.S_ISREG(st.st_mode):
-        return is_executable(st.st_mode)
-    mode = file_mode(executable, current)
-    os.chmod(path, mode)
-    return is_executable(mode)
