@@ -376,15 +376,12 @@ class Daemon:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop_event.wait(), seconds)
 
-    async def _sync_address(self) -> str:
-        return await self.client._sync_address()
-
     async def _follow(self) -> None:
         """Follow the change stream from the saved cursors; re-locate, resume, catch up."""
         attempt = 0
         while self.online:
             try:
-                address = await self._sync_address()
+                address = await self.client._sync_address()
                 async with open_channel(address, self.client.security, max_message_bytes=64 * 1024 * 1024) as channel:
                     cursors = [common_pb2.Cursor(namespace_id=k, seq=v) for k, v in self.db.cursors().items()]
                     req = sync_pb2.SubscribeRequest(cursors=cursors, device_id=self.device_id)
