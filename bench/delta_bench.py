@@ -15,6 +15,7 @@ the old version, edits it and uploads the new one with the SDK (``Client.put_fil
   signature requests), ``BlockPool.wire_sent``;
 * ``B recv`` / ``B cpu`` / ``B writes``: device B's received TCP bytes, CPU seconds and bytes
   written to storage (``/proc/self/io`` ``write_bytes``) while building the new version;
+* compression: what a new 32 MiB log-like text file and a random one cost to upload;
 * rsync (``--no-whole-file``, local to local, which runs its real sender/receiver protocol over
   a pipe): ``Total bytes sent`` and ``Literal data`` from ``--stats``.
 
@@ -219,6 +220,32 @@ async def run_change(a: Client, b: Client, change: Change, work: Path, rsync: bo
         p.unlink(missing_ok=True)
 
 
+async def run_compression(a: Client, work: Path, size: int) -> None:
+    """Bytes sent for a compressible and an incompressible file of the same size."""
+    text = work / "log.txt"
+    with text.open("wb") as f:
+        i = 0
+        while f.tell() < size:
+            f.write(
+                b"2026-11-30T07:%02d:%02d host%03d GET /api/v1/items/%d 200 %d ms\n"
+                % (i // 60 % 60, i % 60, i % 7, i, i % 97)
+            )
+            i += 1
+    noise = work / "noise.bin"
+    _random_file(noise, text.stat().st_size)
+    print("\ncompression on the wire (new files, nothing to dedup):")
+    for path in (text, noise):
+        snap0 = tcp_bytes()
+        version = await a.put_file(path, f"{path.name}-{uuid.uuid4().hex[:6]}")
+        sent, _ = tcp_delta(snap0, tcp_bytes())
+        n = path.stat().st_size
+        print(
+            f"  {path.name:10} {_kb(n)}: A sent {_kb(sent)} ({sent / n:.2f} of its size, "
+            f"{version.stats.chunks} chunks)"
+        )
+        path.unlink()
+
+
 async def bench(endpoint: str, admin_token: str, work: Path, args: argparse.Namespace) -> None:
     user, password = f"delta{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     async with await Client.connect(endpoint, token=admin_token) as admin:
@@ -230,6 +257,7 @@ async def bench(endpoint: str, admin_token: str, work: Path, args: argparse.Name
     ):
         for change in _changes(args.scale):
             await run_change(a, b, change, work, not args.no_rsync)
+        await run_compression(a, work, int(32 * MiB * args.scale))
 
 
 def main() -> None:

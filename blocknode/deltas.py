@@ -50,9 +50,9 @@ def signature_to_pb(sig: delta.Signature, chunk_hash: bytes = b"") -> block_pb2.
 
 
 def signature_from_pb(msg: block_pb2.ChunkSignature) -> delta.Signature:
-    """A checked signature (DeltaError when malformed)."""
+    """A checked signature of at most ``BASE_BUDGET`` bytes (DeltaError when malformed)."""
     sig = delta.Signature(tuple(msg.sizes), tuple(bytes(d) for d in msg.strong))
-    sig.check(MAX_CHUNK)
+    sig.check(BASE_BUDGET)
     return sig
 
 
@@ -163,8 +163,8 @@ class DeltaCalls:
             d = await asyncio.to_thread(delta.encode, data, base)
             if len(d) < len(data):
                 return block_pb2.ChunkData(hash=chunk_hash, delta=d)
-        if zstd:
-            packed = await asyncio.to_thread(delta.compress, data)
-            if packed[0] != 0:  # compressed: it saved 10%
+        if zstd:  # a 64 KiB sample decides first: incompressible chunks cost little
+            packed = await asyncio.to_thread(delta.compress_if_worth, data)
+            if packed is not None:
                 return block_pb2.ChunkData(hash=chunk_hash, zstd_data=packed)
         return block_pb2.ChunkData(hash=chunk_hash, data=data)

@@ -297,10 +297,14 @@ class BlockPool:
                 except (grpc.aio.AioRpcError, SyncError) as e:
                     tried += 1
                     code = e.code() if isinstance(e, grpc.aio.AioRpcError) else None
+                    # A node that refused our delta bases (or has no delta support) is asked
+                    # again for whole chunks: the retry sends no bases.
+                    plain_again = tried == 1 and sigs and code in _PLAIN_AGAIN
                     if tried > self.replicas or (
                         code is not None
                         and code not in _RETRYABLE
                         and code is not grpc.StatusCode.NOT_FOUND
+                        and not plain_again
                     ):
                         await queue.put(
                             from_rpc_error(e) if isinstance(e, grpc.aio.AioRpcError) else e

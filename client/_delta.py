@@ -46,7 +46,7 @@ MAX_DELTA_FRACTION = 0.95  # a delta is sent only when under this fraction of th
 SIGNATURE_CALLS = 4  # signature requests in flight at once
 MAX_BASES = 64  # delta bases per download (base bytes are held in memory)
 MAX_PUT_BASES = 8  # old chunks (concatenated) a new chunk is encoded against ...
-BASE_BUDGET = 12 * 1024 * 1024  # ... totalling at most this (as blocknode/deltas.py allows)
+BASE_BUDGET = 3 * MAX_CHUNK  # ... totalling at most this (as blocknode/deltas.py allows)
 FICLONE = 0x40049409  # linux/fs.h _IOW(0x94, 9, int)
 PAGE = 4096  # over a clone, a chunk is written page by page, only where it differs
 
