@@ -4,6 +4,7 @@ no longer holds falls back to whole chunks, and every result is byte-identical."
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from client import Client
 from client import _delta as client_delta
 from client._delta import write_version
 from client._errors import SyncError
+from tessera import delta
 from tessera.chunking import MAX_CHUNK, chunk_file
 from tessera.pb import block_pb2, block_pb2_grpc, meta_pb2
 from tessera.rpc import auth_metadata
@@ -225,3 +227,32 @@ async def test_chunks_found_elsewhere_on_the_device_are_used_and_checked(
         assert same_bytes(src, out)
         assert stats.copied_bytes == chunks[0].size + chunks[1].size
         assert stats.fetched_chunks == len(chunks) - 1  # the bad copy was fetched again
+
+
+async def test_another_users_chunk_cannot_be_a_delta_base(
+    cluster_env: ClusterEnv, tmp_path: Path
+) -> None:
+    async with await _user(cluster_env) as alice, await _user(cluster_env) as bob:
+        secret = random_file(tmp_path / "secret.bin", 1 * MiB)
+        await alice.put_file(secret, "secret.bin")
+        target = [c.hash for c in chunk_file(secret)][0]
+        mine = random_file(tmp_path / "mine.bin", 1 * MiB)
+        await bob.put_file(mine, "mine.bin")
+        # Bob's own ticket, even asked to name Alice's chunk, names only his file's chunks.
+        req = meta_pb2.GetFileRequest(path="mine.bin", ticket_for=[target])
+        resp = await bob._meta.GetFile(req, metadata=bob._md, timeout=30)
+        assert target not in resp.ticket.hashes
+        edited = secret.read_bytes() + b"appended by bob"
+        d = delta.encode(edited, delta.signature(secret.read_bytes()))
+        pool = await bob._block_pool()
+        node = pool.stub(pool.candidates(target)[0])
+        put = block_pb2.PutChunkRequest(
+            hash=hashlib.sha256(edited).digest(), base_hash=target, delta=d, base_ticket=resp.ticket
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            _ = [r async for r in node.PutChunks(iter([put]), metadata=bob._md)]
+        assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        sig = block_pb2.GetSignatureRequest(ticket=resp.ticket, hash=target)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await node.GetSignature(sig, metadata=bob._md)
+        assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
