@@ -188,10 +188,10 @@ async def run_change(a: Client, b: Client, change: Change, work: Path, rsync: bo
 
     blocks = await a._block_pool()
     wire0 = blocks.wire_sent
-    t0, snap0 = time.perf_counter(), tcp_bytes()
+    t0, snap0, cpu0 = time.perf_counter(), tcp_bytes(), time.process_time()
     version = await a.put_file(src, name)
     a_sent, a_recv = tcp_delta(snap0, tcp_bytes())
-    a_time = time.perf_counter() - t0
+    a_time, a_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     block_bytes = blocks.wire_sent - wire0
 
     snap0, cpu0, w0, t0 = tcp_bytes(), time.process_time(), _io_written(), time.perf_counter()
@@ -204,7 +204,8 @@ async def run_change(a: Client, b: Client, change: Change, work: Path, rsync: bo
     print(f"\n{change.name} ({change.size // MiB} MiB, {version.stats.chunks} chunks):")
     print(
         f"  Tessera  A sent {_kb(a_sent)} (blocks {_kb(block_bytes)}, "
-        f"{version.stats.chunks_sent} chunks), A recv {_kb(a_recv)}, {a_time:.2f} s"
+        f"{version.stats.chunks_sent} chunks), A recv {_kb(a_recv)}, A cpu {a_cpu:.2f} s, "
+        f"{a_time:.2f} s"
     )
     print(
         f"           B recv {_kb(b_recv)}, B cpu {b_cpu:.2f} s, B writes {_kb(b_writes)}, "

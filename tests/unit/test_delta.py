@@ -108,3 +108,19 @@ def test_signature_check_refuses_malformed() -> None:
         delta.Signature((LIMIT + 1,), (b"12345678",)).check(LIMIT)
     with pytest.raises(delta.DeltaError):
         delta.Signature((10,), (b"short",)).check(LIMIT)
+
+
+def test_pick_bases_takes_both_ends_first_within_the_budget() -> None:
+    from client._delta import BASE_BUDGET, MAX_PUT_BASES, pick_bases
+
+    offsets = [i * 1000 for i in range(20)]
+    sizes = [1000] * 20
+    assert pick_bases(offsets, sizes, 0, 10) == [0]
+    assert pick_bases(offsets, sizes, 2500, 1000) == [2, 3]  # spans two old chunks
+    assert pick_bases(offsets, sizes, 50_000, 10) == [19]  # past the end: the last one
+    assert pick_bases([], [], 0, 10) == []
+    wide = pick_bases(offsets, sizes, 500, 15_000)  # 16 overlapping: ends first, then middle
+    assert len(wide) == MAX_PUT_BASES and wide[0] == 0 and wide[-1] == 15
+    big = [BASE_BUDGET // 2 - 1] * 4
+    picked = pick_bases([0, 1, 2, 3], big, 0, 4)  # sizes are what counts
+    assert sum(big[i] for i in picked) <= BASE_BUDGET and picked == [0, 3]
