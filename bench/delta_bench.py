@@ -187,12 +187,13 @@ async def run_change(a: Client, b: Client, change: Change, work: Path, rsync: bo
     change.edit(src, change.size)
 
     blocks = await a._block_pool()
-    wire0 = blocks.wire_sent
+    legacy = getattr(blocks, "wire_sent", None) is None  # an SDK without the counter (main)
+    wire0 = blocks.sent_bytes if legacy else blocks.wire_sent
     t0, snap0, cpu0 = time.perf_counter(), tcp_bytes(), time.process_time()
     version = await a.put_file(src, name)
     a_sent, a_recv = tcp_delta(snap0, tcp_bytes())
     a_time, a_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    block_bytes = blocks.wire_sent - wire0
+    block_bytes = (blocks.sent_bytes if legacy else blocks.wire_sent) - wire0
 
     snap0, cpu0, w0, t0 = tcp_bytes(), time.process_time(), _io_written(), time.perf_counter()
     await b.get_file(name, dst)
