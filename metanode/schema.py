@@ -191,6 +191,24 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
             _backfill_chunk_refs,
         ],
     ),
+    (
+        4,
+        "devices (one per login) and token generations",
+        [
+            """CREATE TABLE IF NOT EXISTS devices (
+                user_id UUID NOT NULL,
+                device_id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                name_key TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                last_seen TIMESTAMPTZ NOT NULL DEFAULT now(),
+                expires_at TIMESTAMPTZ NOT NULL,
+                revoked_at TIMESTAMPTZ NULL,
+                PRIMARY KEY (user_id, device_id)
+            )""",
+            "ALTER TABLE users ADD COLUMN IF NOT EXISTS token_gen INT8 NOT NULL DEFAULT 0",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
