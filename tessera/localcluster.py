@@ -646,7 +646,10 @@ class LocalCluster:
 
             def login() -> str:
                 resp = _call_retrying(
-                    stub.Login, meta_pb2.LoginRequest(name=ADMIN_USER, password=password)
+                    stub.Login,
+                    meta_pb2.LoginRequest(
+                        name=ADMIN_USER, password=password, device_name="tessera-up"
+                    ),
                 )
                 return str(resp.token)
 

@@ -431,27 +431,41 @@ class LoggingInterceptor(_HookInterceptor):
 # drops the connection with GOAWAY ENHANCE_YOUR_CALM "too_many_pings".
 KEEPALIVE_TIME_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 10_000
-MIN_PING_INTERVAL_MS = KEEPALIVE_TIME_MS // 2
+
+
+def keepalive_options(
+    time_ms: int = KEEPALIVE_TIME_MS, *, server: bool
+) -> list[tuple[str, Any]]:
+    """The keepalive half of the options; the server's accepts what the client's sends."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.keepalive_time_ms", time_ms),
+        ("grpc.keepalive_timeout_ms", min(KEEPALIVE_TIMEOUT_MS, time_ms)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    if server:
+        options += [
+            ("grpc.http2.min_ping_interval_without_data_ms", time_ms // 2),
+            ("grpc.http2.max_ping_strikes", 2),
+        ]
+    return options
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
-    """Options of client channels (and the base of the servers')."""
+    """Options of client channels."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
-        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
+        *keepalive_options(server=False),
     ]
 
 
 def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
-    """Options of every node's server: the channel options, and pings as often as clients send them."""
+    """Options of every node's server."""
     return [
-        *channel_options(max_message_bytes),
-        ("grpc.http2.min_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),
-        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        *keepalive_options(server=True),
     ]
 
 

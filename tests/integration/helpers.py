@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -41,3 +43,33 @@ def same_bytes(a: Path, b: Path) -> bool:
                 return False
             if not x:
                 return True
+
+
+def run_cli(cluster, home: Path, *args: str, token: str = "") -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    """``tessera ARGS`` as a subprocess with its config in ``home`` (and ``token`` if given)."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(home), "TESSERA_ENDPOINT": cluster.meta_address}
+    env.pop("TESSERA_TOKEN", None)
+    if token:
+        env["TESSERA_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "tessera", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def cli_ok(result: subprocess.CompletedProcess[str]) -> str:
+    """The output of a command that must succeed."""
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def cli_fails(result: subprocess.CompletedProcess[str]) -> str:
+    """The one error line of a command that must fail (exit 1, no traceback)."""
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tessera: "), result.stderr
+    return lines[0]

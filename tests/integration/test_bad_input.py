@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -14,7 +13,7 @@ import pytest
 from client import Client, Cursor
 from tessera.auth import Signer
 from tessera.pb import block_pb2, block_pb2_grpc, common_pb2, meta_pb2, meta_pb2_grpc
-from tests.integration.helpers import new_user
+from tests.integration.helpers import new_user, run_cli
 
 pytestmark = pytest.mark.cluster
 
@@ -147,17 +146,7 @@ async def test_commit_without_upload_receipt_is_refused(cluster) -> None:
 
 
 def _cli(cluster, *args: str, token: str | None, home: Path) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    env = {**os.environ, "XDG_CONFIG_HOME": str(home), "TESSERA_ENDPOINT": cluster.meta_address}
-    env.pop("TESSERA_TOKEN", None)
-    if token is not None:
-        env["TESSERA_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "tessera", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    return run_cli(cluster, home, *args, token=token or "")
 
 
 async def test_cli_errors_are_one_line_without_traceback(cluster, tmp_path: Path) -> None:

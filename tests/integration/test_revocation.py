@@ -22,8 +22,15 @@ import grpc
 import pytest
 
 from client import Client
-from tessera.pb import block_pb2, block_pb2_grpc, common_pb2, meta_pb2, meta_pb2_grpc
-from tessera.pb import sync_pb2, sync_pb2_grpc
+from tessera.pb import (
+    block_pb2,
+    block_pb2_grpc,
+    common_pb2,
+    meta_pb2,
+    meta_pb2_grpc,
+    sync_pb2,
+    sync_pb2_grpc,
+)
 from tessera.rpc import auth_metadata, open_channel
 
 pytestmark = pytest.mark.cluster
