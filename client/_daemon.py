@@ -261,6 +261,13 @@ class Daemon:
         attempt = 0
         while not self._stopping:
             if self.online:
+                if self._sub_task is not None and self._sub_task.done() and not self._sub_task.cancelled():
+                    err = self._sub_task.exception()  # the stream ended for good: credentials revoked
+                    if isinstance(err, grpc.aio.AioRpcError) and err.code() is grpc.StatusCode.UNAUTHENTICATED:
+                        self.error = f"not authorised: {err.details()}"
+                        self.progress.set_state("stopped", self.error)
+                        self._wake.set()  # ``run`` checks on this task between passes
+                        raise AuthenticationError(err.details() or "credentials revoked", err.code())
                 if self._sub_task is None or self._sub_task.done():
                     self._sub_task = asyncio.create_task(self._follow())
                 with contextlib.suppress(TimeoutError):

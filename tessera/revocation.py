@@ -216,6 +216,8 @@ class Revocations:
         if why:
             raise RevokedError(why)
         unconfirmed = time.monotonic() - self._confirmed
+        if self._client is None:
+            raise StaleError("this node is starting: it cannot confirm credentials yet")
         if unconfirmed > self._stale_after:
             raise StaleError(
                 f"cannot confirm credentials: etcd unreachable for {unconfirmed:.0f} s"
