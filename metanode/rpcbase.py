@@ -174,7 +174,9 @@ class ServiceBase:
             if acting is not None:
                 why = await accounts.check_token(conn, acting)
                 if why:
-                    raise Unauthenticated(f"credentials revoked ({why}): log in again (tessera login)")
+                    raise Unauthenticated(
+                        f"credentials revoked ({why}): log in again (tessera login)"
+                    )
             return await fn(conn, user_id)
 
         if not write:

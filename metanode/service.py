@@ -143,7 +143,9 @@ class MetadataService(AccountRpcs, WriteRpcs, meta_pb2_grpc.MetadataServicer):
             raise InvalidArgument("nodes have no token to revoke")
         token_id = request.token_id or principal.token_id
         expires_at = (
-            principal.expires_at if token_id == principal.token_id else int(time.time()) + self.token_ttl
+            principal.expires_at
+            if token_id == principal.token_id
+            else int(time.time()) + self.token_ttl
         )
         await self._revoke_device(context, token_id, expires_at)
         return meta_pb2.RevokeTokenResponse()

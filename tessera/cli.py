@@ -100,14 +100,18 @@ def cmd_login(args: argparse.Namespace) -> int:
         )
     password = _password(args, f"password for {args.name}: ")
     config = ClientConfig.from_env()
-    resp = asyncio.run(Client.login(endpoint, args.name, password, config=config, device_name=args.device))
+    resp = asyncio.run(
+        Client.login(endpoint, args.name, password, config=config, device_name=args.device)
+    )
     old_token = cfg.token
     cfg.endpoint, cfg.token, cfg.user = endpoint, resp.token, args.name
     path = userconfig.save(cfg)
     note = ""
     if old_token:  # the replaced login would be a device nobody holds any more: end it
         note = f"; the previous login ({previous or 'unknown'}) {asyncio.run(_end(endpoint, old_token, config))}"
-    print(f"logged in as {args.name} at {endpoint} as device {resp.device_name} (token saved in {path}){note}")
+    print(
+        f"logged in as {args.name} at {endpoint} as device {resp.device_name} (token saved in {path}){note}"
+    )
     return 0
 
 
