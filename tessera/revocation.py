@@ -156,10 +156,11 @@ class Revocations:
 
     async def _watch(self) -> None:
         assert self._client is not None
+        delay = 0.25
         while True:
             try:
                 events = await self._client.watch_prefix(PREFIX, start_revision=self._revision + 1)
-                self._watching = True
+                self._watching, delay = True, 0.25
                 async for event in events:
                     user = self._apply(
                         self._state,
@@ -173,9 +174,11 @@ class Revocations:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - aetcd's many errors: etcd away
+                if self._watching:
+                    log.warning("revocation watch failed (%s); re-reading until etcd answers", e)
                 self._watching = False
-                log.warning("revocation watch failed (%s); re-reading", e)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
                 with contextlib.suppress(Exception):
                     await self._reload()
 
@@ -189,9 +192,12 @@ class Revocations:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001
-                log.warning("etcd probe failed (%s); revocations unconfirmed", e)
+                if time.monotonic() - self._confirmed < self._stale_after:
+                    log.warning("etcd probe failed (%s); revocations unconfirmed", e)
                 continue
             if self._watching:
+                if time.monotonic() - self._confirmed > self._stale_after:
+                    log.warning("etcd answers again: revocations confirmed")
                 self._confirmed = time.monotonic()
 
     # -- checking --------------------------------------------------------------------------------

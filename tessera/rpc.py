@@ -285,8 +285,11 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[
 
 
 class DecodeInterceptor(grpc.aio.ServerInterceptor):
-    """Outermost: a request that does not decode (bad bytes, a string field holding invalid
-    UTF-8) is INVALID_ARGUMENT with the reason, not gRPC's UNKNOWN or INTERNAL."""
+    """Before authentication: a request that does not decode (bad bytes, a string field holding
+    invalid UTF-8) is INVALID_ARGUMENT with the reason, not gRPC's UNKNOWN or INTERNAL.
+
+    gRPC uses the deserializer of the outermost handler: interceptors listed before this one
+    must pass it on unchanged (``_wrap`` does)."""
 
     async def intercept_service(
         self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
