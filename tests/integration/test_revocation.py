@@ -22,6 +22,7 @@ import grpc
 import pytest
 
 from client import Client
+from tessera.auth import Signer
 from tessera.pb import (
     block_pb2,
     block_pb2_grpc,
@@ -31,7 +32,6 @@ from tessera.pb import (
     sync_pb2,
     sync_pb2_grpc,
 )
-from tessera.auth import Signer
 from tessera.rpc import ON_BEHALF_TOKEN_KEY, auth_metadata, open_channel
 
 pytestmark = pytest.mark.cluster
