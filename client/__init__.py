@@ -15,6 +15,8 @@ from client._errors import (
     SyncError,
     UnavailableError,
 )
+from client._links import LinkVisitor
+from client._recover import Link, Restored, TrashItem
 from client._types import Change, ChangeOp, Cursor, Entry, EntryKind, FileVersion, UploadStats
 
 __all__ = [
@@ -29,9 +31,13 @@ __all__ = [
     "EntryKind",
     "FileVersion",
     "InvalidRequestError",
+    "Link",
+    "LinkVisitor",
     "NotFoundError",
     "PermissionDeniedError",
+    "Restored",
     "SyncError",
+    "TrashItem",
     "UnavailableError",
     "UploadStats",
 ]

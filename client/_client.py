@@ -15,6 +15,7 @@ import grpc
 
 from client._blocks import BlockPool, ring_from_pb
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
+from client._recover import RecoverMixin
 from client._types import Change, Cursor, Entry, FileVersion, UploadStats
 from tessera.chunking import Chunk, iter_chunks
 from tessera.errors import error_detail
@@ -59,7 +60,7 @@ async def _call(coro: Any) -> Any:
         raise from_rpc_error(e) from None
 
 
-class Client:
+class Client(RecoverMixin):
     """Connect with ``await Client.connect(endpoint, token=...)``; close with ``await client.close()``."""
 
     def __init__(self, target: str, token: str, config: ClientConfig) -> None:

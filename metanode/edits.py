@@ -75,7 +75,7 @@ def _check_parent(path: str, row: FileRow, parent_rev: uuid.UUID | None) -> None
         )
 
 
-def _refuse_mount(path: str, row: FileRow) -> None:
+def refuse_mount(path: str, row: FileRow) -> None:
     if row.mount_ns is not None:
         raise FailedPrecondition(
             f"{path} is a shared folder: to leave it, unshare it with yourself"
@@ -94,19 +94,26 @@ async def delete(
     await files.require_role(conn, user_id, ns_id, write=True, path=path)
     row, stored = await _live(conn, ns_id, path)
     _check_parent(path, row, parent_rev)
-    _refuse_mount(stored, row)
+    refuse_mount(stored, row)
     if row.kind is Kind.FOLDER:
         inside = await subtree(conn, ns_id, row.file_id, live_only=True)
         for s in inside:
-            _refuse_mount(join_path(stored, s.rel_path), s.row)
+            refuse_mount(join_path(stored, s.rel_path), s.row)
         for i in tree.children_first([s.rel_path for s in inside]):
             s = inside[i]
-            await write_delete(conn, ns_id, s.row, join_path(stored, s.rel_path), device_id)
-    return await write_delete(conn, ns_id, row, stored, device_id)
+            await write_delete(
+                conn, ns_id, s.row, join_path(stored, s.rel_path), device_id, user_id
+            )
+    return await write_delete(conn, ns_id, row, stored, device_id, user_id)
 
 
 async def write_delete(
-    conn: Conn, ns_id: uuid.UUID, row: FileRow, path: str, device_id: str
+    conn: Conn,
+    ns_id: uuid.UUID,
+    row: FileRow,
+    path: str,
+    device_id: str,
+    user_id: uuid.UUID | None = None,
 ) -> EntryRow:
     return await files.write_change(
         conn,
@@ -120,6 +127,7 @@ async def write_delete(
         op=Op.DELETE,
         device_id=device_id,
         deleted=True,
+        user_id=user_id,
     )
 
 
@@ -184,7 +192,7 @@ async def restore(
     if found is None:
         raise files.not_found(path)
     row, stored = found
-    _refuse_mount(stored, row)
+    refuse_mount(stored, row)
     cur = await conn.execute(
         "SELECT kind, deleted, client_mtime_ns FROM revisions WHERE ns_id = %s AND file_id = %s AND rev_id = %s",
         (ns_id, row.file_id, rev_id),
@@ -221,13 +229,16 @@ async def restore(
 async def history(
     conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID, path: str, limit: int
 ) -> list[EntryRow]:
-    """The revisions of the file at ``path`` (live or deleted), newest first, each at its path then."""
+    """The revisions of the file at ``path`` (live or deleted), newest first, each at its path then;
+    for a folder, the revisions of everything ever in it too."""
     await files.require_role(conn, user_id, ns_id, write=False, path=path)
     found = await files.lookup_any(conn, ns_id, path)
     if found is None:
         raise files.not_found(path)
     row = found[0]
     limit = max(1, min(limit or MAX_HISTORY, MAX_HISTORY))
+    if row.kind is Kind.FOLDER:
+        return await folder_history(conn, ns_id, row, limit)
     cur = await conn.execute(
         """SELECT rev_id, path, kind, size, deleted, created_at, seq, device_id, client_mtime_ns, content_hash
            FROM revisions WHERE ns_id = %s AND file_id = %s ORDER BY n DESC, created_at DESC LIMIT %s""",
@@ -248,5 +259,37 @@ async def history(
             r[8],
             bytes(r[9]),
         )
+        for r in await cur.fetchall()
+    ]
+
+
+async def folder_history(
+    conn: Conn, ns_id: uuid.UUID, folder: FileRow, limit: int
+) -> list[EntryRow]:
+    """Every revision of a folder and of everything ever in it, newest first."""
+    inside = await subtree(conn, ns_id, folder.file_id, live_only=False)
+    ids = [folder.file_id] + [s.row.file_id for s in inside]
+    cur = await conn.execute(
+        """SELECT file_id, rev_id, path, kind, size, deleted, created_at, seq, device_id, client_mtime_ns,
+                  content_hash
+           FROM revisions WHERE ns_id = %s AND file_id = ANY(%s)
+           ORDER BY created_at DESC, seq DESC LIMIT %s""",
+        (ns_id, ids, limit),
+    )
+    return [
+        EntryRow(
+            ns_id,
+            r[0],
+            r[2],
+            Kind(r[3]),
+            r[4],
+            r[1],
+            files.us(r[6]),
+            r[5],
+            r[7],
+            r[8],
+            r[9],
+            bytes(r[10]),
+        )  # fmt: skip
         for r in await cur.fetchall()
     ]

@@ -191,6 +191,30 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
             _backfill_chunk_refs,
         ],
     ),
+    (
+        6,
+        "who made a revision (trash), share links",
+        [
+            "ALTER TABLE revisions ADD COLUMN IF NOT EXISTS user_id UUID NULL",
+            # A link is a capability: only the SHA-256 of its token is stored.
+            """CREATE TABLE IF NOT EXISTS links (
+                owner_id UUID NOT NULL,
+                link_id UUID NOT NULL,
+                ns_id UUID NOT NULL,
+                file_id UUID NOT NULL,
+                token_hash BYTEA NOT NULL,
+                password_hash TEXT NOT NULL DEFAULT '',
+                created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                expires_at TIMESTAMPTZ NULL,
+                downloads INT8 NOT NULL DEFAULT 0,
+                last_used_at TIMESTAMPTZ NULL,
+                failures INT8 NOT NULL DEFAULT 0,
+                window_start TIMESTAMPTZ NOT NULL DEFAULT now(),
+                PRIMARY KEY (owner_id, link_id)
+            )""",
+            "CREATE UNIQUE INDEX IF NOT EXISTS links_by_token ON links (token_hash)",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -17,6 +17,8 @@ from metanode import edits, files, sharing, users
 from metanode.db import Conn
 from metanode.model import EntryRow, MemberRow
 from metanode.rpcbase import ON_BEHALF_KEY, change_pb, entry_pb, opt_uuid, parse_path
+from metanode.service_links import LinkRpcs
+from metanode.service_restore import RestoreRpcs
 from metanode.service_writes import MAX_BATCH, MAX_BLOCKLIST, MAX_NEED, WriteRpcs
 from tessera.chunking import MAX_CHUNK
 from tessera.errors import (
@@ -59,7 +61,7 @@ def _member_pb(m: MemberRow) -> meta_pb2.Member:
     )
 
 
-class MetadataService(WriteRpcs, meta_pb2_grpc.MetadataServicer):
+class MetadataService(WriteRpcs, RestoreRpcs, LinkRpcs, meta_pb2_grpc.MetadataServicer):
     """One method per RPC."""
 
     # -- accounts -------------------------------------------------------------------------
