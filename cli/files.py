@@ -91,7 +91,9 @@ def add_meta_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     mv.add_argument("dst", help="new path, or an existing folder (or one ending in /) to move into")
     mv.set_defaults(func=with_client(_mv))
 
-    history = sub.add_parser("history", help="the revisions of a file (a folder: of everything in it), newest first")
+    history = sub.add_parser(
+        "history", help="the revisions of a file (a folder: of everything in it), newest first"
+    )
     history.add_argument("path")
     history.add_argument(
         "--limit", type=int, default=0, help="at most this many (default: all kept)"
