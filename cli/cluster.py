@@ -20,10 +20,8 @@ from typing import Any
 
 from cli import userconfig
 from devcluster import ClusterError, LocalCluster, stop_from_file
-from tessera.config import META_PORT
+from tessera.config import META_PORT, WEB_PORT
 from tessera.membership import DEFAULT_PARAMS, ClusterParams
-
-WEB_PORT = 7480  # the web interface of `tessera up` (share links point there)
 
 DEFAULT_DIR = Path(".tessera") / "cluster"
 
