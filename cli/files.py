@@ -59,7 +59,8 @@ async def _history(client: Client, args: argparse.Namespace) -> int:
 async def _share(client: Client, args: argparse.Namespace) -> int:
     path = _remote(args.path)
     ns = await client.share(path, args.user, role=args.role)
-    print(f"shared {path} with {args.user} as {args.role} (shared folder {ns})")
+    what = "folder" if (await client.stat(path)).is_folder else "file"
+    print(f"shared {path} with {args.user} as {args.role} (shared {what} {ns})")
     return 0
 
 
@@ -100,7 +101,7 @@ def add_meta_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     history.set_defaults(func=with_client(_history))
 
-    share = sub.add_parser("share", help="share a folder with another user")
+    share = sub.add_parser("share", help="share a folder or a file with another user")
     share.add_argument("path")
     share.add_argument("user")
     share.add_argument("--role", choices=("editor", "viewer"), default="editor")

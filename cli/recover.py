@@ -1,5 +1,5 @@
-"""``tessera restore`` (a revision, a time, or from the trash), ``tessera trash`` and
-``tessera link create|list|rm``."""
+"""``tessera restore`` (a revision, a time, or from the trash), ``tessera trash``,
+``tessera shared`` and ``tessera link create|list|rm``."""
 
 from __future__ import annotations
 
@@ -147,6 +147,20 @@ async def link_rm(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+async def shared(client: Client, args: argparse.Namespace) -> int:
+    """Files shared with you (reach one with its share id) and files you shared."""
+    files = await client.shared_files()
+    if not files:
+        print("no shared files (shared folders are in your tree: tessera members PATH)")
+    for f in files:
+        if f.role == "owner":
+            who = ", ".join(f"{n} ({r})" for n, r in f.members)
+            print(f"{f.share_id}  {f.path}  shared by you with {who}")
+        else:
+            print(f"{f.share_id}  {f.name}  from {f.owner} as {f.role}  {f.size} bytes")
+    return 0
+
+
 def add_recover_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register restore, trash and link on the ``tessera`` parser."""
     r = sub.add_parser(
@@ -167,6 +181,9 @@ def add_recover_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     t.add_argument("path", nargs="?", default="", help="a folder (a deleted one: what was in it)")
     t.add_argument("--limit", type=int, default=0, help="at most this many")
     t.set_defaults(func=_with_client(trash))
+
+    sh = sub.add_parser("shared", help="files shared with you, and files you shared")
+    sh.set_defaults(func=_with_client(shared))
 
     link = sub.add_parser("link", help="share links: anyone with the URL can download")
     ls = link.add_subparsers(dest="link_command", metavar="ACTION", required=True)

@@ -16,7 +16,7 @@ from client._errors import (
     UnavailableError,
 )
 from client._links import LinkVisitor
-from client._recover import Link, Restored, TrashItem
+from client._recover import Link, Restored, SharedFile, TrashItem
 from client._types import Change, ChangeOp, Cursor, Entry, EntryKind, FileVersion, UploadStats
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "Restored",
+    "SharedFile",
     "SyncError",
     "TrashItem",
     "UnavailableError",

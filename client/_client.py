@@ -415,10 +415,11 @@ class Client(RecoverMixin):
         return [Entry.from_pb(e) for e in resp.revisions]
 
     async def share(self, path: str, user: str, *, role: str = "editor", namespace_id: str = "", operation_id: str = "") -> str:
-        """Share a folder with a user as "editor" or "viewer" (again: change the role).
+        """Share a folder or a file with a user as "editor" or "viewer" (again: change the role).
 
         Returns:
-            The shared folder's namespace id.
+            The shared folder's namespace id; for a file, its share id (the member passes it
+            as ``namespace_id`` to reach the file, see ``shared_files``).
         """
         if role not in ("editor", "viewer"):
             raise InvalidRequestError(f"role must be editor or viewer, not {role!r}", grpc.StatusCode.INVALID_ARGUMENT)

@@ -71,6 +71,23 @@ class Link:
         )
 
 
+@dataclass(frozen=True)
+class SharedFile:
+    """A file shared with this user (role viewer/editor) or by them (role owner)."""
+
+    share_id: str  # pass as namespace_id (path "" or the name) to reach the file
+    name: str
+    path: str
+    owner: str
+    role: str
+    size: int
+    modified_at_us: int
+    members: tuple[tuple[str, str], ...]  # (name, role), to the owner
+
+
+_ROLE_NAMES = {1: "owner", 2: "editor", 3: "viewer"}
+
+
 class RecoverMixin:
     """Restore at a time, trash, links, and chunk-by-chunk reads."""
 
@@ -119,6 +136,27 @@ class RecoverMixin:
             for t in resp.entries
         ]
         return items, resp.retention_seconds
+
+    async def shared_files(self) -> list[SharedFile]:
+        """Files shared with this user, and files this user shared (role "owner")."""
+        resp = await _rpc(
+            self._meta.ListSharedFiles(
+                meta_pb2.ListSharedFilesRequest(), metadata=self._md, timeout=self.config.timeout
+            )
+        )
+        return [
+            SharedFile(
+                f.share_id,
+                f.name,
+                f.path,
+                f.owner_name,
+                _ROLE_NAMES.get(f.role, "?"),
+                f.size,
+                f.modified_at_us,
+                tuple((m.user_name, _ROLE_NAMES.get(m.role, "?")) for m in f.members),
+            )  # fmt: skip
+            for f in resp.files
+        ]
 
     # -- links ------------------------------------------------------------------------------
     async def create_link(

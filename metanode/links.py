@@ -101,7 +101,12 @@ async def create(
 async def _current(conn: Conn, link: LinkRow) -> tuple[FileRow, str] | None:
     """The linked entry and its path now, None when deleted or out of the creator's reach."""
     if await files.role_of(conn, link.owner_id, link.ns_id) is None:
-        return None
+        shared = await conn.execute(
+            "SELECT 1 FROM file_shares WHERE ns_id = %s AND file_id = %s AND user_id = %s",
+            (link.ns_id, link.file_id, link.owner_id),
+        )
+        if await shared.fetchone() is None:  # neither a member nor given this very file
+            return None
     try:
         row, path = await timetravel.path_by_id(conn, link.ns_id, link.file_id)
     except NotFound:

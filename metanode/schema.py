@@ -193,7 +193,7 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
     ),
     (
         6,
-        "who made a revision (trash), share links",
+        "who made a revision (trash), share links, shared files",
         [
             "ALTER TABLE revisions ADD COLUMN IF NOT EXISTS user_id UUID NULL",
             # A link is a capability: only the SHA-256 of its token is stored.
@@ -213,6 +213,18 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
                 PRIMARY KEY (owner_id, link_id)
             )""",
             "CREATE UNIQUE INDEX IF NOT EXISTS links_by_token ON links (token_hash)",
+            # A shared file: a grant per member (metanode.fileshares), one share id per file.
+            """CREATE TABLE IF NOT EXISTS file_shares (
+                ns_id UUID NOT NULL,
+                file_id UUID NOT NULL,
+                user_id UUID NOT NULL,
+                share_id UUID NOT NULL,
+                role TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                PRIMARY KEY (ns_id, file_id, user_id)
+            )""",
+            "CREATE INDEX IF NOT EXISTS file_shares_by_share ON file_shares (share_id, user_id)",
+            "CREATE INDEX IF NOT EXISTS file_shares_by_user ON file_shares (user_id)",
         ],
     ),
 ]

@@ -1,4 +1,5 @@
-"""The share-link RPCs (``metanode.links``): create, list, revoke, and the public OpenLink."""
+"""The share-link RPCs (``metanode.links``): create, list, revoke, the public OpenLink; and
+the list of shared files (``metanode.fileshares``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import uuid
 
 import grpc
 
-from metanode import files, links, users
+from metanode import files, fileshares, links, users
 from metanode.db import Conn
 from metanode.model import Kind
 from metanode.rpcbase import ServiceBase, entry_pb, parse_path, parse_uuid
@@ -38,7 +39,7 @@ def _link_pb(link: links.LinkRow, path: str, is_folder: bool) -> meta_pb2.ShareL
 
 
 class LinkRpcs(ServiceBase):
-    """Mixin of MetadataService: CreateLink, ListLinks, RevokeLink, OpenLink."""
+    """Mixin of MetadataService: CreateLink, ListLinks, RevokeLink, OpenLink, ListSharedFiles."""
 
     async def CreateLink(
         self, request: meta_pb2.CreateLinkRequest, context: grpc.aio.ServicerContext
@@ -92,6 +93,26 @@ class LinkRpcs(ServiceBase):
         link_id = parse_uuid(request.link_id, "link")
         await self._write_txn(context, lambda conn, uid: links.revoke(conn, uid, link_id))
         return meta_pb2.RevokeLinkResponse()
+
+    async def ListSharedFiles(
+        self, request: meta_pb2.ListSharedFilesRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.ListSharedFilesResponse:
+        rows = await self._txn(context, lambda conn, uid: fileshares.list_shared(conn, uid))
+        return meta_pb2.ListSharedFilesResponse(
+            files=[
+                meta_pb2.SharedFile(
+                    share_id=str(f.share_id),
+                    name=f.name,
+                    path=f.path,
+                    owner_name=f.owner,
+                    role=int(f.role),
+                    size=f.size,
+                    modified_at_us=f.modified_us,
+                    members=[meta_pb2.Member(user_name=n, role=int(r)) for n, r in f.members],
+                )
+                for f in rows
+            ]
+        )
 
     async def OpenLink(
         self, request: meta_pb2.OpenLinkRequest, context: grpc.aio.ServicerContext

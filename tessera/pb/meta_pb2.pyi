@@ -590,3 +590,33 @@ class OpenLinkResponse(_message.Message):
     needs_password: bool
     read_token: str
     def __init__(self, entry: _Optional[_Union[_common_pb2.Entry, _Mapping]] = ..., children: _Optional[_Iterable[_Union[_common_pb2.Entry, _Mapping]]] = ..., blocklist: _Optional[_Union[_common_pb2.Blocklist, _Mapping]] = ..., ticket: _Optional[_Union[_common_pb2.ReadTicket, _Mapping]] = ..., name: _Optional[str] = ..., needs_password: _Optional[bool] = ..., read_token: _Optional[str] = ...) -> None: ...
+
+class ListSharedFilesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SharedFile(_message.Message):
+    __slots__ = ("share_id", "name", "path", "owner_name", "role", "size", "modified_at_us", "members")
+    SHARE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OWNER_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_AT_US_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    share_id: str
+    name: str
+    path: str
+    owner_name: str
+    role: Role
+    size: int
+    modified_at_us: int
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, share_id: _Optional[str] = ..., name: _Optional[str] = ..., path: _Optional[str] = ..., owner_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., size: _Optional[int] = ..., modified_at_us: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+
+class ListSharedFilesResponse(_message.Message):
+    __slots__ = ("files",)
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[SharedFile]
+    def __init__(self, files: _Optional[_Iterable[_Union[SharedFile, _Mapping]]] = ...) -> None: ...

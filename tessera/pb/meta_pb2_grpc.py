@@ -162,6 +162,11 @@ class MetadataStub:
                 request_serializer=tessera_dot_v1_dot_meta__pb2.ListTrashRequest.SerializeToString,
                 response_deserializer=tessera_dot_v1_dot_meta__pb2.ListTrashResponse.FromString,
                 _registered_method=True)
+        self.ListSharedFiles = channel.unary_unary(
+                '/tessera.v1.Metadata/ListSharedFiles',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.ListSharedFilesRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.ListSharedFilesResponse.FromString,
+                _registered_method=True)
         self.CreateLink = channel.unary_unary(
                 '/tessera.v1.Metadata/CreateLink',
                 request_serializer=tessera_dot_v1_dot_meta__pb2.CreateLinkRequest.SerializeToString,
@@ -353,6 +358,14 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSharedFiles(self, request, context):
+        """Files shared with the caller (use share_id as the namespace id to reach one) and files the
+        caller shared, with their members.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateLink(self, request, context):
         """Share links: capabilities for a file or folder, usable without an account.
         """
@@ -508,6 +521,11 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.ListTrash,
                     request_deserializer=tessera_dot_v1_dot_meta__pb2.ListTrashRequest.FromString,
                     response_serializer=tessera_dot_v1_dot_meta__pb2.ListTrashResponse.SerializeToString,
+            ),
+            'ListSharedFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSharedFiles,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.ListSharedFilesRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.ListSharedFilesResponse.SerializeToString,
             ),
             'CreateLink': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateLink,
@@ -1207,6 +1225,33 @@ class Metadata:
             '/tessera.v1.Metadata/ListTrash',
             tessera_dot_v1_dot_meta__pb2.ListTrashRequest.SerializeToString,
             tessera_dot_v1_dot_meta__pb2.ListTrashResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSharedFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/ListSharedFiles',
+            tessera_dot_v1_dot_meta__pb2.ListSharedFilesRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.ListSharedFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,
