@@ -168,15 +168,12 @@ def tessera_nodes(objs) -> list[tuple[dict[str, Any], dict[str, Any], str]]:
     out = []
     for w in of_kind(objs, *WORKLOAD_KINDS):
         for c in containers(pod_template(w)["spec"]):
-            if is_tessera(c) and c.get("command") != [WEB_SCRIPT]:
+            if is_tessera(c) and c.get("command") != ["tessera-web"]:  # a client, not a node
                 assert c.get("command"), (
                     f"{name_of(w)} container {c['name']}: set `command` (the image has no ENTRYPOINT)"
                 )
                 out.append((w, c, c["command"][0]))
     return out
-
-
-WEB_SCRIPT = "tessera-web"  # the web gateway: a client of the cluster, not a node
 
 
 def config_maps(objs) -> dict[str, dict[str, str]]:
@@ -853,9 +850,6 @@ def test_network_policies_allow_exactly_the_design(objs):
         ("client", "meta", meta),
         ("client", "block", block),
         ("client", "sync", sync),
-        ("client", "tessera-web", config.WEB_PORT),
-        ("tessera-web", "meta", meta),
-        ("tessera-web", "block", block),
         ("meta", "cockroachdb", crdb),
         ("meta", "etcd", etcd_client),
         ("meta", "sync", sync),
@@ -896,10 +890,6 @@ def test_network_policies_allow_exactly_the_design(objs):
         ("meta", "stranger", 443),
         ("block", "client", 443),
         ("prometheus", "etcd", etcd_client),
-        ("tessera-web", "cockroachdb", crdb),
-        ("tessera-web", "etcd", etcd_client),
-        ("tessera-web", "sync", sync),
-        ("tessera-web", "stranger", 443),
     ]
     wrong = [
         f"{s} -> {d}:{p} is blocked" for s, d, p in allow if not allowed(policies, ep[s], ep[d], p)
@@ -1073,9 +1063,7 @@ def test_dockerfile_matches_the_manifests():
     assert len(stages) >= 2, "multi-stage build expected"
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.M)
     exposed = {int(p) for line in re.findall(r"^EXPOSE\s+(.+)$", text, re.M) for p in line.split()}
-    assert exposed == {
-        config.BLOCK_PORT, config.SYNC_PORT, config.META_PORT, config.WEB_PORT, config.METRICS_PORT
-    }  # fmt: skip
+    assert exposed == {*KIND_PORTS.values(), config.WEB_PORT, config.METRICS_PORT}
     entry = re.findall(r"^ENTRYPOINT\s+(.+)$", text, re.M)
     assert not entry or entry[-1].strip() == '["tessera"]', "ENTRYPOINT must be unset or tessera"
     user = re.findall(r"^USER\s+(\S+)", text, re.M)[-1]
@@ -1269,32 +1257,3 @@ def test_probe_script_runs_as_the_kubelet_runs_it(health_server, certs):
         timeout=30,
     )
     assert live.returncode == 0, live.stdout + live.stderr
-
-
-# --------------------------------------------------------------------------- the web gateway
-
-
-def test_web_gateway_is_a_deployment_and_service_reaching_the_metanodes(objs):
-    """The web interface: its own console script, an HTTP Service, health probes on its port,
-    the metanode Service as its endpoint over TLS, uploads spooled on an emptyDir."""
-    assert WEB_SCRIPT in console_scripts()
-    web = get(objs, "Deployment", "tessera-web")
-    [c] = containers(pod_template(web)["spec"])
-    assert c["command"] == [WEB_SCRIPT] and is_tessera(c)
-    assert named_ports(c) == {"http": config.WEB_PORT}
-    env = {v["name"]: v.get("value", "") for v in c["env"]}
-    assert env["TESSERA_WEB_LISTEN"] == f"0.0.0.0:{config.WEB_PORT}"
-    meta_svc = get(objs, "Service", "tessera-meta")
-    host, port = hostport(env["TESSERA_ENDPOINT"])
-    assert host.split(".")[0] == name_of(meta_svc).split("/")[-1] and port == config.META_PORT
-    assert env["TESSERA_TLS"] == "true"
-    kind, secret, key = mounted_file(objs, pod_template(web)["spec"], c, env["TESSERA_TLS_CA"])
-    assert kind == "Secret" and key == "ca.crt"
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert c[probe]["httpGet"]["path"] == "/healthz", probe
-        assert probe_port(c[probe], c) == config.WEB_PORT, probe
-    svc = get(objs, "Service", "tessera-web")
-    assert selects(svc["spec"]["selector"], pod_template(web)["metadata"]["labels"])
-    assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["http"]
-    spool = [v for v in pod_template(web)["spec"]["volumes"] if v["name"] == "tmp"]
-    assert spool and "emptyDir" in spool[0]
