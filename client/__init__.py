@@ -17,7 +17,16 @@ from client._errors import (
 )
 from client._links import LinkVisitor
 from client._recover import Link, Restored, SharedFile, TrashItem
-from client._types import Change, ChangeOp, Cursor, Entry, EntryKind, FileVersion, UploadStats
+from client._types import (
+    Change,
+    ChangeOp,
+    Cursor,
+    Deletion,
+    Entry,
+    EntryKind,
+    FileVersion,
+    UploadStats,
+)
 
 __all__ = [
     "AuthenticationError",
@@ -27,6 +36,7 @@ __all__ = [
     "ClientConfig",
     "ConflictError",
     "Cursor",
+    "Deletion",
     "Entry",
     "EntryKind",
     "FileVersion",

@@ -11,6 +11,7 @@ signed for the link's creator, so block nodes serve exactly that file's chunks.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import secrets
@@ -188,23 +189,7 @@ async def open_link(conn: Conn, link: LinkRow, sub: str, *, download: bool) -> O
         folder = join_path(top_path, rel) if rel else top_path
         listed, _ = await files.list_folder(conn, link.ns_id, folder, limit=MAX_CHILDREN)
         base = join_path(top.name, rel) if rel else top.name
-        children = [
-            EntryRow(
-                e.ns_id,
-                e.file_id,
-                join_path(base, e.name),
-                e.kind,
-                e.size,
-                e.rev_id,
-                e.modified_at_us,
-                e.deleted,
-                e.seq,
-                e.device_id,
-                e.client_mtime_ns,
-                e.content_hash,
-            )  # fmt: skip
-            for e in listed
-        ]
+        children = [dataclasses.replace(e, path=join_path(base, e.name)) for e in listed]
     await conn.execute(
         f"""UPDATE links SET last_used_at = now(), failures = 0{", downloads = downloads + 1" if download else ""}
             WHERE owner_id = %s AND link_id = %s""",

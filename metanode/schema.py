@@ -192,6 +192,11 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
         ],
     ),
     (
+        5,
+        "the executable bit of each revision",
+        ["ALTER TABLE revisions ADD COLUMN IF NOT EXISTS executable BOOL NOT NULL DEFAULT false"],
+    ),
+    (
         6,
         "who made a revision (trash), share links, shared files",
         [

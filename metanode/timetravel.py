@@ -43,6 +43,7 @@ class Then:
     path: str
     client_mtime_ns: int
     content_hash: bytes
+    executable: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,15 @@ async def _heads_then(
 ) -> dict[uuid.UUID, Then]:
     """For each file id, the newest revision made at or before ``at`` (absent: none yet)."""
     cur = await conn.execute(
-        """SELECT DISTINCT ON (file_id) file_id, rev_id, kind, deleted, path, client_mtime_ns, content_hash
+        """SELECT DISTINCT ON (file_id) file_id, rev_id, kind, deleted, path, client_mtime_ns, content_hash,
+                  executable
            FROM revisions WHERE ns_id = %s AND file_id = ANY(%s) AND created_at <= %s
            ORDER BY file_id, n DESC""",
         (ns_id, ids, at),
     )
     return {
-        r[0]: Then(r[1], Kind(r[2]), r[3], r[4], r[5], bytes(r[6])) for r in await cur.fetchall()
+        r[0]: Then(r[1], Kind(r[2]), r[3], r[4], r[5], bytes(r[6]), r[7])
+        for r in await cur.fetchall()
     }
 
 
@@ -137,7 +140,7 @@ async def restore_at(
         (its entry now, every revision written).
     """
     await files.require_role(conn, user_id, ns_id, write=True, path=stored)
-    edits.refuse_mount(stored, top)
+    edits._refuse_mount(stored, top)
     inside: list[SubtreeRow] = []
     if top.kind is Kind.FOLDER:
         inside = await edits.subtree(conn, ns_id, top.file_id, live_only=False)
@@ -236,7 +239,7 @@ async def _write_then(
         if row.head_rev == t.rev_id or t.kind is Kind.FOLDER:
             return None
         head = await files.entry(conn, ns_id, row.file_id, row.head_rev, path)
-        if head.content_hash == t.content_hash:
+        if head.content_hash == t.content_hash and head.executable == t.executable:
             return None
     clash = await files.child(conn, ns_id, parent_id, name_key(name))
     if clash is not None and not clash.deleted and clash.file_id != row.file_id:
@@ -263,6 +266,7 @@ async def _write_then(
         device_id=device_id,
         client_mtime_ns=t.client_mtime_ns,
         old_path=old_path,
+        executable=t.executable and t.kind is Kind.FILE,
         user_id=user_id,
     )
 
