@@ -312,24 +312,7 @@ async def history(
            FROM revisions WHERE ns_id = %s AND file_id = %s ORDER BY n DESC, created_at DESC LIMIT %s""",
         (ns_id, row.file_id, limit),
     )
-    return [
-        EntryRow(
-            ns_id,
-            row.file_id,
-            r[1],
-            Kind(r[2]),
-            r[3],
-            r[0],
-            files.us(r[5]),
-            r[4],
-            r[6],
-            r[7],
-            r[8],
-            bytes(r[9]),
-            r[10],
-        )
-        for r in await cur.fetchall()
-    ]
+    return [_rev_entry(ns_id, row.file_id, r) for r in await cur.fetchall()]
 
 
 async def folder_history(
@@ -339,27 +322,19 @@ async def folder_history(
     inside = await subtree(conn, ns_id, folder.file_id, live_only=False)
     ids = [folder.file_id] + [s.row.file_id for s in inside]
     cur = await conn.execute(
-        """SELECT file_id, rev_id, path, kind, size, deleted, created_at, seq, device_id, client_mtime_ns,
-                  content_hash, executable
+        """SELECT rev_id, path, kind, size, deleted, created_at, seq, device_id, client_mtime_ns, content_hash,
+                  executable, file_id
            FROM revisions WHERE ns_id = %s AND file_id = ANY(%s)
            ORDER BY created_at DESC, seq DESC LIMIT %s""",
         (ns_id, ids, limit),
     )
-    return [
-        EntryRow(
-            ns_id,
-            r[0],
-            r[2],
-            Kind(r[3]),
-            r[4],
-            r[1],
-            files.us(r[6]),
-            r[5],
-            r[7],
-            r[8],
-            r[9],
-            bytes(r[10]),
-            r[11],
-        )  # fmt: skip
-        for r in await cur.fetchall()
-    ]
+    return [_rev_entry(ns_id, r[11], r) for r in await cur.fetchall()]
+
+
+def _rev_entry(ns_id: uuid.UUID, file_id: uuid.UUID, r: tuple) -> EntryRow:
+    """An entry from a history row (rev_id, path, kind, size, deleted, created_at, seq,
+    device_id, client_mtime_ns, content_hash, executable)."""
+    return EntryRow(
+        ns_id, file_id, r[1], Kind(r[2]), r[3], r[0], files.us(r[5]), r[4], r[6], r[7], r[8],
+        bytes(r[9]), r[10],
+    )  # fmt: skip

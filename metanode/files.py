@@ -327,6 +327,22 @@ async def get_file(
     return FileVersion(e, await blocklist_of(conn, ns_id, row.file_id, rev))
 
 
+async def path_of(conn: Conn, ns_id: uuid.UUID, row: FileRow) -> str:
+    """The stored path of a row, walking up its parents."""
+    names = [row.name]
+    parent = row.parent_id
+    while parent != ROOT_PARENT:
+        cur = await conn.execute(
+            "SELECT parent_id, name FROM files WHERE ns_id = %s AND file_id = %s", (ns_id, parent)
+        )
+        up = await cur.fetchone()
+        if up is None:
+            break
+        names.append(up[1])
+        parent = up[0]
+    return "/".join(reversed(names))
+
+
 # -- writes --------------------------------------------------------------------------------
 async def write_change(
     conn: Conn,

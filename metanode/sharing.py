@@ -403,23 +403,7 @@ async def unshare(
     notices: list[Notice] = []
     for raw in await cur.fetchall():
         row = files.file_row(raw)
-        path = await _path_of(conn, member_root, row)
+        path = await files.path_of(conn, member_root, row)
         e = await edits.write_delete(conn, member_root, row, path, device_id)
         notices.append((member_root, e.seq))
     return notices
-
-
-async def _path_of(conn: Conn, ns_id: uuid.UUID, row: files.FileRow) -> str:
-    """The stored path of a row, walking up its parents."""
-    names = [row.name]
-    parent = row.parent_id
-    while parent != ROOT_PARENT:
-        cur = await conn.execute(
-            "SELECT parent_id, name FROM files WHERE ns_id = %s AND file_id = %s", (ns_id, parent)
-        )
-        up = await cur.fetchone()
-        if up is None:
-            break
-        names.append(up[1])
-        parent = up[0]
-    return "/".join(reversed(names))

@@ -85,20 +85,7 @@ async def path_by_id(conn: Conn, ns_id: uuid.UUID, file_id: uuid.UUID) -> tuple[
     if raw is None:
         raise NotFound(f"no file or folder with id {file_id} here")
     row = files.file_row(raw)
-    names = [row.name]
-    parent = row.parent_id
-    for _ in range(10_000):  # bounded: a tree is never deeper than a path is long
-        if parent == ROOT_PARENT:
-            break
-        cur = await conn.execute(
-            "SELECT parent_id, name FROM files WHERE ns_id = %s AND file_id = %s", (ns_id, parent)
-        )
-        up = await cur.fetchone()
-        if up is None:
-            break
-        names.append(up[1])
-        parent = up[0]
-    return row, "/".join(reversed(names))
+    return row, await files.path_of(conn, ns_id, row)
 
 
 async def find(

@@ -31,7 +31,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--spool", help="where uploads wait until committed (default: a temp dir)")
     p.add_argument("--ready-file", help="write {address, url} here as JSON once listening")
-    p.add_argument("--secure-cookies", action="store_true", help="served over HTTPS")
+    p.add_argument(
+        "--secure-cookies",
+        action="store_true",
+        help="Secure cookies (implied by an https:// public URL)",
+    )
     args = p.parse_args(argv)
     host, _, port_text = args.listen.rpartition(":")
     port = int(port_text)
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         args.endpoint,
         public_url=url,
         spool=Path(args.spool) if args.spool else None,
-        secure_cookies=args.secure_cookies,
+        secure_cookies=args.secure_cookies or url.startswith("https://"),
     )
 
     async def run() -> None:

@@ -97,8 +97,6 @@ def tools(s: Session, path: str, *, is_folder: bool) -> str:
         '<input name="user" placeholder="user name" required> <select name="role">'
         '<option value="editor">editor</option><option value="viewer">viewer</option></select>'
         " <button>Share</button></fieldset></form>"
-        if is_folder
-        else ""
     )
     link = (
         f'<form method="post" action="/links/create">{hidden(s.csrf, path=path)}'
@@ -288,17 +286,65 @@ async def shared(request: Request, s: Session, c: Client) -> Response:
         if not ns.mount_path:
             continue
         members = await c.members(ns.mount_path)
-        who = ", ".join(f"{e(m.name)} ({e(m.role)})" for m in members)
+        who = ", ".join(
+            f"{e(m.name)} ({e(m.role)})"
+            + (
+                remove_form(s, ns.mount_path, m.name)
+                if m.role != "owner" and ns.role == "owner"
+                else ""
+            )
+            for m in members
+        )
+        if ns.role != "owner":
+            who += remove_form(s, ns.mount_path, s.user, "Leave")
         rows.append(
             f'<tr><td><a href="{e(url("/files/", ns.mount_path))}">{e(ns.mount_path)}</a></td>'
             f"<td>{e(ns.role)}</td><td>{who}</td></tr>"
         )
     body = (
         "<table><tr><th>Shared folder</th><th>Your role</th><th>Members</th></tr>"
-        + ("".join(rows) or '<tr><td colspan="3" class="muted">nothing shared yet</td></tr>')
+        + ("".join(rows) or '<tr><td colspan="3" class="muted">no shared folders</td></tr>')
+        + "</table>"
+    )
+    file_rows = []
+    for f in await c.shared_files():
+        if f.role == "owner":
+            who = ", ".join(f"{e(n)} ({e(r)})" + remove_form(s, f.path, n) for n, r in f.members)
+            link = f'<a href="{e(url("/files/", f.path))}">{e(f.path)}</a>'
+            file_rows.append(f"<tr><td>{link}</td><td>you own it</td><td>{who}</td></tr>")
+        else:
+            get = url(f"/sf/{f.share_id}/", f.name)
+            file_rows.append(
+                f'<tr><td><a href="{e(get)}">{e(f.name)}</a> ({size(f.size)})</td>'
+                f"<td>{e(f.role)}</td><td>from {e(f.owner)}</td></tr>"
+            )
+    body += (
+        "<h2>Shared files</h2><table><tr><th>File</th><th>Your role</th><th>Who</th></tr>"
+        + ("".join(file_rows) or '<tr><td colspan="3" class="muted">no shared files</td></tr>')
         + "</table>"
     )
     return HTMLResponse(page("Shared", body, user=s.user, csrf=s.csrf))
+
+
+def remove_form(s: Session, path: str, user: str, label: str = "Remove") -> str:
+    """A button that unshares ``path`` with ``user`` (the member themselves: leave)."""
+    return (
+        f' <form class="inline" method="post" action="/unshare">'
+        f'{hidden(s.csrf, path=path, user=user)}<button class="quiet">{e(label)}</button></form>'
+    )
+
+
+async def shared_file(request: Request, s: Session, c: Client) -> Response:
+    """Download a file shared with the user (its share id names it)."""
+    share_id, name = request.path_params["share_id"], request.path_params["name"]
+    opened = await c.open_file(base.clean_path(name, allow_root=False), namespace_id=share_id)
+    chunks, ticket = list(opened.blocklist.chunks), opened.ticket
+    return stream_response(
+        request,
+        opened.entry.name,
+        sum(x.size for x in chunks),
+        lambda start, end: c.read_chunks(chunks, ticket, start, end),
+    )
 
 
 async def links_page(request: Request, s: Session, c: Client) -> Response:
@@ -349,6 +395,7 @@ def routes() -> list[Route]:
         Route("/trash/", logged_in(trash)),
         Route("/trash/{path:path}", logged_in(trash)),
         Route("/shared", logged_in(shared)),
+        Route("/sf/{share_id}/{name}", logged_in(shared_file)),
         Route("/links", logged_in(links_page)),
         Route("/mkdir", posted(mkdir), methods=["POST"]),
         Route("/delete", posted(delete), methods=["POST"]),

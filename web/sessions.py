@@ -1,8 +1,9 @@
 """Browser sessions of the web gateway: an SDK client per logged-in user, CSRF tokens.
 
 A session lives in this process (sessions are not shared between gateway replicas: the k8s
-Deployment runs one, or needs sticky sessions). Its id travels in an HttpOnly, SameSite=Strict
-cookie; every form carries the session's CSRF token, checked in constant time. Logging in
+Deployment runs one, or needs sticky sessions). Its id travels in an HttpOnly, SameSite=Lax
+cookie (a link from elsewhere still opens the page logged in; no other site can post with
+it); every form carries the session's CSRF token, checked in constant time. Logging in
 starts a fresh session (no fixation). Sessions idle for ``IDLE`` go, and at most
 ``MAX_SESSIONS`` are kept (the least recently used go first).
 """
@@ -78,7 +79,7 @@ class Sessions:
             COOKIE,
             s.sid,
             httponly=True,
-            samesite="strict",
+            samesite="lax",
             secure=self.secure_cookies,
             path="/",
             max_age=IDLE,

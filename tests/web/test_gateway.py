@@ -3,8 +3,11 @@ resumable uploads, streamed downloads with ranges, permissions, and link pages."
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import os
 import re
+import time
 
 import httpx
 import pytest
@@ -30,7 +33,7 @@ async def _login(http: httpx.AsyncClient, name: str, password: str) -> str:
     )
     assert resp.status_code == 303 and resp.headers["location"] == "/files/"
     cookie = resp.headers["set-cookie"].lower()
-    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert "httponly" in cookie and "samesite=lax" in cookie
     assert http.cookies.get("tessera_session") != before  # a fresh session id: no fixation
     return _csrf((await http.get("/files/")).text)
 
@@ -129,3 +132,61 @@ async def test_link_pages_without_an_account(cluster, web_url: str) -> None:
         assert right.status_code == 303
         got = await anon.get(f"/s/{locked}?download=1")
         assert got.status_code == 200 and got.content == local
+
+
+async def test_folder_restore_at_trash_and_file_share_through_the_web(
+    cluster, web_url: str
+) -> None:
+    name, password, token = await user_with_password(cluster)
+    friend, friend_pw, _ = await user_with_password(cluster)
+    async with httpx.AsyncClient(base_url=web_url, timeout=60) as http:
+        csrf = await _login(http, name, password)
+        hdr = {"X-CSRF-Token": csrf}
+
+        async def upload(path: str, data: bytes) -> dict:
+            up = (await http.post("/api/uploads", headers=hdr)).json()["id"]
+            await http.put(f"/api/uploads/{up}?offset=0", content=data, headers=hdr)
+            return (await http.post(f"/api/uploads/{up}/finish?path={path}", headers=hdr)).json()
+
+        await upload("proj/a.txt", b"a before")
+        async with await Client.connect(cluster.meta_address, token=token) as c:
+            at = (await c.stat("proj/a.txt")).modified_at_us
+        # The form's datetime-local has whole seconds: restore to the second after the first
+        # upload, and make the later changes after that second (same machine, same clock).
+        second = int(at / 1e6) + 1
+        await asyncio.sleep(max(0.0, second - time.time() + 0.05))
+        await upload("proj/a.txt", b"a after")
+        await upload("proj/b.txt", b"added later")
+        when = dt.datetime.fromtimestamp(second, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        r = await http.post("/restore", data={"csrf": csrf, "path": "proj", "at": when})
+        assert r.status_code == 303, r.text
+        page = await http.get(r.headers["location"])
+        assert "restored proj (2 changes)" in page.text
+        assert (await http.get("/dl/proj/a.txt")).content == b"a before"
+        assert (await http.get("/dl/proj/b.txt")).status_code == 404
+        trash = await http.get("/trash/proj")
+        assert "proj/b.txt" in trash.text and name in trash.text
+
+        # Share a file with a friend, who finds it on the Shared page and downloads it.
+        r = await http.post(
+            "/share", data={"csrf": csrf, "path": "proj/a.txt", "user": friend, "role": "viewer"}
+        )
+        assert r.status_code == 303
+    async with httpx.AsyncClient(base_url=web_url, timeout=60) as http:
+        await _login(http, friend, friend_pw)
+        shared = await http.get("/shared")
+        m = re.search(r'href="(/sf/[^"]+)"', shared.text)
+        assert m and "a.txt" in shared.text and "viewer" in shared.text
+        got = await http.get(m.group(1))
+        assert got.status_code == 200 and got.content == b"a before"
+        assert (await http.get("/sf/not-a-share/a.txt")).status_code in (400, 404)
+        share_url = m.group(1)
+    # The owner removes the friend on the Shared page: the file is gone for them at once.
+    async with httpx.AsyncClient(base_url=web_url, timeout=60) as http:
+        csrf = await _login(http, name, password)
+        assert friend in (await http.get("/shared")).text
+        r = await http.post("/unshare", data={"csrf": csrf, "path": "proj/a.txt", "user": friend})
+        assert r.status_code == 303
+    async with httpx.AsyncClient(base_url=web_url, timeout=60) as http:
+        await _login(http, friend, friend_pw)
+        assert (await http.get(share_url)).status_code == 404
