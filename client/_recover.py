@@ -88,6 +88,9 @@ class SharedFile:
 _ROLE_NAMES = {1: "owner", 2: "editor", 3: "viewer"}
 
 
+READ_WINDOW = 4  # chunks fetched at once by read_range (at most 16 MiB in memory)
+
+
 class RecoverMixin:
     """Restore at a time, trash, links, and chunk-by-chunk reads."""
 
@@ -211,15 +214,28 @@ async def read_range(
     ticket: common_pb2.ReadTicket,
     start: int = 0,
     end: int | None = None,
+    *,
+    window: int = READ_WINDOW,
 ) -> AsyncIterator[bytes]:
-    """The bytes ``[start, end)`` of a blocklist from the block nodes, in order."""
+    """The bytes ``[start, end)`` of a blocklist from the block nodes, in order.
+
+    Chunks are fetched ``window`` at a time (from their replicas in parallel), so at most that
+    many chunks are in memory, never the whole file.
+    """
+    wanted: list[tuple[bytes, int, int]] = []  # (hash, from, to) within each chunk
     pos = 0
     for c in chunks:
         lo, hi = pos, pos + c.size
         pos = hi
         if hi <= start or (end is not None and lo >= end):
             continue
-        async for _h, data in blocks.get(ticket, [bytes(c.hash)]):
-            a = max(start - lo, 0)
-            b = c.size if end is None else min(end - lo, c.size)
-            yield bytes(data[a:b])
+        wanted.append(
+            (bytes(c.hash), max(start - lo, 0), c.size if end is None else min(end - lo, c.size))
+        )
+    for i in range(0, len(wanted), window):
+        group = wanted[i : i + window]
+        got: dict[bytes, bytes] = {}
+        async for h, data in blocks.get(ticket, [h for h, _, _ in group]):
+            got[h] = data
+        for h, a, b in group:
+            yield got[h][a:b]
