@@ -189,7 +189,8 @@ def _usage(cluster: LocalCluster, cluster_dir: Path, saved: Path | None, detach:
         f"  web       {cluster.web_url}   (log in with a user's name and password)"
         if cluster.web_url
         else "  web       (not started)",
-        f"  admin     token saved to {saved}"
+        f"  admin     logged in as admin: token saved to {saved}; "
+        f"password in {cluster.dir / 'admin.json'}"
         if saved
         else "  admin     (no token: bootstrap skipped)",
         f"  cluster   {cluster.state_path}",
@@ -197,7 +198,7 @@ def _usage(cluster: LocalCluster, cluster_dir: Path, saved: Path | None, detach:
         "",
         "Try:",
         "  tessera user add alice",
-        "  tessera login alice",
+        "  tessera login alice --switch   (replaces admin here; log back in as admin the same way)",
         "  tessera put ./notes.txt /notes.txt",
         "  tessera ls",
         f"  {stop}",
