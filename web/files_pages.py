@@ -239,7 +239,7 @@ async def restore(request: Request, s: Session, c: Client, form: dict[str, Any])
             return base.error_page(400, f"cannot read the time {at_text!r}", s)
         at_us = int(at.timestamp() * 1_000_000)
     done = await c.restore_at(path, at_us, file_id=str(form.get("file_id", "")))
-    return back_to(done.entry.path, f"restored {done.entry.path} ({done.changed} changes)")
+    return back_to(path, f"restored {path} ({done.changed} changes)")
 
 
 async def trash(request: Request, s: Session, c: Client) -> Response:
