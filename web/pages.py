@@ -33,12 +33,20 @@ document.querySelectorAll('form[data-chunked]').forEach(function (form) {
     var headers = {'X-CSRF-Token': csrf};
     for (var f of input.files) {
       var r = await fetch('/api/uploads', {method: 'POST', headers: headers});
-      var id = (await r.json()).id, size = 8 * 1024 * 1024;
-      for (var off = 0; off < f.size; off += size) {
+      var id = (await r.json()).id, size = 8 * 1024 * 1024, off = 0, tries = 0;
+      while (off < f.size) {  // resumable: after a failure, ask the size so far and go on
         status.textContent = 'uploading ' + f.name + ' ' + Math.round(100 * off / f.size) + '%';
-        r = await fetch('/api/uploads/' + id + '?offset=' + off,
-                        {method: 'PUT', headers: headers, body: f.slice(off, off + size)});
-        if (!r.ok) { status.textContent = await r.text(); return; }
+        try {
+          r = await fetch('/api/uploads/' + id + '?offset=' + off,
+                          {method: 'PUT', headers: headers, body: f.slice(off, off + size)});
+          if (r.ok) { off = (await r.json()).size; tries = 0; continue; }
+        } catch (e) {}
+        if (++tries > 5) { status.textContent = 'upload failed: try again'; return; }
+        await new Promise(function (ok) { setTimeout(ok, 1000 * tries); });
+        try {
+          r = await fetch('/api/uploads/' + id, {headers: headers});
+          if (r.ok) off = (await r.json()).size;
+        } catch (e) {}
       }
       var dest = form.querySelector('input[name=folder]').value;
       dest = (dest ? dest + '/' : '') + f.name;
