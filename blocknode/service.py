@@ -121,8 +121,12 @@ class BlockService(block_pb2_grpc.BlockServicer):
         self._store = store
         self._signer = signer
         self.peers = PeerClient(cfg, signer, node_id)
+        cache = store.cache
         self.metrics = BlockMetrics(
-            registry, chunk_count=store.store.count, hint_count=store.store.hint_count
+            registry,
+            chunk_count=store.store.count,
+            hint_count=store.store.hint_count,
+            cache_stats=lambda: (cache.hits, cache.misses, cache.size),
         )
         self.rings = RingTracker(
             node_id, DEFAULT_PARAMS.with_overrides(cfg.replicas, cfg.write_quorum, cfg.vnodes)

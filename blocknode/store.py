@@ -126,6 +126,31 @@ def _hint_index_key(target: str, chunk_hash: bytes) -> bytes:
     return chunk_hash + target.encode()
 
 
+def scan_keys(table: Rdict, start: bytes, end: bytes | None) -> Iterator[bytes]:
+    """Keys of a RocksDB table (or column family) in ``[start, end)``, in byte order."""
+    opts = ReadOptions()
+    if end is not None:
+        opts.set_iterate_upper_bound(end)
+    for key in table.keys(from_key=start, read_opt=opts):
+        yield bytes(key)
+
+
+def hint_records(hints: Rdict, target: str | None) -> Iterator[tuple[str, bytes]]:
+    """(target, hash) of the records of a hints column family, all or for one target."""
+    start, end = (
+        (b"", None) if target is None else (_hint_key(target, b""), target.encode() + b"\x01")
+    )
+    for key in scan_keys(hints, start, end):
+        yield _split_hint_key(key)
+
+
+def is_hinted(hint_index: Rdict, chunk_hash: bytes) -> bool:
+    """Whether a hint_index column family names this chunk."""
+    for key in hint_index.keys(from_key=chunk_hash):
+        return bytes(key).startswith(chunk_hash)
+    return False
+
+
 class RocksChunkStore:
     """The block node's RocksDB store: blob files for chunk bytes, every write synced.
 
@@ -204,11 +229,7 @@ class RocksChunkStore:
     def scan(self, start: bytes = b"", end: bytes | None = None) -> Iterator[bytes]:
         """Stored hashes in ``[start, end)``."""
         self._check_open()
-        opts = ReadOptions()
-        if end is not None:
-            opts.set_iterate_upper_bound(end)
-        for key in self._index.keys(from_key=start, read_opt=opts):
-            yield bytes(key)
+        yield from scan_keys(self._index, start, end)
 
     def count(self) -> int:
         """How many chunks are stored."""
@@ -279,13 +300,7 @@ class RocksChunkStore:
     def hints(self, target: str | None = None) -> Iterator[tuple[str, bytes]]:
         """(target, hash) hint records, all or for one target node."""
         self._check_open()
-        opts = ReadOptions()
-        start = b""
-        if target is not None:
-            start = _hint_key(target, b"")
-            opts.set_iterate_upper_bound(target.encode() + b"\x01")
-        for key in self._hints.keys(from_key=start, read_opt=opts):
-            yield _split_hint_key(bytes(key))
+        yield from hint_records(self._hints, target)
 
     def delete_hint(self, target: str, chunk_hash: bytes) -> None:
         """Forget one hint record."""
@@ -311,9 +326,7 @@ class RocksChunkStore:
 
     def _hinted(self, chunk_hash: bytes) -> bool:
         """Whether any hint record names this chunk."""
-        for key in self._hint_index.keys(from_key=chunk_hash):
-            return bytes(key).startswith(chunk_hash)
-        return False
+        return is_hinted(self._hint_index, chunk_hash)
 
     def drop_unhinted(self, hashes: Sequence[bytes]) -> list[bytes]:
         """Delete the chunks no hint record names, in one durable batch; which were deleted."""
