@@ -359,6 +359,11 @@ def main() -> None:
     )
     p.add_argument("--only", default="big,small,delete", help="comma list of big,small,delete,tiny")
     p.add_argument("--tessera-only", action="store_true", help="skip Syncthing (profiling runs)")
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="py-spy (in PATH or the venv) records every Tessera process into DIR",
+    )
     args = p.parse_args()
     if shutil.which("syncthing") is None and not args.tessera_only:
         print("syncthing is not installed (Debian: apt-get install syncthing); nothing to compare")
@@ -373,11 +378,33 @@ def main() -> None:
             sides["tessera"] = TesseraPair(work)
             if not args.tessera_only:
                 sides["syncthing"] = SyncthingPair(work)
+            spies = _profile(sides["tessera"], Path(args.profile)) if args.profile else []
             results = _run(sides, args, only)
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            for spy in spies:
+                spy.wait(60)
         finally:
             for side in sides.values():
                 side.stop()
     _report(results, args)
+
+
+def _profile(side: TesseraPair, out: Path) -> list[subprocess.Popen[bytes]]:
+    """Start py-spy on the Tessera daemons and nodes (collapsed stacks, one file per process)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for group, pids in side.by_process().items():
+        if group == "backends":
+            continue
+        for i, pid in enumerate(pids):
+            cmd = [spy, "record", "--format", "raw", "--rate", "50", "--nonblocking",
+                   "--pid", str(pid), "-o", str(out / f"{group}-{i}.txt")]  # fmt: skip
+            procs.append(
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+    return procs
 
 
 def _run(
