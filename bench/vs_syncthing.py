@@ -41,8 +41,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]  # the Tessera checkout that runs (see --root)
 
 MiB = 1024 * 1024
 CLK = os.sysconf("SC_CLK_TCK")
@@ -320,23 +319,9 @@ async def _new_user(endpoint: str, admin_token: str) -> str:
 # -- the run --------------------------------------------------------------------------------
 
 
-def run_workload(
-    side: SyncthingPair | TesseraPair, make: Callable[[Path], dict[str, int]], timeout: float
-) -> tuple[float, float, dict[str, int]]:
-    """(seconds until B has it, CPU seconds of the side meanwhile, the files)."""
+def delete_workload(side: SyncthingPair | TesseraPair, tag: str, timeout: float) -> float:
+    """Seconds from deleting A's copy of the small files to B having none of them left."""
     a, b = side.folders
-    cpu0 = cpu_seconds(side.pids())
-    want = make(a)
-    side.changed()
-    took = wait_tree(b, want, timeout)
-    return took, cpu_seconds(side.pids()) - cpu0, want
-
-
-def delete_workload(
-    side: SyncthingPair | TesseraPair, tag: str, timeout: float
-) -> tuple[float, float]:
-    a, b = side.folders
-    cpu0 = cpu_seconds(side.pids())
     shutil.rmtree(a / f"small-{tag}")
     side.changed()
     took = wait_tree(b / f"small-{tag}", {}, timeout) if (b / f"small-{tag}").exists() else 0.0
@@ -344,7 +329,7 @@ def delete_workload(
     deadline = time.monotonic() + timeout
     while (b / f"small-{tag}").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-    return took, cpu_seconds(side.pids()) - cpu0
+    return took
 
 
 def main() -> None:
@@ -364,7 +349,11 @@ def main() -> None:
         metavar="DIR",
         help="py-spy (in PATH or the venv) records every Tessera process into DIR",
     )
+    p.add_argument("--root", help="run the Tessera of another checkout (before/after runs)")
     args = p.parse_args()
+    global ROOT
+    ROOT = Path(args.root).resolve() if args.root else ROOT
+    sys.path.insert(0, str(ROOT))
     if shutil.which("syncthing") is None and not args.tessera_only:
         print("syncthing is not installed (Debian: apt-get install syncthing); nothing to compare")
         return
@@ -417,48 +406,59 @@ def _run(
     else:
         order = ["tessera"] * args.rounds
     for r, name in enumerate(order):
-        side = sides[name]
-        tag = f"{name[0]}{r}"
-        res = results.setdefault(name, {})
-        if "big" in only:
-            took, cpu, _ = run_workload(side, lambda f, t=tag: make_big(f, t, args.big_mib), 600)
-            res.setdefault("big", []).append((took, cpu))
-            print(
-                f"  {name:9} round {r}: {args.big_mib} MiB file        {took:7.2f} s  cpu {cpu:6.1f} s",
-                flush=True,
-            )
-            (side.folders[0] / f"big-{tag}.bin").unlink()
-        if "small" in only:
-            took, cpu, _ = run_workload(
-                side, lambda f, t=tag: make_small(f, t, args.files, 8192, 20), 900
-            )
-            res.setdefault("small", []).append((took, cpu))
-            print(
-                f"  {name:9} round {r}: {args.files} x 8 KiB         {took:7.2f} s  cpu {cpu:6.1f} s",
-                flush=True,
-            )
-            if "delete" in only:
-                took, cpu = delete_workload(side, tag, 900)
-                res.setdefault("delete", []).append((took, cpu))
-                print(
-                    f"  {name:9} round {r}: delete {args.files}         {took:7.2f} s  cpu {cpu:6.1f} s",
-                    flush=True,
-                )
-        if "tiny" in only and args.tiny:
-            took, cpu, _ = run_workload(
-                side,
-                lambda f, t=tag + "t": make_small(f, t, args.tiny, 1024, max(1, args.tiny // 100)),
-                1800,
-            )
-            res.setdefault("tiny", []).append((took, cpu))
-            print(
-                f"  {name:9} round {r}: {args.tiny} x 1 KiB        {took:7.2f} s  cpu {cpu:6.1f} s",
-                flush=True,
-            )
-        if isinstance(side, TesseraPair):
-            cpu = {k: round(cpu_seconds(v), 1) for k, v in side.by_process().items()}
-            print(f"  tessera CPU seconds so far by process: {cpu}", flush=True)
+        _round(sides[name], name, r, args, only, results.setdefault(name, {}))
     return results
+
+
+def _round(
+    side: SyncthingPair | TesseraPair,
+    name: str,
+    r: int,
+    args: argparse.Namespace,
+    only: set[str],
+    res: dict[str, list[tuple[float, float]]],
+) -> None:
+    """One side's run of every workload asked for, with CPU seconds (by process for Tessera)."""
+    tag = f"{name[0]}{r}"
+    a, b = side.folders
+
+    def one(key: str, label: str, work: Callable[[], float]) -> None:
+        groups = side.by_process() if isinstance(side, TesseraPair) else {}
+        before = {g: cpu_seconds(p) for g, p in groups.items()}
+        cpu0 = cpu_seconds(side.pids())
+        took = work()
+        cpu = cpu_seconds(side.pids()) - cpu0
+        res.setdefault(key, []).append((took, cpu))
+        by = {g: round(cpu_seconds(p) - before[g], 1) for g, p in groups.items()}
+        print(
+            f"  {name:9} round {r}: {label:18} {took:7.2f} s  cpu {cpu:6.1f} s  {by or ''}",
+            flush=True,
+        )
+
+    def move(make: Callable[[Path], dict[str, int]], timeout: float) -> float:
+        want = make(a)
+        side.changed()
+        return wait_tree(b, want, timeout)
+
+    if "big" in only:
+        one(
+            "big",
+            f"{args.big_mib} MiB file",
+            lambda: move(lambda f: make_big(f, tag, args.big_mib), 600),
+        )
+        (a / f"big-{tag}.bin").unlink()
+    if "small" in only:
+        one(
+            "small",
+            f"{args.files} x 8 KiB",
+            lambda: move(lambda f: make_small(f, tag, args.files, 8192, 20), 900),
+        )
+        if "delete" in only:
+            one("delete", f"delete {args.files}", lambda: delete_workload(side, tag, 900))
+    if "tiny" in only and args.tiny:
+        dirs = max(1, args.tiny // 100)
+        one("tiny", f"{args.tiny} x 1 KiB",
+            lambda: move(lambda f: make_small(f, tag + "t", args.tiny, 1024, dirs), 1800))  # fmt: skip
 
 
 def _report(results: dict, args: argparse.Namespace) -> None:
