@@ -148,12 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--password", help="prompted for when omitted")
     login.set_defaults(func=cmd_login)
 
-    put = sub.add_parser("put", help="upload a file")
+    put = sub.add_parser(
+        "put",
+        help="upload a file",
+        description="Upload a file; its executable bit is part of the new revision.",
+    )
     put.add_argument("local")
     put.add_argument("remote", help="remote path (ending in / keeps the local name)")
     put.set_defaults(func=_with_client(_put))
 
-    get = sub.add_parser("get", help="download a file")
+    get = sub.add_parser(
+        "get",
+        help="download a file",
+        description="Download a file: mode 0666 less your umask, plus execute (where the umask "
+        "allows) when the revision is executable.",
+    )
     get.add_argument("remote")
     get.add_argument("local")
     get.add_argument(
