@@ -351,6 +351,7 @@ def main() -> None:
     )
     p.add_argument("--root", help="run the Tessera of another checkout (before/after runs)")
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop both pairs on the way out
     global ROOT
     ROOT = Path(args.root).resolve() if args.root else ROOT
     sys.path.insert(0, str(ROOT))
