@@ -1,4 +1,8 @@
-"""Chunk stores: a narrow Protocol, RocksDB (``rocksdict``) for real, a dict for unit tests.
+"""Chunk stores: a narrow Protocol, the RocksDB store of earlier versions, a dict for tests.
+
+The node's store is ``blocknode.segstore.SegmentChunkStore`` (segment files, RocksDB as the
+index). ``RocksChunkStore`` below is what earlier versions used; a node opening a data directory
+of that kind copies it into segments (``blocknode.app.open_store``).
 
 A chunk is stored under its SHA-256. ``RocksChunkStore`` keeps four column families:
 
@@ -13,10 +17,9 @@ A chunk is stored under its SHA-256. ``RocksChunkStore`` keeps four column famil
 
 Every write is one ``WriteBatch`` across the families, durable before it returns: RocksDB syncs
 the WAL itself (``WriteOptions.sync``). rocksdict holds the GIL through the call, fsync
-included, which is why the node runs the store in a child process (``blocknode.storeproc``);
-``blocknode.asyncstore`` adds group commit on top, so that one sync covers a batch of puts.
+included (earlier versions ran it in a child process for that reason).
 Writes use ``no_slowdown``: a RocksDB write stall comes back at once and is retried after a
-sleep that releases the GIL, so the child's reader threads keep serving meanwhile.
+sleep that releases the GIL.
 
 A copy RocksDB finds corrupt (a blob record failing its checksum) raises ``ChunkCorrupt``; a
 copy corrupted in a way RocksDB cannot see comes back as stored and fails the caller's re-hash.
