@@ -178,7 +178,8 @@ def _usage(cluster: LocalCluster, cluster_dir: Path, saved: Path | None, detach:
     lines = [
         f"Tessera is up: {counts}; healthy in {cluster.healthy_after:.1f} s.",
         f"  endpoint  {endpoint}{endpoint_note}",
-        f"  admin     token saved to {saved}"
+        f"  admin     logged in as admin: token saved to {saved}; "
+        f"password in {cluster.dir / 'admin.json'}"
         if saved
         else "  admin     (no token: bootstrap skipped)",
         f"  cluster   {cluster.state_path}",
@@ -186,7 +187,7 @@ def _usage(cluster: LocalCluster, cluster_dir: Path, saved: Path | None, detach:
         "",
         "Try:",
         "  tessera user add alice",
-        "  tessera login alice",
+        "  tessera login alice --switch   (replaces admin here; log back in as admin the same way)",
         "  tessera put ./notes.txt /notes.txt",
         "  tessera ls",
         f"  {stop}",

@@ -27,12 +27,14 @@ from prometheus_client import CollectorRegistry, start_http_server
 from tessera.auth import Signer
 from tessera.config import NodeConfig
 from tessera.logs import setup_logging
+from tessera.revocation import Revocations
 from tessera.rpc import (
     AuthInterceptor,
+    DecodeInterceptor,
     ErrorInterceptor,
     LoggingInterceptor,
     MetricsInterceptor,
-    channel_options,
+    server_options,
 )
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class NodeApp(Protocol):
     service_names: tuple[str, ...]
     public_methods: Collection[str]
     node_methods: Collection[str]
+    revocations: Revocations  # started by ``start``; checked on every call
 
     def register(self, server: grpc.aio.Server) -> None:
         """Add the node's servicers to the server."""
@@ -120,10 +123,16 @@ async def run_node(
         interceptors=[
             MetricsInterceptor(registry),
             LoggingInterceptor(),
-            AuthInterceptor(signer, public=app.public_methods, node_only=app.node_methods),
+            DecodeInterceptor(),
+            AuthInterceptor(
+                signer,
+                public=app.public_methods,
+                node_only=app.node_methods,
+                revocations=app.revocations,
+            ),
             ErrorInterceptor(),
         ],
-        options=channel_options(cfg.max_message_bytes),
+        options=server_options(cfg.max_message_bytes),
     )
     app.register(server)
     health_servicer = health.aio.HealthServicer()
