@@ -207,7 +207,7 @@ async def test_chunks_found_elsewhere_on_the_device_are_used_and_checked(
     cluster_env: ClusterEnv, tmp_path: Path
 ) -> None:
     async with await _user(cluster_env) as a:
-        src = random_file(tmp_path / "e.bin", 3 * MiB)
+        src = random_file(tmp_path / "e.bin", 2 * MAX_CHUNK + 1)  # 3 chunks or more
         await a.put_file(src, "e.bin")
         chunks = list(chunk_file(src))
         assert len(chunks) >= 3
