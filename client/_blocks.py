@@ -90,6 +90,8 @@ class BlockPool:
         self.delta_chunks_sent = 0  # chunks sent as deltas
         self.delta_chunks_received = 0
         self.compression = True  # send compressible chunks zstd-compressed, accept them so
+        # Chunks of the puts under way that go as deltas or compressed, by hash.
+        self._packed: dict[bytes, block_pb2.PutChunkRequest] = {}
         self.failovers = 0  # nodes given up on during puts
         self._suspects: dict[str, float] = {}  # node id -> monotonic time it failed a put
 
@@ -138,6 +140,20 @@ class BlockPool:
                     z = await asyncio.to_thread(delta.compress_if_worth, c.data)
                     if z is not None:
                         packed[c.hash] = block_pb2.PutChunkRequest(hash=c.hash, zstd_data=z)
+        self._packed.update(packed)
+        try:
+            return await self._put_rounds(chunks, pending, receipts)
+        finally:
+            for h in packed:
+                self._packed.pop(h, None)
+
+    async def _put_rounds(
+        self,
+        chunks: list[Chunk],
+        pending: dict[bytes, Chunk],
+        receipts: dict[bytes, common_pb2.Receipt],
+    ) -> list[common_pb2.Receipt]:
+        """Send ``pending`` (failing over between rounds); one receipt per chunk."""
         clock = time.monotonic()
         suspects = {n for n, at in self._suspects.items() if clock - at < SUSPECT_SECONDS}
         bad: set[str] = set()
@@ -157,7 +173,7 @@ class BlockPool:
                     )
                 groups[candidates[0]].append(c)
             results = await asyncio.gather(
-                *(self._put_to(node, group, receipts, packed) for node, group in groups.items()),
+                *(self._put_to(node, group, receipts) for node, group in groups.items()),
                 return_exceptions=True,
             )
             for node, result in zip(groups, results, strict=True):
@@ -165,11 +181,11 @@ class BlockPool:
                     if (
                         isinstance(result, grpc.aio.AioRpcError)
                         and result.code() in _PLAIN_AGAIN
-                        and any(c.hash in packed for c in groups[node])
+                        and any(c.hash in self._packed for c in groups[node])
                     ):
                         log.info("a delta put failed (%s); sending whole chunks", result.details())
                         for c in groups[node]:
-                            packed.pop(c.hash, None)
+                            self._packed.pop(c.hash, None)
                         continue
                     if not (
                         isinstance(result, grpc.aio.AioRpcError) and result.code() in _PUT_RETRYABLE
@@ -203,16 +219,17 @@ class BlockPool:
         node_id: str,
         chunks: list[Chunk],
         receipts: dict[bytes, common_pb2.Receipt],
-        packed: dict[bytes, block_pb2.PutChunkRequest],
     ) -> None:
-        """Stream chunks to one node (as deltas or compressed when ``packed`` has them),
+        """Stream chunks to one node (as deltas or compressed when ``put`` prepared them),
         keeping each receipt as it arrives."""
 
         async def requests() -> AsyncIterator[block_pb2.PutChunkRequest]:
             for c in chunks:
                 self.sent_chunks += 1
                 self.sent_bytes += len(c.data)
-                req = packed.get(c.hash) or block_pb2.PutChunkRequest(hash=c.hash, data=c.data)
+                req = self._packed.get(c.hash) or block_pb2.PutChunkRequest(
+                    hash=c.hash, data=c.data
+                )
                 self.delta_chunks_sent += bool(req.delta)
                 self.wire_sent += req.ByteSize() + 5
                 yield req
