@@ -62,7 +62,9 @@ async def upload_chunks(
         try:
             missing = await client.need_chunks([c.hash for c in batch])
             todo = list({c.hash: c for c in batch if c.hash in missing}.values())
-            return await blocks.put(todo, base=base) if todo else []
+            if not todo:
+                return []
+            return await (blocks.put(todo, base=base) if base else blocks.put(todo))
         finally:
             window.release()
 
