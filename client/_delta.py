@@ -416,7 +416,8 @@ async def _fetch(
     for pos, h, _ in missing:
         where.setdefault(h, []).append(pos)
     deltas0, got = pool.delta_chunks_received, 0
-    async for h, data in pool.get(ticket, list(where), bases=bases):
+    stream = pool.get(ticket, list(where), bases=bases) if bases else pool.get(ticket, list(where))
+    async for h, data in stream:
         for pos in where[h]:
             stats.written_bytes += await asyncio.to_thread(
                 _write_changed, out_fd, rfd, data, pos, stats.cloned
