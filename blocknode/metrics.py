@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (what a node's store takes on disk); 0 if missing."""
+    total = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:  # compacted away meanwhile
+                continue
+    return total
+
+
+def disk_usage(path: Path) -> tuple[int, int]:
+    """(free, total) bytes of the file system holding ``path`` (0, 0 when it cannot be read)."""
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return 0, 0
+    return usage.free, usage.total
 
 
 class BlockMetrics:
@@ -117,6 +141,16 @@ class BlockMetrics:
             "Nodes this node removed from the ring after their down grace",
             registry=registry,
         )
+        self.scrub_progress = Gauge(
+            "tessera_block_scrub_progress_ratio",
+            "How far the current scrub pass is through the hash space (0 to 1)",
+            registry=registry,
+        )
+        self.scrub_passes = Counter(
+            "tessera_block_scrub_passes", "Scrub passes completed", registry=registry
+        )
+        self._registry = registry
+        self.address = ""  # where /metrics is served, once bound
         self.under_replicated = 0
         self.transferred = dict.fromkeys(self._transfer, 0)
         self.scrubbed = 0
@@ -151,8 +185,36 @@ class BlockMetrics:
         self.last_pass_at = at
         self.last_pass_gauge.set(at)
 
-    def scrubbed_one(self, nbytes: int) -> None:
-        """Count one chunk re-hashed by the scrubber."""
+    def scrubbed_one(self, nbytes: int, chunk_hash: bytes = b"") -> None:
+        """Count one chunk re-hashed by the scrubber (its hash tells how far the pass is)."""
         self.scrubbed += 1
         self.scrubbed_counter.inc()
         self.scrub_bytes.inc(nbytes)
+        if chunk_hash:
+            self.scrub_progress.set(int.from_bytes(chunk_hash[:8], "big") / 2**64)
+
+    def scrub_pass_done(self) -> None:
+        """A scrub pass reached the end of the hash space."""
+        self.scrub_passes.inc()
+        self.scrub_progress.set(1.0)
+
+    def watch_disk(self, data_dir: Path, store_dir: Path) -> None:
+        """Gauges read at scrape time: the store's bytes on disk and the disk's free space."""
+        stored = Gauge(
+            "tessera_block_store_bytes",
+            "Bytes the chunk store takes on disk (chunks, index, write-ahead log)",
+            registry=self._registry,
+        )
+        stored.set_function(lambda: dir_bytes(store_dir))
+        free = Gauge(
+            "tessera_block_disk_free_bytes",
+            "Free bytes on the file system of the data directory",
+            registry=self._registry,
+        )
+        free.set_function(lambda: disk_usage(data_dir)[0])
+        total = Gauge(
+            "tessera_block_disk_total_bytes",
+            "Size of the file system of the data directory",
+            registry=self._registry,
+        )
+        total.set_function(lambda: disk_usage(data_dir)[1])

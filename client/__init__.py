@@ -5,7 +5,7 @@ async with await Client.connect("127.0.0.1:7420", token=token) as c:
     await c.get_file("docs/report.pdf", Path("copy.pdf"))
 """
 
-from client._client import Client, ClientConfig
+from client._client import Client, ClientConfig, UploadHooks
 from client._errors import (
     AuthenticationError,
     ConflictError,
@@ -33,5 +33,6 @@ __all__ = [
     "PermissionDeniedError",
     "SyncError",
     "UnavailableError",
+    "UploadHooks",
     "UploadStats",
 ]

@@ -218,10 +218,13 @@ class Client:
         parent_revision: str | None = None,
         namespace_id: str = "",
         overwrite: bool = True,
+        resume: UploadHooks | None = None,
     ) -> FileVersion:
         """Upload a file: chunk while streaming from disk, send only chunks the cluster lacks for
         this user, then commit. ``parent_revision=None`` with ``overwrite`` commits on top of the
-        current head (plain ``tessera put``); a stale explicit parent raises ConflictError."""
+        current head (plain ``tessera put``); a stale explicit parent raises ConflictError.
+        ``resume`` hands in receipts of chunks an interrupted attempt already sent (not sent
+        again), is told of each new batch of receipts, and of the bytes processed so far."""
         if parent_revision is None and overwrite:
             try:
                 parent_revision = (await self.stat(remote, namespace_id=namespace_id)).revision
@@ -243,9 +246,18 @@ class Client:
                     break
                 refs.extend(common_pb2.ChunkRef(hash=c.hash, size=c.size) for c in batch)
                 missing = await self.need_chunks([c.hash for c in batch])
+                if resume is not None:  # sent by an interrupted attempt: its receipt will do
+                    reused = {h: resume.known[h] for h in missing if h in resume.known}
+                    receipts.extend(reused.values())
+                    missing -= reused.keys()
                 todo = list({c.hash: c for c in batch if c.hash in missing}.values())
                 if todo:
-                    receipts.extend(await blocks.put(todo))
+                    sent = await blocks.put(todo)
+                    receipts.extend(sent)
+                    if resume is not None:
+                        resume.sent(sent)
+                if resume is not None:
+                    resume.progressed(sum(c.size for c in batch))
         req = meta_pb2.CommitRequest(
             namespace_id=namespace_id,
             path=remote,
@@ -455,6 +467,20 @@ class Client:
         if journal_retention_seconds is not None:
             req.journal_retention_seconds = journal_retention_seconds
         return await _call(self._meta.RunGC(req, metadata=self._md, timeout=max(self.config.timeout, 300.0)))
+
+
+class UploadHooks:
+    """What ``put_file(resume=…)`` uses: receipts already held (by chunk hash), and callbacks
+    for receipts of newly sent chunks and for progress. Subclass and override the callbacks."""
+
+    def __init__(self, known: dict[bytes, common_pb2.Receipt] | None = None) -> None:
+        self.known = dict(known or {})
+
+    def sent(self, receipts: list[common_pb2.Receipt]) -> None:
+        """Chunks just stored on the cluster (save the receipts to resume later)."""
+
+    def progressed(self, nbytes: int) -> None:
+        """``nbytes`` more of the file were chunked, checked and sent where needed."""
 
 
 def _reupload_hashes(e: grpc.aio.AioRpcError) -> set[bytes]:
