@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import sys
 import time
-from pathlib import Path
 
 import grpc
 
@@ -40,38 +39,6 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 # -- files ---------------------------------------------------------------------------------------
-async def _put(client: Client, args: argparse.Namespace) -> int:
-    local = Path(args.local)
-    if not local.is_file():
-        raise CliError(f"{local}: no such file")
-    remote = args.remote
-    if remote.endswith("/") or remote in ("", "/"):
-        remote = remote.rstrip("/") + "/" + local.name
-    remote = _remote(remote)
-    start = time.perf_counter()
-    version = await client.put_file(local, remote)
-    took = time.perf_counter() - start
-    s = version.stats
-    print(
-        f"{remote}  {_human(version.entry.size)}  revision {version.entry.revision}  "
-        f"({s.chunks_sent}/{s.chunks} chunks sent, {_human(s.bytes_sent)} in {took:.2f}s)"
-    )
-    return 0
-
-
-async def _get(client: Client, args: argparse.Namespace) -> int:
-    remote = _remote(args.remote)
-    local = Path(args.local)
-    try:
-        if local.is_dir():
-            local = local / remote.rpartition("/")[2]
-        entry = await client.get_file(remote, local, revision=args.revision or "")
-    except OSError as e:
-        raise CliError(f"cannot write {local}: {e.strerror or e}") from None
-    print(f"{local}  {_human(entry.size)}  revision {entry.revision}")
-    return 0
-
-
 async def _ls(client: Client, args: argparse.Namespace) -> int:
     path = _remote(args.path, allow_root=True)
     try:
@@ -127,18 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--password", help="prompted for when omitted")
     login.set_defaults(func=cmd_login)
 
-    put = sub.add_parser("put", help="upload a file")
-    put.add_argument("local")
-    put.add_argument("remote", help="remote path (ending in / keeps the local name)")
-    put.set_defaults(func=_with_client(_put))
+    from cli.transfer import add_transfer_commands
 
-    get = sub.add_parser("get", help="download a file")
-    get.add_argument("remote")
-    get.add_argument("local")
-    get.add_argument(
-        "--revision", help="a revision id from `tessera history` (default: the newest)"
-    )
-    get.set_defaults(func=_with_client(_get))
+    add_transfer_commands(sub)
 
     ls = sub.add_parser("ls", help="list a folder")
     ls.add_argument("path", nargs="?", default="")

@@ -6,7 +6,7 @@ import asyncio
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -303,9 +303,16 @@ class Client:
 
     # -- download -----------------------------------------------------------------------------
     async def get_file(
-        self, remote: str, local: Path, *, revision: str = "", namespace_id: str = ""
+        self,
+        remote: str,
+        local: Path,
+        *,
+        revision: str = "",
+        namespace_id: str = "",
+        progress: Callable[[int], None] | None = None,
     ) -> Entry:
-        """Download a revision (default: head) into a temporary file, verified, renamed into place."""
+        """Download a revision (default: head) into a temporary file, verified, renamed into place.
+        ``progress`` is called with the bytes written as each chunk lands."""
         req = meta_pb2.GetFileRequest(namespace_id=namespace_id, path=remote, revision_id=revision)
         resp = await _call(self._meta.GetFile(req, metadata=self._md, timeout=self.config.timeout))
         offsets: dict[bytes, list[int]] = {}
@@ -323,6 +330,8 @@ class Client:
                 async for h, data in blocks.get(resp.ticket, list(offsets)):
                     for off in offsets[h]:
                         await asyncio.to_thread(os.pwrite, fd, data, off)
+                    if progress is not None:
+                        progress(len(data) * len(offsets[h]))
             await asyncio.to_thread(os.fsync, fd)
             os.close(fd)
             fd = -1
