@@ -71,7 +71,7 @@ def add_cluster_commands(subparsers: Any) -> None:
         type=_count,
         default=META_PORT,
         metavar="PORT",
-        help=f"the first metanode's port; 0 picks one [default: {META_PORT}]",
+        help=f"the first metanode's port; 0: the previous run's if free, else any [default: {META_PORT}]",
     )
     up.add_argument(
         "--etcd", default=None, metavar="URL", help="use this etcd instead of starting one"

@@ -115,6 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _where_it_went(endpoint: str) -> str:
+    """A hint after a failed dial: the local cluster's address when it moved, else `tessera up`."""
+    import json
+
+    from cli.cluster import default_dir
+
+    try:
+        state = json.loads((default_dir() / "cluster.json").read_text())
+        meta = state["meta"][0]["grpc"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return "is it running? (tessera up)"
+    if meta and meta != endpoint:
+        return (
+            f"the local cluster in {default_dir()} listens on {meta}: "
+            f"use --endpoint {meta}, or log in again there"
+        )
+    return "is it running? (tessera up)"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -129,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     except UnavailableError as e:
         endpoint = userconfig.resolve_endpoint(getattr(args, "endpoint", None))
         print(
-            f"tessera: cannot reach the cluster at {endpoint} ({e.message}); is it running? (tessera up)",
+            f"tessera: cannot reach the cluster at {endpoint} ({e.message}); "
+            + _where_it_went(endpoint),
             file=sys.stderr,
         )
         code = 1

@@ -201,6 +201,16 @@ def split_method(method: str | bytes) -> tuple[str, str]:
     return service or "unknown", name
 
 
+def go_code(name: str) -> str:
+    """A status code's ``grpc_code`` label as the common instrumentation writes it (Go's
+    ``codes.Code.String()``): ``OK``, ``NotFound``, ``Canceled``, ``DeadlineExceeded``, …"""
+    if name == "OK":
+        return name
+    if name == "CANCELLED":
+        return "Canceled"
+    return "".join(word.capitalize() for word in name.split("_"))
+
+
 class RpcMetrics:
     """The metrics of the common gRPC Prometheus instrumentation for one side (``server`` or
     ``client``): ``grpc_<side>_started_total``, ``grpc_<side>_handled_total`` (with
@@ -252,7 +262,7 @@ class RpcMetrics:
         self.started.labels(kind, service, method).inc()
 
     def done(self, kind: str, service: str, method: str, code: str, seconds: float) -> None:
-        self.handled.labels(kind, service, method, code).inc()
+        self.handled.labels(kind, service, method, go_code(code)).inc()
         self.seconds.labels(kind, service, method).observe(seconds)
 
 

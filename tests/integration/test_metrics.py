@@ -114,7 +114,7 @@ async def test_metrics_move_under_traffic(
         )
         >= 1
     )
-    assert moved(meta, "grpc_server_handled_total", grpc_method="Stat", grpc_code="NOT_FOUND") >= 1
+    assert moved(meta, "grpc_server_handled_total", grpc_method="Stat", grpc_code="NotFound") >= 1
     assert moved(meta, "grpc_server_started_total", grpc_method="Login") >= 1
     assert moved(meta, "grpc_server_handling_seconds_count", grpc_method="Commit") >= 1
     assert moved(meta, "tessera_meta_file_commits_total") >= 1
