@@ -88,7 +88,13 @@ def add_meta_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     """Register the commands on the ``tessera`` parser."""
     with_client = _with_client
 
-    rm = sub.add_parser("rm", help="delete a file or folder (restorable: see history)")
+    rm = sub.add_parser(
+        "rm",
+        help="delete a file or folder (restorable: see history)",
+        description="Delete a file, or a folder with everything in it as of this moment: the "
+        "server deletes what the folder holds when the request reaches it, in one transaction "
+        "(a sync daemon instead deletes only what its device had seen). Restorable: see history.",
+    )
     rm.add_argument("path")
     rm.add_argument("--revision", help="only if this is still the newest revision")
     rm.set_defaults(func=with_client(_rm))

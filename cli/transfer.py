@@ -306,8 +306,9 @@ def add_transfer_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
         "put",
         help="upload a file or a folder (resumes an interrupted upload)",
         description="Upload LOCAL (a file, a folder with everything in it, or - for standard "
-        "input) to REMOTE. Run again after an interruption: only chunks the cluster lacks are "
-        "sent, including those of the interrupted attempt.",
+        "input) to REMOTE; each file's executable bit is part of its new revision. Run again "
+        "after an interruption: only chunks the cluster lacks are sent, including those of the "
+        "interrupted attempt.",
     )
     put.add_argument("local", help="a file, a folder, or - for standard input")
     put.add_argument("remote", help="remote path (ending in / puts LOCAL inside, keeping its name)")
@@ -315,7 +316,9 @@ def add_transfer_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
         "get",
         help="download a file or a folder",
         description="Download REMOTE (a file or a folder with everything in it) to LOCAL, or a "
-        "file to standard output with -. Existing files are not overwritten without --force.",
+        "file to standard output with -. Existing files are not overwritten without --force. "
+        "Files get mode 0666 less your umask, plus execute (where the umask allows) when the "
+        "revision is executable.",
     )
     get.add_argument("remote")
     get.add_argument("local", help="a path, an existing folder to download into, or -")

@@ -15,7 +15,16 @@ from client._errors import (
     SyncError,
     UnavailableError,
 )
-from client._types import Change, ChangeOp, Cursor, Entry, EntryKind, FileVersion, UploadStats
+from client._types import (
+    Change,
+    ChangeOp,
+    Cursor,
+    Deletion,
+    Entry,
+    EntryKind,
+    FileVersion,
+    UploadStats,
+)
 
 __all__ = [
     "AuthenticationError",
@@ -25,6 +34,7 @@ __all__ = [
     "ClientConfig",
     "ConflictError",
     "Cursor",
+    "Deletion",
     "Entry",
     "EntryKind",
     "FileVersion",

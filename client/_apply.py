@@ -23,12 +23,15 @@ import asyncio
 import logging
 import stat as stat_mod
 import time
+import unicodedata
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from client._errors import NotFoundError, SyncError, UnavailableError
 from client._indexer import same_stat
 from client._localdb import FILE, FOLDER, LocalRow, RemoteRow, SyncedRow, key_of
+from client._modes import file_mode, is_executable
 from client._ops import ON_DEVICE, disk_reason, is_disk_error, is_network, remote_row
 from client._safefs import SafeFS, SkipPath, UnsafePath
 from client._transfer import TargetChanged
@@ -37,6 +40,17 @@ if TYPE_CHECKING:
     from client._daemon import Daemon
 
 log = logging.getLogger(__name__)
+
+
+def case_renamed(local: str, remote: str) -> str | None:
+    """``local`` with the last name spelled as in ``remote`` when the two differ only in the
+    case of that name (the server renamed it); None otherwise, also for a mere NFC/NFD
+    difference, which the server cannot tell apart."""
+    folder, _, name = local.rpartition("/")
+    new = remote.rpartition("/")[2]
+    if unicodedata.normalize("NFC", name) == unicodedata.normalize("NFC", new):
+        return None
+    return f"{folder}/{new}" if folder else new
 
 
 class Applier:
@@ -75,6 +89,8 @@ class Applier:
                     deletes.append((r, s))
             elif s is not None and key_of(s.path) != key_of(rel):
                 moves.append((r, s, rel))
+            elif s is not None and (renamed := case_renamed(s.path, rel)) is not None:
+                moves.append((r, s, renamed))           # a case-only rename: the same place
             elif r.kind == FOLDER:
                 folders.append((r, rel))
             else:
@@ -157,6 +173,17 @@ class Applier:
         for rel, st in self.fs.makedirs(folder):
             self.d.db.put_local(LocalRow(rel, FOLDER, 0, 0, st.st_ino))
 
+    def _apply_mode(self, rel: str, executable: bool, current: int | None) -> bool:
+        """Give a file just written from a revision its mode (see ``client._modes``), never
+        through a symlink; returns whether it is now executable for its owner."""
+        try:
+            st = self.fs.lstat(rel)
+            if not stat_mod.S_ISREG(st.st_mode):
+                return is_executable(st.st_mode)
+            return is_executable(self.fs.set_mode(rel, file_mode(executable, current)).st_mode)
+        except (OSError, SkipPath):     # changed or gone meanwhile: the indexer sees what it is
+            return executable
+
     # -- the four kinds ------------------------------------------------------------------
     def _move(self, r: RemoteRow, s: SyncedRow, rel: str, pending: set[str]) -> int:
         old = s.path
@@ -167,6 +194,9 @@ class Applier:
                 return 0                                # the local change's op decides
             self.d.db.drop_synced(old, subtree=True)    # an ignored local edit stays as it is;
             return 1                                    # the moved version downloads
+        inside = key_of(old) + "/"
+        if r.kind == FOLDER and any(k.startswith(inside) for k in pending):
+            return 0                                    # local changes inside go out first
         if self.d.indexer.on_disk(rel) is not None and key_of(rel) != key_of(old):
             return 0                                    # something local is in the way: later
         if self.d.indexer.on_disk(old) is None:
@@ -178,7 +208,7 @@ class Applier:
         with self.d.db.tx():
             self.d.db.move_local(old, rel, synced=True)
             if r.kind == FOLDER or r.content_hash == s.content_hash:
-                self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, r.kind, r.revision, r.size, r.content_hash))
+                self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, r.kind, r.revision, r.size, r.content_hash, r.executable))
         self.d.progress.file_done(rel, 0, "move")
         return 1
 
@@ -234,9 +264,16 @@ class Applier:
             self.d.progress.conflict(rel, copy)
             disk = None
         if disk is not None and here is not None and here.kind == FILE and here.content_hash == r.content_hash:
-            self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, FILE, r.revision, r.size, r.content_hash))
+            if bool(r.executable) != disk.executable:   # a metadata-only revision: chmod
+                x = self._apply_mode(rel, r.executable, self.fs.lstat(rel).st_mode)
+                self.d.db.put_local(replace(disk.row(), executable=x))
+            self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, FILE, r.revision, r.size, r.content_hash, r.executable))
             return 1
         expect = (disk.size, disk.mtime_ns, disk.inode) if disk is not None else None
+        try:
+            current = self.fs.lstat(rel).st_mode if disk is not None else None
+        except (OSError, SkipPath):
+            current = None
         async with self._sem:
             try:
                 entry, st, layout, _ = await asyncio.wait_for(
@@ -256,10 +293,12 @@ class Applier:
                     raise
                 self._skip(rel, e, r.revision, retry_at=time.time() + self.d.cfg.rescan_interval)
                 return 0
+        x = self._apply_mode(rel, entry.executable, current)
         with self.d.db.tx():
-            self.d.db.put_local(LocalRow(rel, FILE, st.st_size, st.st_mtime_ns, st.st_ino))
+            self.d.db.put_local(LocalRow(rel, FILE, st.st_size, st.st_mtime_ns, st.st_ino, x))
             self.d.db.set_chunks(rel, layout)
-            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE, entry.revision, entry.size, entry.content_hash))
+            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE, entry.revision, entry.size, entry.content_hash,
+                                           entry.executable))
             self.d.db.put_remote(remote_row(entry))
         self.d.progress.file_done(rel, entry.size, "down")
         return 1

@@ -15,7 +15,8 @@ import grpc
 
 from client._blocks import BlockPool, ring_from_pb
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
-from client._types import Change, Cursor, Entry, FileVersion, UploadStats
+from client._modes import file_mode, is_executable
+from client._types import Change, Cursor, Deletion, Entry, FileVersion, UploadStats
 from tessera.chunking import Chunk, iter_chunks
 from tessera.errors import error_detail
 from tessera.pb import common_pb2, errors_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
@@ -218,11 +219,13 @@ class Client:
         parent_revision: str | None = None,
         namespace_id: str = "",
         overwrite: bool = True,
+        executable: bool | None = None,
         resume: UploadHooks | None = None,
     ) -> FileVersion:
         """Upload a file: chunk while streaming from disk, send only chunks the cluster lacks for
         this user, then commit. ``parent_revision=None`` with ``overwrite`` commits on top of the
         current head (plain ``tessera put``); a stale explicit parent raises ConflictError.
+        ``executable`` (default: the local file's owner execute bit) is part of the revision.
         ``resume`` hands in receipts of chunks an interrupted attempt already sent (not sent
         again), is told of each new batch of receipts, and of the bytes processed so far."""
         if parent_revision is None and overwrite:
@@ -267,6 +270,7 @@ class Client:
             client_mtime_ns=local.stat().st_mtime_ns,
             device_id=self.device_id,
             operation_id=uuid.uuid4().hex,
+            executable=is_executable(local.stat().st_mode) if executable is None else executable,
         )
         try:
             resp = await self._meta.Commit(req, metadata=self._md, timeout=self.config.timeout)
@@ -311,8 +315,9 @@ class Client:
         namespace_id: str = "",
         progress: Callable[[int], None] | None = None,
     ) -> Entry:
-        """Download a revision (default: head) into a temporary file, verified, renamed into place.
-        ``progress`` is called with the bytes written as each chunk lands."""
+        """Download a revision (default: head) into a temporary file, verified, renamed into place,
+        with the user's umask and the revision's executable bit. ``progress`` is called with the
+        bytes written as each chunk lands."""
         req = meta_pb2.GetFileRequest(namespace_id=namespace_id, path=remote, revision_id=revision)
         resp = await _call(self._meta.GetFile(req, metadata=self._md, timeout=self.config.timeout))
         offsets: dict[bytes, list[int]] = {}
@@ -332,6 +337,7 @@ class Client:
                         await asyncio.to_thread(os.pwrite, fd, data, off)
                     if progress is not None:
                         progress(len(data) * len(offsets[h]))
+            os.fchmod(fd, file_mode(resp.entry.executable))
             await asyncio.to_thread(os.fsync, fd)
             os.close(fd)
             fd = -1
@@ -407,14 +413,27 @@ class Client:
 
 
     # -- deletes, moves, history, restore, sharing, GC ---------------------------------------
-    async def delete(self, path: str, *, parent_revision: str = "", namespace_id: str = "", operation_id: str = "") -> Entry:
+    async def delete(self, path: str, *, parent_revision: str = "", namespace_id: str = "", operation_id: str = "",
+                     seen_seq: int | None = None) -> Entry:
         """Delete a file, or a folder with everything in it (a revision: restorable).
 
         A stale ``parent_revision`` raises ConflictError (the file changed: the edit is kept).
+        ``seen_seq`` (see ``delete_seen``) limits a folder delete to what a device had seen.
         """
+        return (await self.delete_seen(path, seen_seq=seen_seq, parent_revision=parent_revision,
+                                       namespace_id=namespace_id, operation_id=operation_id)).entry
+
+    async def delete_seen(self, path: str, *, seen_seq: int | None, parent_revision: str = "", namespace_id: str = "",
+                          operation_id: str = "") -> Deletion:
+        """Delete what a device had seen: entries inside a folder whose head is newer than its
+        journal cursor ``seen_seq`` (added or changed elsewhere since) are kept, with the folders
+        on their way; ``None`` deletes everything as of this call (``tessera rm``)."""
         req = meta_pb2.DeleteRequest(namespace_id=namespace_id, path=path, parent_revision=parent_revision,
                                      device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
-        return Entry.from_pb((await _call(self._meta.Delete(req, metadata=self._md, timeout=self.config.timeout))).entry)
+        if seen_seq is not None:
+            req.seen_seq = seen_seq
+        resp = await _call(self._meta.Delete(req, metadata=self._md, timeout=self.config.timeout))
+        return Deletion(Entry.from_pb(resp.entry), resp.kept)
 
     async def move(self, src: str, dst: str, *, parent_revision: str = "", namespace_id: str = "", operation_id: str = "") -> Entry:
         """Move or rename a file or folder (it keeps its file id: history follows it)."""

@@ -1,12 +1,11 @@
 """The sync daemon: keeps one folder identical to the user's tree on the cluster.
 
 One asyncio task (the engine) does everything that touches the trees, in passes: index what
-the watcher (or a rescan) says changed and queue ops; replay the op queue in order; apply the
-remote changes the journal brought. A second task keeps the link: it connects with
-exponential backoff and jitter while the cluster is away, and follows the change stream from
-the saved cursors (re-locating the owner sync node when told to, and catching up through
-``ListChanges`` while no sync node answers). Changes are applied to the remote tree and the
-cursor advanced in one SQLite transaction, so a restart resumes exactly where it stopped.
+the watcher (or a rescan) says changed and queue ops; replay the op queue; apply the remote
+changes. A second task keeps the link (backoff with jitter while the cluster is away) and
+follows the change stream from the saved cursors (re-locating the owner sync node when told,
+catching up through ``ListChanges`` while none answers). A change goes into the remote tree
+with its cursor in one SQLite transaction, so a restart resumes exactly where it stopped.
 
 If the folder's root marker is missing (unmounted, deleted, replaced) the daemon pauses: it
 says so, deletes nothing, and resumes by itself once the folder is back. Its state ("up to
@@ -85,7 +84,8 @@ class Daemon:
         self.progress.on_done = self.db.unskip_under
         self.selective = Selective(self)
         self.indexer = Indexer(self.root, self.db, Ignore(self.root, cfg.state_dir), settle=cfg.settle,
-                               closed=self._closed, hidden=self.selective.hidden)
+                               closed=self._closed, hidden=self.selective.hidden,
+                               twin_name=lambda rel: self.ops.conflicted_copy(rel))
         self.ops = OpRunner(self)
         self.applier = Applier(self, concurrency=cfg.download_concurrency)
         saved = json.loads(self.db.get_meta("mounts", "{}"))
@@ -376,15 +376,12 @@ class Daemon:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop_event.wait(), seconds)
 
-    async def _sync_address(self) -> str:
-        return await self.client._sync_address()
-
     async def _follow(self) -> None:
         """Follow the change stream from the saved cursors; re-locate, resume, catch up."""
         attempt = 0
         while self.online:
             try:
-                address = await self._sync_address()
+                address = await self.client._sync_address()
                 async with open_channel(address, self.client.security, max_message_bytes=64 * 1024 * 1024) as channel:
                     cursors = [common_pb2.Cursor(namespace_id=k, seq=v) for k, v in self.db.cursors().items()]
                     req = sync_pb2.SubscribeRequest(cursors=cursors, device_id=self.device_id)
@@ -453,7 +450,8 @@ class Daemon:
     def _record(self, ch: Change) -> None:
         e = ch.entry
         deleted = e.deleted or ch.op is ChangeOp.DELETE
-        row = RemoteRow(ch.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, deleted, ch.seq)
+        row = RemoteRow(ch.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, deleted, ch.seq,
+                        e.executable)
         if ch.namespace_id == self.mounts.root_ns and self.mounts.shadowed(e.path):
             with self.db.tx():          # the mounted namespace's own journal carries these files
                 self.db.set_cursor(ch.namespace_id, ch.seq)
@@ -497,7 +495,7 @@ class Daemon:
             return
         entries = await self.client.list_tree(namespace_id=ns_id)
         self.db.replace_remote_namespace(ns_id, [
-            RemoteRow(ns_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, False, e.seq)
+            RemoteRow(ns_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, False, e.seq, e.executable)
             for e in entries], head)
         self._wake.set()
 

@@ -24,6 +24,7 @@ import logging
 import os
 import stat as stat_mod
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from pathlib import Path
 import pathspec
 
 from client._localdb import FILE, FOLDER, LocalDB, LocalRow, key_of
+from client._modes import is_executable
 from client._safefs import SafeFS, SkipPath
 
 log = logging.getLogger(__name__)
@@ -96,19 +98,22 @@ class DiskEntry:
     size: int
     mtime_ns: int
     inode: int
+    executable: bool = False
 
     def row(self) -> LocalRow:
         """As a ``local`` row."""
-        return LocalRow(self.path, self.kind, self.size, self.mtime_ns, self.inode)
+        return LocalRow(self.path, self.kind, self.size, self.mtime_ns, self.inode, self.executable)
 
 
 def same_stat(a: LocalRow | DiskEntry | None, b: LocalRow | DiskEntry | None) -> bool:
-    """Equal for the indexer's purpose (folders: kind and inode only)."""
+    """Equal for the indexer's purpose (folders: kind and inode only; files: the executable bit
+    too, so a chmod alone is a change)."""
     if a is None or b is None:
         return a is b
     if a.kind != b.kind or a.inode != b.inode:
         return False
-    return a.kind == FOLDER or (a.size == b.size and a.mtime_ns == b.mtime_ns)
+    return a.kind == FOLDER or (a.size == b.size and a.mtime_ns == b.mtime_ns
+                                and bool(a.executable) == bool(b.executable))
 
 
 class Ignore:
@@ -178,7 +183,8 @@ class Indexer:
     """Turns differences between the disk and the ``local`` tree into queued operations."""
 
     def __init__(self, root: Path, db: LocalDB, ignore: Ignore, *, settle: float = 1.0,
-                 closed: Callable[[str, int], bool] | None = None, hidden: Callable[[str], bool] | None = None) -> None:
+                 closed: Callable[[str, int], bool] | None = None, hidden: Callable[[str], bool] | None = None,
+                 twin_name: Callable[[str], str] | None = None) -> None:
         """Create an indexer.
 
         Args:
@@ -188,6 +194,8 @@ class Indexer:
             settle: seconds a file must be unmodified before upload (unless seen closed).
             closed: tells whether the watcher saw the file closed after its mtime.
             hidden: paths excluded from this device (selective sync): not walked.
+            twin_name: a free local name for the conflicted copy of a path (for the second of
+                two names the server treats as one).
         """
         self.root = root
         self.fs = SafeFS(root)
@@ -196,7 +204,10 @@ class Indexer:
         self.settle = settle
         self.closed = closed or (lambda _p, _m: False)
         self.hidden = hidden or (lambda _p: False)
+        self.twin_name = twin_name or (lambda rel: rel + " (name clash)")
         self._warned: set[str] = set()
+        self._twins: list[DiskEntry] = []
+        self._listing: dict[str, dict[str, list[str]]] = {}  # per pass: folder -> key -> twin paths
 
     # -- walking ---------------------------------------------------------------------
     def _entry(self, rel: str, st: os.stat_result) -> DiskEntry | None:
@@ -208,7 +219,7 @@ class Indexer:
         if stat_mod.S_ISDIR(st.st_mode):
             return DiskEntry(rel, FOLDER, 0, 0, st.st_ino)
         if stat_mod.S_ISREG(st.st_mode):
-            return DiskEntry(rel, FILE, st.st_size, st.st_mtime_ns, st.st_ino)
+            return DiskEntry(rel, FILE, st.st_size, st.st_mtime_ns, st.st_ino, is_executable(st.st_mode))
         return None
 
     def stat(self, rel: str) -> DiskEntry | None:
@@ -237,15 +248,17 @@ class Indexer:
         out: dict[str, DiskEntry] = {}
         stack: list[str] = []
         if rel:
-            top = self.stat(rel)
+            top = self._top(rel)
             if top is None:
                 return out
             out[key_of(rel)] = top
             if top.kind != FOLDER:
                 return out
+            rel = top.path
         stack.append(rel)
         while stack:
             folder = stack.pop()
+            here: dict[str, list[DiskEntry]] = {}
             try:
                 it = os.scandir(self.root / folder if folder else self.root)
             except OSError:
@@ -259,10 +272,60 @@ class Indexer:
                         continue
                     if entry is None or self.ignore(child, entry.kind == FOLDER) or self.hidden(child):
                         continue
-                    out[key_of(child)] = entry
-                    if entry.kind == FOLDER:
-                        stack.append(child)
+                    here.setdefault(key_of(child), []).append(entry)
+            for k, same in here.items():
+                entry = self._keeper(same)
+                out[k] = entry
+                if entry.kind == FOLDER:
+                    stack.append(entry.path)
         return out
+
+    def _keeper(self, same: list[DiskEntry]) -> DiskEntry:
+        """Of entries whose names the server treats as one (case or NFC/NFD twins), the one
+        that keeps the name: the one indexed before, else the NFC spelling, else the first by
+        name. The others are remembered, to become conflicted copies."""
+        if len(same) == 1:
+            return same[0]
+        row = self.db.local(same[0].path)
+        ranked = sorted(same, key=lambda e: (row is None or e.path != row.path,
+                                             e.path != unicodedata.normalize("NFC", e.path), e.path))
+        self._twins.extend(ranked[1:])
+        return ranked[0]
+
+    def _top(self, rel: str) -> DiskEntry | None:
+        """``stat(rel)`` for a scope, with its twins in the same folder resolved."""
+        top = self.stat(rel)
+        if top is None:
+            return None
+        folder = rel.rpartition("/")[0]
+        if folder not in self._listing:
+            try:
+                names = self.fs.listdir(folder)
+            except (OSError, SkipPath):
+                names = []
+            groups: dict[str, list[str]] = {}
+            for n in names:
+                child = f"{folder}/{n}" if folder else n
+                groups.setdefault(key_of(child), []).append(child)
+            self._listing[folder] = {k: v for k, v in groups.items() if len(v) > 1}
+        same = [e for c in self._listing[folder].get(key_of(rel), []) for e in [self.stat(c)] if e is not None]
+        return self._keeper(same) if len(same) > 1 else top
+
+    def _rename_twins(self, disk: dict[str, DiskEntry]) -> None:
+        """Keep both of two local names the server treats as one: the second is renamed to a
+        conflicted copy here (and then uploaded like any new file)."""
+        twins, self._twins = self._twins, []
+        for t in {t.path: t for t in twins}.values():
+            self._listing.pop(t.path.rpartition("/")[0], None)
+            copy = self.twin_name(t.path)
+            try:
+                self.fs.rename(t.path, copy)
+            except (OSError, SkipPath) as e:
+                log.warning("%s and another name differ only in case or Unicode form; could not "
+                            "rename it to %s (%s): not synced", t.path, copy, e)
+                continue
+            log.warning("%s differs from another name only in case or Unicode form: kept as %s", t.path, copy)
+            disk.update(self.walk(copy))
 
     def _settled(self, e: DiskEntry) -> bool:
         if self.closed(e.path, e.mtime_ns):
@@ -275,6 +338,7 @@ class Indexer:
         check_root(self.root, self.db)
         disk: dict[str, DiskEntry] = {}
         known: dict[str, LocalRow] = {}
+        self._twins, self._listing = [], {}
         for scope in _minimal(scopes) if scopes is not None else [""]:
             disk.update(self.walk(scope))
             if scope:
@@ -285,6 +349,7 @@ class Indexer:
                         known.update((key_of(r.path), r) for r in self.db.local_rows(scope))
             else:
                 known.update((key_of(r.path), r) for r in self.db.local_rows())
+        self._rename_twins(disk)
         gone = {k: r for k, r in known.items() if k not in disk or disk[k].kind != r.kind}
         kept = {k: r for k, r in gone.items() if k not in disk and (self.ignore.covers(r.path, r.kind == FOLDER) or self.hidden(r.path))}
         for k in kept:              # ignored or excluded now: never a delete on the server
@@ -292,6 +357,7 @@ class Indexer:
         new = {k: e for k, e in disk.items() if k not in known or known[k].kind != e.kind}
         out = Detected()
         with self.db.tx():
+            self._renames(disk, known, out)
             self._moves(new, gone, out)
             for k in sorted(new, key=lambda k: k.count("/")):
                 e = new[k]
@@ -325,6 +391,24 @@ class Indexer:
                 self.db.add_op("delete", gone[k].path)
                 out.ops += 1
         return out
+
+    def _renames(self, disk: dict[str, DiskEntry], known: dict[str, LocalRow], out: Detected) -> None:
+        """Case-only and normalisation-only renames (same key, another spelling) are moves."""
+        done: list[tuple[str, str]] = []
+        for k in sorted(disk.keys() & known.keys(), key=lambda k: k.count("/")):
+            e, row = disk[k], known[k]
+            was = row.path
+            for old, moved in done:                 # a renamed folder took this along
+                if was.startswith(old + "/"):
+                    was = moved + was[len(old):]
+            if e.path == was or e.kind != row.kind:
+                continue
+            self.db.move_local(row.path, e.path)
+            self.db.add_op("move", row.path, e.path)
+            out.ops += 1
+            out.moves.append((row.path, e.path))
+            done.append((row.path, e.path))
+            known[k] = LocalRow(e.path, row.kind, row.size, row.mtime_ns, row.inode, row.executable)
 
     def _moves(self, new: dict[str, DiskEntry], gone: dict[str, LocalRow], out: Detected) -> None:
         """Pair vanished and appeared entries by inode (folders first, shallowest first)."""

@@ -84,6 +84,7 @@ class RemoteRow:
     content_hash: bytes
     deleted: bool
     seq: int
+    executable: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class SyncedRow:
     revision: str
     size: int
     content_hash: bytes
+    executable: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class LocalRow:
     size: int
     mtime_ns: int
     inode: int
+    executable: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,9 @@ class LocalDB:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        for table in ("remote", "synced", "local"):     # added later: the executable bit
+            if "executable" not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN executable INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         """Close the database."""
@@ -195,7 +201,7 @@ class LocalDB:
     # -- remote ------------------------------------------------------------------------
     def remote_by_id(self, ns_id: str, file_id: str) -> RemoteRow | None:
         """The remote row of a file id."""
-        rows = self._all("SELECT ns_id, file_id, path, kind, revision, size, content_hash, deleted, seq FROM remote WHERE ns_id = ? AND file_id = ?", (ns_id, file_id))
+        rows = self._all("SELECT ns_id, file_id, path, kind, revision, size, content_hash, deleted, seq, executable FROM remote WHERE ns_id = ? AND file_id = ?", (ns_id, file_id))
         return RemoteRow(*rows[0]) if rows else None
 
     def put_remote(self, row: RemoteRow) -> bool:
@@ -204,9 +210,9 @@ class LocalDB:
             cur = db.execute("SELECT seq FROM remote WHERE ns_id = ? AND file_id = ?", (row.ns_id, row.file_id)).fetchone()
             if cur is not None and cur[0] > row.seq:
                 return False
-            db.execute("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (row.ns_id, row.file_id, row.path, key_of(row.path), row.kind, row.revision, row.size,
-                        row.content_hash, int(row.deleted), row.seq))
+                        row.content_hash, int(row.deleted), row.seq, int(row.executable)))
             return True
 
     def move_remote_subtree(self, ns_id: str, old: str, new: str) -> None:
@@ -234,30 +240,40 @@ class LocalDB:
     def remote_diff(self) -> list[tuple[RemoteRow, SyncedRow | None]]:
         """Remote rows whose revision differs from the synced row of the same file id."""
         rows = self._all(
-            """SELECT r.ns_id, r.file_id, r.path, r.kind, r.revision, r.size, r.content_hash, r.deleted, r.seq,
-                      s.path, s.ns_id, s.file_id, s.kind, s.revision, s.size, s.content_hash
+            """SELECT r.ns_id, r.file_id, r.path, r.kind, r.revision, r.size, r.content_hash, r.deleted, r.seq, r.executable,
+                      s.path, s.ns_id, s.file_id, s.kind, s.revision, s.size, s.content_hash, s.executable
                FROM remote r LEFT JOIN synced s ON s.ns_id = r.ns_id AND s.file_id = r.file_id
                WHERE (s.revision IS NULL AND r.deleted = 0) OR (s.revision IS NOT NULL AND s.revision != r.revision)
                ORDER BY r.seq""")
-        return [(RemoteRow(*r[:9]), SyncedRow(*r[9:]) if r[9] is not None else None) for r in rows]
+        return [(RemoteRow(*r[:10]), SyncedRow(*r[10:]) if r[10] is not None else None) for r in rows]
+
+    def oldest_unapplied(self, ns_id: str, folder: str) -> int | None:
+        """The lowest seq of a live remote row inside a namespace folder that the disk does not
+        have yet (no merge base, or another revision), or None."""
+        rows = self._all(
+            """SELECT MIN(r.seq) FROM remote r LEFT JOIN synced s ON s.ns_id = r.ns_id AND s.file_id = r.file_id
+               WHERE r.ns_id = ? AND r.key >= ? AND r.key < ? AND r.deleted = 0
+                 AND (s.revision IS NULL OR s.revision != r.revision)""", (ns_id, *under(key_of(folder))))
+        return rows[0][0] if rows and rows[0][0] is not None else None
 
     # -- synced ------------------------------------------------------------------------
     def synced(self, path: str) -> SyncedRow | None:
         """The merge base of a path."""
-        rows = self._all("SELECT path, ns_id, file_id, kind, revision, size, content_hash FROM synced WHERE key = ?", (key_of(path),))
+        rows = self._all("SELECT path, ns_id, file_id, kind, revision, size, content_hash, executable FROM synced WHERE key = ?", (key_of(path),))
         return SyncedRow(*rows[0]) if rows else None
 
     def synced_by_id(self, ns_id: str, file_id: str) -> SyncedRow | None:
         """The merge base of a file id."""
-        rows = self._all("SELECT path, ns_id, file_id, kind, revision, size, content_hash FROM synced WHERE ns_id = ? AND file_id = ?", (ns_id, file_id))
+        rows = self._all("SELECT path, ns_id, file_id, kind, revision, size, content_hash, executable FROM synced WHERE ns_id = ? AND file_id = ?", (ns_id, file_id))
         return SyncedRow(*rows[0]) if rows else None
 
     def put_synced(self, row: SyncedRow) -> None:
         """Record a path as agreed with the cluster (replacing any row with its file id)."""
         with self.tx() as db:
             db.execute("DELETE FROM synced WHERE ns_id = ? AND file_id = ? AND key != ?", (row.ns_id, row.file_id, key_of(row.path)))
-            db.execute("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (key_of(row.path), row.path, row.ns_id, row.file_id, row.kind, row.revision, row.size, row.content_hash))
+            db.execute("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (key_of(row.path), row.path, row.ns_id, row.file_id, row.kind, row.revision, row.size, row.content_hash,
+                        int(row.executable)))
 
     def drop_synced(self, path: str, *, subtree: bool = False) -> None:
         """Forget the merge base of a path (and of everything inside it)."""
@@ -269,28 +285,28 @@ class LocalDB:
 
     def synced_subtree(self, path: str) -> list[SyncedRow]:
         """Synced rows strictly inside a folder."""
-        rows = self._all("SELECT path, ns_id, file_id, kind, revision, size, content_hash FROM synced WHERE key >= ? AND key < ?", under(key_of(path)))
+        rows = self._all("SELECT path, ns_id, file_id, kind, revision, size, content_hash, executable FROM synced WHERE key >= ? AND key < ?", under(key_of(path)))
         return [SyncedRow(*r) for r in rows]
 
     # -- local -------------------------------------------------------------------------
     def local(self, path: str) -> LocalRow | None:
         """The disk as last indexed at a path."""
-        rows = self._all("SELECT path, kind, size, mtime_ns, inode FROM local WHERE key = ?", (key_of(path),))
+        rows = self._all("SELECT path, kind, size, mtime_ns, inode, executable FROM local WHERE key = ?", (key_of(path),))
         return LocalRow(*rows[0]) if rows else None
 
     def local_rows(self, prefix: str = "") -> list[LocalRow]:
         """Every indexed entry (inside a folder, when ``prefix`` is given)."""
         if not prefix:
-            rows = self._all("SELECT path, kind, size, mtime_ns, inode FROM local")
+            rows = self._all("SELECT path, kind, size, mtime_ns, inode, executable FROM local")
         else:
-            rows = self._all("SELECT path, kind, size, mtime_ns, inode FROM local WHERE key >= ? AND key < ?", under(key_of(prefix)))
+            rows = self._all("SELECT path, kind, size, mtime_ns, inode, executable FROM local WHERE key >= ? AND key < ?", under(key_of(prefix)))
         return [LocalRow(*r) for r in rows]
 
     def put_local(self, row: LocalRow) -> None:
         """Record a disk entry."""
         with self.tx() as db:
-            db.execute("INSERT OR REPLACE INTO local VALUES (?, ?, ?, ?, ?, ?)",
-                       (key_of(row.path), row.path, row.kind, row.size, row.mtime_ns, row.inode))
+            db.execute("INSERT OR REPLACE INTO local VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (key_of(row.path), row.path, row.kind, row.size, row.mtime_ns, row.inode, int(row.executable)))
 
     def drop_local(self, path: str, *, subtree: bool = False) -> None:
         """Forget a disk entry (and everything inside it)."""

@@ -59,7 +59,7 @@ def is_disk_error(e: object) -> TypeGuard[SkipPath | OSError]:
 def remote_row(e: Entry, content_hash: bytes | None = None) -> RemoteRow:
     """A remote-tree row from an SDK entry."""
     return RemoteRow(e.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size,
-                     content_hash if content_hash is not None else e.content_hash, e.deleted, e.seq)
+                     content_hash if content_hash is not None else e.content_hash, e.deleted, e.seq, e.executable)
 
 
 class OpRunner:
@@ -68,6 +68,7 @@ class OpRunner:
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
         self.fs = SafeFS(daemon.root)
+        self._sent_x: dict[str, bool] = {}     # the executable bit an upload in flight sent
 
     @property
     def _meta(self):  # noqa: ANN202 - the generated stub
@@ -153,9 +154,29 @@ class OpRunner:
         s = self.d.db.synced(rel)
         return s.revision if s is not None and s.ns_id == ns_id and s.kind == FILE else ""
 
+    def _folder_id(self, rel: str, ns_id: str) -> str:
+        """The file id of the synced folder holding ``rel`` ("" at the top): if that folder was
+        moved elsewhere meanwhile, the server puts the new entry in its new place."""
+        folder = rel.rpartition("/")[0]
+        s = self.d.db.synced(folder) if folder else None
+        return s.file_id if s is not None and s.kind == FOLDER and s.ns_id == ns_id else ""
+
+    def _exec_now(self, rel: str, p: Prepared) -> bool:
+        """The executable bit of the file ``p`` was read from, as on disk now."""
+        e = self.d.indexer.stat(rel)
+        return e is not None and e.inode == p.inode and e.executable
+
     def _unchanged(self, rel: str, p: Prepared) -> bool:
         s = self.d.db.synced(rel)
-        return s is not None and s.kind == FILE and s.content_hash == p.content_hash
+        return (s is not None and s.kind == FILE and s.content_hash == p.content_hash
+                and bool(s.executable) == self._exec_now(rel, p))
+
+    def _request(self, rel: str, p: Prepared, ns_id: str, ns_path: str, op_id: str) -> meta_pb2.CommitRequest:
+        """The commit of a prepared file, with its parent folder's id and its executable bit."""
+        req = self.d.transfer.commit_request(p, ns_id, ns_path, self._parent(rel, ns_id), op_id)
+        req.parent_folder_id = self._folder_id(rel, ns_id)
+        req.executable = self._sent_x[rel] = self._exec_now(rel, p)
+        return req
 
     async def _upload(self, op: Op) -> None:
         rel = op.path
@@ -169,7 +190,7 @@ class OpRunner:
             self._committed_local(rel, p)
             self.d.db.op_done(op.id)
             return
-        req = self.d.transfer.commit_request(p, ns_id, ns_path, self._parent(rel, ns_id), op.op_id)
+        req = self._request(rel, p, ns_id, ns_path, op.op_id)
         try:
             entry = await self.d.transfer.commit(req)
         except ConflictError:
@@ -202,7 +223,7 @@ class OpRunner:
             prepared.append((op, p, ns_id, ns_path))
         if not prepared:
             return
-        reqs = [self.d.transfer.commit_request(p, ns, path, self._parent(op.path, ns), op.op_id) for op, p, ns, path in prepared]
+        reqs = [self._request(op.path, p, ns, path, op.op_id) for op, p, ns, path in prepared]
         results = await self.d.transfer.commit_batch(reqs)
         for (op, p, ns_id, ns_path), res in zip(prepared, results, strict=True):
             code = grpc.StatusCode.OK
@@ -223,14 +244,16 @@ class OpRunner:
                 self.d.db.op_done(op.id)
 
     def _committed_local(self, rel: str, p: Prepared) -> None:
+        x = self._sent_x.pop(rel) if rel in self._sent_x else self._exec_now(rel, p)
         with self.d.db.tx():
-            self.d.db.put_local(LocalRow(rel, FILE, p.size, p.mtime_ns, p.inode))
+            self.d.db.put_local(LocalRow(rel, FILE, p.size, p.mtime_ns, p.inode, x))
             self.d.db.set_chunks(rel, p.refs)
 
     def _committed(self, rel: str, entry: Entry, p: Prepared) -> None:
         with self.d.db.tx():
             self._committed_local(rel, p)
-            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE, entry.revision, entry.size, p.content_hash))
+            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE, entry.revision, entry.size, p.content_hash,
+                                           entry.executable))
             self.d.db.put_remote(remote_row(entry, p.content_hash))
         self.d.progress.file_done(rel, p.size, "up")
 
@@ -245,14 +268,17 @@ class OpRunner:
             self.d.db.op_failed(op.id)
             return
         if not head.is_folder and head.content_hash == p.content_hash:
+            mine = self._sent_x.get(rel, head.executable)
             self._committed(rel, head, p)     # both sides wrote the same bytes
             self.d.db.op_done(op.id)
+            if mine != head.executable:
+                self.d.db.add_op("upload", rel)   # our chmod goes on top of theirs
             return
         copy = self.conflicted_copy(rel)
         self.fs.rename(rel, copy)
         with self.d.db.tx():
             self.d.db.drop_local(rel)
-            self.d.db.put_local(LocalRow(copy, FILE, p.size, p.mtime_ns, p.inode))
+            self.d.db.put_local(LocalRow(copy, FILE, p.size, p.mtime_ns, p.inode, self._sent_x.pop(rel, False)))
             self.d.db.op_done(op.id)
             self.d.db.add_op("upload", copy)
             self.d.db.bump("conflicts")
@@ -283,7 +309,8 @@ class OpRunner:
         if not ns_path:                  # a mount point itself
             self.d.db.op_done(op.id)
             return
-        req = meta_pb2.MakeFolderRequest(namespace_id=ns_id, path=ns_path, device_id=self.d.client.device_id, operation_id=op.op_id)
+        req = meta_pb2.MakeFolderRequest(namespace_id=ns_id, path=ns_path, device_id=self.d.client.device_id, operation_id=op.op_id,
+                                         parent_folder_id=self._folder_id(op.path, ns_id))
         resp = await _call(self._meta.MakeFolder(req, metadata=self.d.client._md, timeout=self.d.client.config.timeout))
         entry = Entry.from_pb(resp.entry)
         with self.d.db.tx():
@@ -303,7 +330,7 @@ class OpRunner:
             return
         ns_path = self.d.mounts.remote(rel)[1]
         req = meta_pb2.DeleteRequest(namespace_id=s.ns_id, path=ns_path, parent_revision=s.revision if s.kind == FILE else "",
-                                     device_id=self.d.client.device_id, operation_id=op.op_id)
+                                     device_id=self.d.client.device_id, operation_id=op.op_id, seen_seq=self._seen(s.ns_id, ns_path))
         try:
             resp = await _call(self._meta.Delete(req, metadata=self.d.client._md, timeout=self.d.client.config.timeout))
         except ConflictError:
@@ -318,9 +345,18 @@ class OpRunner:
         entry = Entry.from_pb(resp.entry)
         with self.d.db.tx():
             self.d.db.drop_synced(rel, subtree=s.kind == FOLDER)
-            self.d.db.put_remote(remote_row(entry))
+            self.d.db.put_remote(remote_row(entry))   # kept: the folder is live, it comes back
             self.d.db.op_done(op.id)
+        if resp.kept:
+            log.warning("%s: kept %d entries added or changed elsewhere after this device last looked", rel, resp.kept)
         self.d.progress.file_done(rel, 0, "delete")
+
+    def _seen(self, ns_id: str, ns_path: str) -> int:
+        """What this device saw of a namespace below ``ns_path``: its journal cursor, less any
+        change it recorded but has not applied to the disk yet (the server keeps newer ones)."""
+        seen = self.d.db.cursors().get(ns_id, 0)
+        oldest = self.d.db.oldest_unapplied(ns_id, ns_path)
+        return seen if oldest is None else min(seen, oldest - 1)
 
     def _remote_children_kept(self, rel: str) -> bool:
         """Does the remote tree hold live children of this folder that we did not delete?"""
@@ -357,7 +393,8 @@ class OpRunner:
         entry = Entry.from_pb(resp.entry)
         with self.d.db.tx():
             self.d.db.move_local(old, new, synced=True)
-            self.d.db.put_synced(SyncedRow(new, entry.namespace_id, entry.file_id, s.kind, entry.revision, entry.size, s.content_hash))
+            self.d.db.put_synced(SyncedRow(new, entry.namespace_id, entry.file_id, s.kind, entry.revision, entry.size, s.content_hash,
+                                           entry.executable))
             self.d.db.put_remote(remote_row(entry, s.content_hash))
             self.d.db.op_done(op.id)
         self.d.progress.file_done(new, 0, "move")

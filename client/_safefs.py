@@ -237,6 +237,16 @@ class SafeFS:
         with self._parent(rel) as (fd, name):
             return os.stat(name, dir_fd=fd, follow_symlinks=False)
 
+    def listdir(self, rel: str) -> list[str]:
+        """The names in a folder (the root for ""), reached without following symlinks.
+
+        Raises:
+            FileNotFoundError: it is missing.
+            UnsafePath: it or a parent is a symlink or a file.
+        """
+        with self._dir(split(rel)) as fd:
+            return os.listdir(fd)
+
     def lexists(self, rel: str) -> bool:
         """Something (even a symlink) is at ``rel``; raises UnsafePath if a parent is unsafe."""
         try:

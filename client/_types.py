@@ -34,6 +34,7 @@ class Entry:
     seq: int
     device_id: str = ""
     content_hash: bytes = b""
+    executable: bool = False
 
     @property
     def is_folder(self) -> bool:
@@ -54,6 +55,7 @@ class Entry:
             e.seq,
             e.device_id,
             bytes(e.content_hash),
+            e.executable,
         )
 
 
@@ -80,6 +82,16 @@ class Change:
     @classmethod
     def from_pb(cls, c: Any) -> Change:
         return cls(c.namespace_id, c.seq, ChangeOp(c.op or 1), Entry.from_pb(c.entry), c.old_path)
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """The outcome of a delete: the deleted entry, or for a folder in which something changed
+    after what the deleting device had seen, the folder (still live) and how many entries of
+    it were kept."""
+
+    entry: Entry
+    kept: int = 0
 
 
 @dataclass(frozen=True)

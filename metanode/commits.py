@@ -9,7 +9,7 @@ deleted folder (or file) of the same name comes back with its id, so its history
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from metanode import chunks, files
 from metanode.db import Conn
@@ -18,7 +18,7 @@ from metanode.model import ROOT_PARENT, CommitSpec, EntryRow, Kind, Op
 from metanode.txcache import TxCache
 from tessera.auth import Signer
 from tessera.errors import Conflict, FailedPrecondition
-from tessera.paths import join_path, name_key, split_path
+from tessera.paths import join_path, name_key, path_key, split_path
 
 
 def reusable(row: FileRow | None, kind: Kind) -> FileRow | None:
@@ -98,11 +98,33 @@ async def ensure_folders(
     return parent, stored
 
 
+async def follow_parent(
+    conn: Conn, ns_id: uuid.UUID, path: str, parent_folder: uuid.UUID | None
+) -> str:
+    """``path``, or the same name in the folder ``parent_folder`` if that folder is live
+    somewhere else now (it was moved or renamed after the device put the entry in it).
+
+    A move and a concurrent add converge this way: the added entry lands in the moved folder.
+    A deleted folder is not followed (the path recreates it: an add wins over a delete).
+    """
+    if parent_folder is None:
+        return path
+    now = await files.folder_path(conn, ns_id, parent_folder)
+    parts = split_path(path)
+    if now is None or path_key(now) == path_key(join_path(*parts[:-1])):
+        return path
+    return join_path(now, parts[-1])
+
+
 async def commit(
     conn: Conn, user_id: uuid.UUID, spec: CommitSpec, signer: Signer, cache: TxCache | None = None
 ) -> EntryRow:
     """Commit one file version: permission, folders, conflict, receipts; then revision, head, journal."""
     await files.require_role(conn, user_id, spec.ns_id, write=True, path=spec.path, cache=cache)
+    if spec.parent_folder is not None:
+        spec = replace(
+            spec, path=await follow_parent(conn, spec.ns_id, spec.path, spec.parent_folder)
+        )
     parts = split_path(spec.path)
     w = await walk(conn, spec.ns_id, parts[:-1], cache)
     name = parts[-1]
@@ -134,15 +156,21 @@ async def commit(
     return await files.write_change(
         conn, spec.ns_id, existing, parent_id=parent_id, name=name, path=join_path(parent_path, name),
         kind=Kind.FILE, chunk_list=spec.chunks, op=Op.UPSERT, device_id=spec.device_id,
-        client_mtime_ns=spec.client_mtime_ns, cache=cache,
+        client_mtime_ns=spec.client_mtime_ns, executable=spec.executable, cache=cache,
     )  # fmt: skip
 
 
 async def make_folder(
-    conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID, path: str, device_id: str
+    conn: Conn,
+    user_id: uuid.UUID,
+    ns_id: uuid.UUID,
+    path: str,
+    device_id: str,
+    parent_folder: uuid.UUID | None = None,
 ) -> EntryRow:
-    """mkdir -p; an existing folder is returned as it is."""
+    """mkdir -p; an existing folder is returned as it is (``parent_folder``: see follow_parent)."""
     await files.require_role(conn, user_id, ns_id, write=True, path=path)
+    path = await follow_parent(conn, ns_id, path, parent_folder)
     parts = split_path(path)
     w = await walk(conn, ns_id, parts)
     if w.done == len(parts):

@@ -1,7 +1,9 @@
 """Deletes, moves, restores and history, each inside one serializable transaction.
 
 - A delete is a revision (restorable); deleting a folder writes one delete revision per live
-  entry inside it, deepest first, then the folder's own, each with its journal record.
+  entry inside it, deepest first, then the folder's own, each with its journal record. It
+  removes only what the deleting device had seen (``seen_seq``): entries changed after that
+  stay, with their parent folders, and the journal names exactly what was deleted.
 - A move keeps the file id and is one change: only the moved row changes (a folder's contents
   follow it through ``parent_id``); it gets a revision (op MOVE, same blocklist) so history
   follows the file, and its journal record carries ``old_path``.
@@ -21,6 +23,16 @@ from tessera.errors import AlreadyExists, Conflict, FailedPrecondition, NotFound
 from tessera.paths import join_path, name_key, split_path
 
 MAX_HISTORY = 1000
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What a delete did: the entry (the folder's live head when something inside was kept),
+    how many entries inside were kept, and the newest journal seq it wrote (0: none)."""
+
+    entry: EntryRow
+    kept: int = 0
+    last_seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,20 +101,73 @@ async def delete(
     path: str,
     parent_rev: uuid.UUID | None,
     device_id: str,
-) -> EntryRow:
-    """Delete a file, or a folder and everything in it; returns the deleted entry."""
+    seen_seq: int | None = None,
+) -> Deletion:
+    """Delete a file, or a folder and what in it the device had seen.
+
+    ``seen_seq`` is the device's journal cursor for the namespace (None: everything as of now).
+    An entry inside the folder whose head is newer than it (added, edited or moved in after the
+    device looked) is kept, with the folders on its way, so the folder stays, unless that head
+    was written by the deleting device itself (it knows its own writes before its cursor does).
+    A file whose head is newer than ``seen_seq`` is a conflict, like a stale ``parent_rev``.
+
+    Returns:
+        What was deleted and kept.
+    """
     await files.require_role(conn, user_id, ns_id, write=True, path=path)
     row, stored = await _live(conn, ns_id, path)
     _check_parent(path, row, parent_rev)
     _refuse_mount(stored, row)
-    if row.kind is Kind.FOLDER:
-        inside = await subtree(conn, ns_id, row.file_id, live_only=True)
-        for s in inside:
-            _refuse_mount(join_path(stored, s.rel_path), s.row)
-        for i in tree.children_first([s.rel_path for s in inside]):
-            s = inside[i]
-            await write_delete(conn, ns_id, s.row, join_path(stored, s.rel_path), device_id)
-    return await write_delete(conn, ns_id, row, stored, device_id)
+    if row.kind is not Kind.FOLDER:
+        if (
+            seen_seq is not None
+            and parent_rev is None
+            and row.seq > seen_seq
+            and not await _written_by(conn, ns_id, [row], device_id)
+        ):
+            raise Conflict(f"{path} changed after journal seq {seen_seq}", str(row.head_rev))
+        gone = await write_delete(conn, ns_id, row, stored, device_id)
+        return Deletion(gone, 0, gone.seq)
+    inside = await subtree(conn, ns_id, row.file_id, live_only=True)
+    for s in inside:
+        _refuse_mount(join_path(stored, s.rel_path), s.row)
+    newer = [
+        r for r in [row, *(s.row for s in inside)] if seen_seq is not None and r.seq > seen_seq
+    ]
+    own = await _written_by(conn, ns_id, newer, device_id)
+    keep = tree.kept_after(
+        [
+            (s.row.file_id, s.row.parent_id, 0 if s.row.file_id in own else s.row.seq)
+            for s in inside
+        ],
+        seen_seq,
+    )
+    last = 0
+    for i in tree.children_first([s.rel_path for s in inside]):
+        s = inside[i]
+        if s.row.file_id not in keep:
+            last = (
+                await write_delete(conn, ns_id, s.row, join_path(stored, s.rel_path), device_id)
+            ).seq
+    if keep or any(r.file_id == row.file_id and r.file_id not in own for r in newer):
+        head = await files.entry(conn, ns_id, row.file_id, row.head_rev, stored)
+        return Deletion(head, len(keep), last)
+    gone = await write_delete(conn, ns_id, row, stored, device_id)
+    return Deletion(gone, 0, gone.seq)
+
+
+async def _written_by(
+    conn: Conn, ns_id: uuid.UUID, rows: list[FileRow], device_id: str
+) -> set[uuid.UUID]:
+    """The ids among ``rows`` whose head revision this device wrote."""
+    if not rows or not device_id:
+        return set()
+    cur = await conn.execute(
+        """SELECT file_id FROM revisions
+           WHERE ns_id = %s AND rev_id = ANY(%s) AND file_id = ANY(%s) AND device_id = %s""",
+        (ns_id, [r.head_rev for r in rows], [r.file_id for r in rows], device_id),
+    )
+    return {r[0] for r in await cur.fetchall()}
 
 
 async def write_delete(
@@ -168,6 +233,7 @@ async def move(
         device_id=device_id,
         client_mtime_ns=head.client_mtime_ns,
         old_path=old_path,
+        executable=head.executable,
     )
     return moved, old_path
 
@@ -186,7 +252,7 @@ async def restore(
     row, stored = found
     _refuse_mount(stored, row)
     cur = await conn.execute(
-        "SELECT kind, deleted, client_mtime_ns FROM revisions WHERE ns_id = %s AND file_id = %s AND rev_id = %s",
+        "SELECT kind, deleted, client_mtime_ns, executable FROM revisions WHERE ns_id = %s AND file_id = %s AND rev_id = %s",
         (ns_id, row.file_id, rev_id),
     )
     rev = await cur.fetchone()
@@ -215,6 +281,7 @@ async def restore(
         op=Op.UPSERT,
         device_id=device_id,
         client_mtime_ns=rev[2],
+        executable=rev[3],
     )
 
 
@@ -229,7 +296,8 @@ async def history(
     row = found[0]
     limit = max(1, min(limit or MAX_HISTORY, MAX_HISTORY))
     cur = await conn.execute(
-        """SELECT rev_id, path, kind, size, deleted, created_at, seq, device_id, client_mtime_ns, content_hash
+        """SELECT rev_id, path, kind, size, deleted, created_at, seq, device_id, client_mtime_ns, content_hash,
+                  executable
            FROM revisions WHERE ns_id = %s AND file_id = %s ORDER BY n DESC, created_at DESC LIMIT %s""",
         (ns_id, row.file_id, limit),
     )
@@ -247,6 +315,7 @@ async def history(
             r[7],
             r[8],
             bytes(r[9]),
+            r[10],
         )
         for r in await cur.fetchall()
     ]

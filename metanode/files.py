@@ -28,7 +28,7 @@ from metanode.model import (
 )
 from metanode.txcache import TxCache
 from tessera.errors import FailedPrecondition, NotFound, PermissionDenied
-from tessera.paths import join_path, name_key, split_path
+from tessera.paths import MAX_DEPTH, join_path, name_key, split_path
 
 MAX_LIST_PAGE = 1000
 EMPTY_HASH = blocklists.content_hash([])
@@ -183,12 +183,32 @@ async def lookup_any(conn: Conn, ns_id: uuid.UUID, path: str) -> tuple[FileRow, 
     return row, "/".join(stored)
 
 
+async def folder_path(conn: Conn, ns_id: uuid.UUID, folder_id: uuid.UUID) -> str | None:
+    """Where a folder is now (its stored path), or None if it or a folder above it is
+    deleted, it is not a folder, or it is a mount point."""
+    names: list[str] = []
+    current, kind = folder_id, Kind.FOLDER
+    for _ in range(MAX_DEPTH + 1):
+        if current == ROOT_PARENT:
+            return "/".join(reversed(names))
+        cur = await conn.execute(
+            "SELECT parent_id, name, kind, deleted, mount_ns FROM files WHERE ns_id = %s AND file_id = %s",
+            (ns_id, current),
+        )
+        row = await cur.fetchone()
+        if row is None or row[3] or Kind(row[2]) is not kind or row[4] is not None:
+            return None
+        names.append(row[1])
+        current = row[0]
+    return None
+
+
 async def entry(
     conn: Conn, ns_id: uuid.UUID, file_id: uuid.UUID, rev_id: uuid.UUID, path: str
 ) -> EntryRow:
     """One revision of a file as an entry, shown at ``path``."""
     cur = await conn.execute(
-        """SELECT kind, size, deleted, created_at, seq, device_id, client_mtime_ns, content_hash
+        """SELECT kind, size, deleted, created_at, seq, device_id, client_mtime_ns, content_hash, executable
            FROM revisions WHERE ns_id = %s AND file_id = %s AND rev_id = %s""",
         (ns_id, file_id, rev_id),
     )
@@ -208,6 +228,7 @@ async def entry(
         r[5],
         r[6],
         bytes(r[7]),
+        r[8],
     )
 
 
@@ -241,7 +262,7 @@ async def list_folder(
     limit = max(1, min(limit or MAX_LIST_PAGE, MAX_LIST_PAGE))
     cur = await conn.execute(
         f"""SELECT f.name_key, f.name, f.file_id, f.head_rev, r.kind, r.size, r.deleted, r.created_at, r.seq,
-                   r.device_id, r.client_mtime_ns, r.content_hash
+                   r.device_id, r.client_mtime_ns, r.content_hash, r.executable
             FROM files f JOIN revisions r ON r.ns_id = f.ns_id AND r.file_id = f.file_id AND r.rev_id = f.head_rev
             WHERE f.ns_id = %s AND f.parent_id = %s AND f.name_key > %s {"" if include_deleted else "AND NOT f.deleted"}
             ORDER BY f.name_key, f.deleted, f.seq DESC LIMIT %s""",
@@ -264,6 +285,7 @@ async def list_folder(
             r[9],
             r[10],
             bytes(r[11]),
+            r[12],
         )
         for r in rows
     ]
@@ -318,6 +340,7 @@ async def write_change(
     client_mtime_ns: int = 0,
     old_path: str = "",
     mount_ns: uuid.UUID | None = None,
+    executable: bool = False,
     cache: TxCache | None = None,
 ) -> EntryRow:
     """One change to one file: a new revision, the file's head moved to it, a journal record.
@@ -334,11 +357,11 @@ async def write_change(
     digest = blocklists.content_hash(chunk_list) if chunk_list else EMPTY_HASH
     values = (
         ns_id, file_id, rev_id, row.head_rev if row else None, seq, n, int(kind), size, deleted, path,
-        blocklists.encode(chunk_list), digest, device_id, client_mtime_ns,
+        blocklists.encode(chunk_list), digest, device_id, client_mtime_ns, executable,
     )  # fmt: skip
     insert = """INSERT INTO revisions (ns_id, file_id, rev_id, parent_rev, seq, n, kind, size, deleted, path,
-                                       blocklist, content_hash, device_id, client_mtime_ns)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+                                       blocklist, content_hash, device_id, client_mtime_ns, executable)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
     if cache is not None and cache.now is not None:
         await conn.execute(insert, values)  # created_at defaults to now(): the transaction's time
         created = cache.now
@@ -421,6 +444,7 @@ async def write_change(
         device_id,
         client_mtime_ns,
         digest,
+        executable,
     )
 
 
@@ -445,7 +469,7 @@ async def list_changes(
     limit = max(1, min(limit or MAX_LIST_PAGE, MAX_LIST_PAGE))
     cur = await conn.execute(
         """SELECT j.seq, j.op, j.path, j.old_path, j.file_id, j.rev_id, j.kind, r.size, r.deleted, j.created_at,
-                  r.device_id, r.client_mtime_ns, r.content_hash
+                  r.device_id, r.client_mtime_ns, r.content_hash, r.executable
            FROM journal j LEFT JOIN revisions r ON r.ns_id = j.ns_id AND r.file_id = j.file_id AND r.rev_id = j.rev_id
            WHERE j.ns_id = %s AND j.seq > %s ORDER BY j.seq LIMIT %s""",
         (ns_id, after, limit + 1),
@@ -469,6 +493,7 @@ async def list_changes(
             r[10] or "",
             r[11] or 0,
             bytes(r[12]) if r[12] is not None else b"",
+            bool(r[13]),
         )
         changes.append(ChangeRow(ns_id, r[0], op, e, r[3]))
     return changes, more, False, head

@@ -110,6 +110,7 @@ def entry_to_json(e: EntryRow) -> dict[str, Any]:
         "device": e.device_id,
         "mtime": e.client_mtime_ns,
         "hash": e.content_hash.hex(),
+        "x": e.executable,
     }
 
 
@@ -128,4 +129,5 @@ def entry_from_json(d: dict[str, Any]) -> EntryRow:
         d["device"],
         d["mtime"],
         bytes.fromhex(d["hash"]),
+        d.get("x", False),
     )

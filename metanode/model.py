@@ -57,6 +57,7 @@ class EntryRow:
     device_id: str = ""
     client_mtime_ns: int = 0
     content_hash: bytes = b""
+    executable: bool = False
 
     @property
     def name(self) -> str:
@@ -101,6 +102,9 @@ class CommitSpec:
     client_mtime_ns: int = 0
     # Chunks a block node was just asked about and holds (proof after a GC tombstone).
     present: frozenset[bytes] = frozenset()
+    # The folder the device put the file in: a commit follows it when it moved since.
+    parent_folder: uuid.UUID | None = None
+    executable: bool = False
 
 
 @dataclass(frozen=True)

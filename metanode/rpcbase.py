@@ -47,6 +47,7 @@ def entry_pb(e: EntryRow) -> common_pb2.Entry:
         seq=e.seq,
         client_mtime_ns=e.client_mtime_ns,
         content_hash=e.content_hash,
+        executable=e.executable,
     )
 
 

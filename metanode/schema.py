@@ -191,6 +191,11 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
             _backfill_chunk_refs,
         ],
     ),
+    (
+        5,
+        "the executable bit of each revision",
+        ["ALTER TABLE revisions ADD COLUMN IF NOT EXISTS executable BOOL NOT NULL DEFAULT false"],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

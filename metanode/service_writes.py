@@ -80,6 +80,8 @@ class WriteRpcs(ServiceBase):
             req.operation_id,
             req.client_mtime_ns,
             present,
+            opt_uuid(req.parent_folder_id, "parent folder"),
+            req.executable,
         )
 
     async def _commit_one(
@@ -194,34 +196,38 @@ class WriteRpcs(ServiceBase):
         kind: str,
         device_id: str,
         op_id: str,
-        fn: Callable[[Conn, uuid.UUID], Awaitable[EntryRow]],
+        fn: Callable[[Conn, uuid.UUID], Awaitable[EntryRow | edits.Deletion]],
     ) -> meta_pb2.CommitResponse:
-        """One idempotent change returning an entry (mkdir, delete, move, restore)."""
+        """One idempotent change returning an entry (mkdir, delete, move, restore), and for a
+        folder delete how many entries inside it were kept."""
 
-        async def body(conn: Conn, uid: uuid.UUID) -> tuple[EntryRow, bool]:
+        async def body(conn: Conn, uid: uuid.UUID) -> tuple[edits.Deletion, bool]:
             prior = await idempotency.recall(conn, uid, device_id, op_id, kind)
             if prior is not None:
-                return entry_from_json(prior), False
-            entry = await fn(conn, uid)
-            await idempotency.remember(conn, uid, device_id, op_id, kind, entry_to_json(entry))
-            return entry, True
+                return edits.Deletion(entry_from_json(prior), int(prior.get("kept", 0))), False
+            out = await fn(conn, uid)
+            done = out if isinstance(out, edits.Deletion) else edits.Deletion(out, 0, out.seq)
+            outcome = entry_to_json(done.entry) | ({"kept": done.kept} if done.kept else {})
+            await idempotency.remember(conn, uid, device_id, op_id, kind, outcome)
+            return done, True
 
-        entry, fresh = await self._write_txn(context, body)
-        if fresh:
-            self._notify([(entry.ns_id, entry.seq)])
-        return meta_pb2.CommitResponse(entry=entry_pb(entry))
+        done, fresh = await self._write_txn(context, body)
+        if fresh and done.last_seq:
+            self._notify([(done.entry.ns_id, done.last_seq)])
+        return meta_pb2.CommitResponse(entry=entry_pb(done.entry), kept=done.kept)
 
     async def MakeFolder(
         self, request: meta_pb2.MakeFolderRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.CommitResponse:
         path = parse_path(request.path)
+        parent_folder = opt_uuid(request.parent_folder_id, "parent folder")
 
         async def fn(conn: Conn, uid: uuid.UUID) -> EntryRow:
             target = await self._resolve(conn, uid, request.namespace_id, path, into_mount=True)
             if not target.path:  # the mount point itself: it exists
                 return await files.stat(conn, target.root, path)
             return await commits.make_folder(
-                conn, uid, target.ns_id, target.path, request.device_id
+                conn, uid, target.ns_id, target.path, request.device_id, parent_folder
             )
 
         return await self._entry_op(context, "mkdir", request.device_id, request.operation_id, fn)
@@ -232,10 +238,12 @@ class WriteRpcs(ServiceBase):
         path = parse_path(request.path)
         parent = opt_uuid(request.parent_revision, "parent revision")
 
-        async def fn(conn: Conn, uid: uuid.UUID) -> EntryRow:
+        seen = request.seen_seq if request.HasField("seen_seq") else None
+
+        async def fn(conn: Conn, uid: uuid.UUID) -> edits.Deletion:
             target = await self._resolve(conn, uid, request.namespace_id, path, into_mount=False)
             return await edits.delete(
-                conn, uid, target.ns_id, target.path, parent, request.device_id
+                conn, uid, target.ns_id, target.path, parent, request.device_id, seen
             )
 
         return await self._entry_op(context, "delete", request.device_id, request.operation_id, fn)

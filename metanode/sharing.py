@@ -312,7 +312,7 @@ async def _copy_revisions(
     """
     cur = await conn.execute(
         """SELECT file_id, rev_id, parent_rev, seq, n, kind, size, deleted, path, blocklist, content_hash,
-                  device_id, client_mtime_ns, created_at
+                  device_id, client_mtime_ns, created_at, executable
            FROM revisions WHERE ns_id = %s AND file_id = ANY(%s)""",
         (src, ids),
     )
@@ -338,6 +338,7 @@ async def _copy_revisions(
                 r[11],
                 r[12],
                 r[13],
+                r[14],
             )
         )
         if not r[7] and r[9]:
@@ -345,8 +346,8 @@ async def _copy_revisions(
     async with conn.cursor() as c:
         await c.executemany(
             """INSERT INTO revisions (ns_id, file_id, rev_id, parent_rev, seq, n, kind, size, deleted, path, blocklist,
-                                      content_hash, device_id, client_mtime_ns, created_at)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                                      content_hash, device_id, client_mtime_ns, created_at, executable)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             copies,
         )
     for file_id, rev_id, chunk_list in refs:

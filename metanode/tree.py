@@ -113,6 +113,30 @@ def unique_name(name: str, taken: Iterable[str]) -> str:
     raise InvalidArgument(f"too many entries named like {name!r}")
 
 
+def kept_after(rows: Iterable[tuple[K, K, int]], seen_seq: int | None) -> set[K]:
+    """Of a folder's descendants, those a delete by a device that saw up to ``seen_seq`` keeps.
+
+    Args:
+        rows: (id, parent id, head seq) of every live entry below the folder.
+        seen_seq: The deleting device's journal cursor; None keeps nothing.
+
+    Returns:
+        The ids changed after ``seen_seq`` plus every folder on the way to one of them.
+    """
+    if seen_seq is None:
+        return set()
+    rows = list(rows)
+    parent = {i: p for i, p, _ in rows}
+    keep: set[K] = set()
+    for i, _, seq in rows:
+        if seq <= seen_seq:
+            continue
+        while i in parent and i not in keep:
+            keep.add(i)
+            i = parent[i]
+    return keep
+
+
 def parents_first(paths: Sequence[str]) -> list[int]:
     """Indexes of ``paths`` ordered so that every folder comes before what it contains."""
     return sorted(range(len(paths)), key=lambda i: (len(split_path(paths[i])), path_key(paths[i])))

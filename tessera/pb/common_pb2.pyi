@@ -68,7 +68,7 @@ class ReadTicket(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., hashes: _Optional[_Iterable[bytes]] = ..., expires_at: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Entry(_message.Message):
-    __slots__ = ("namespace_id", "file_id", "path", "name", "kind", "size", "revision_id", "modified_at_us", "deleted", "device_id", "seq", "client_mtime_ns", "content_hash")
+    __slots__ = ("namespace_id", "file_id", "path", "name", "kind", "size", "revision_id", "modified_at_us", "deleted", "device_id", "seq", "client_mtime_ns", "content_hash", "executable")
     NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class Entry(_message.Message):
     SEQ_FIELD_NUMBER: _ClassVar[int]
     CLIENT_MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    EXECUTABLE_FIELD_NUMBER: _ClassVar[int]
     namespace_id: str
     file_id: str
     path: str
@@ -95,7 +96,8 @@ class Entry(_message.Message):
     seq: int
     client_mtime_ns: int
     content_hash: bytes
-    def __init__(self, namespace_id: _Optional[str] = ..., file_id: _Optional[str] = ..., path: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[EntryKind, str]] = ..., size: _Optional[int] = ..., revision_id: _Optional[str] = ..., modified_at_us: _Optional[int] = ..., deleted: _Optional[bool] = ..., device_id: _Optional[str] = ..., seq: _Optional[int] = ..., client_mtime_ns: _Optional[int] = ..., content_hash: _Optional[bytes] = ...) -> None: ...
+    executable: bool
+    def __init__(self, namespace_id: _Optional[str] = ..., file_id: _Optional[str] = ..., path: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[EntryKind, str]] = ..., size: _Optional[int] = ..., revision_id: _Optional[str] = ..., modified_at_us: _Optional[int] = ..., deleted: _Optional[bool] = ..., device_id: _Optional[str] = ..., seq: _Optional[int] = ..., client_mtime_ns: _Optional[int] = ..., content_hash: _Optional[bytes] = ..., executable: _Optional[bool] = ...) -> None: ...
 
 class Cursor(_message.Message):
     __slots__ = ("namespace_id", "seq")

@@ -134,7 +134,7 @@ class NeedChunksResponse(_message.Message):
     def __init__(self, missing: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class CommitRequest(_message.Message):
-    __slots__ = ("namespace_id", "path", "parent_revision", "blocklist", "receipts", "client_mtime_ns", "device_id", "operation_id")
+    __slots__ = ("namespace_id", "path", "parent_revision", "blocklist", "receipts", "client_mtime_ns", "device_id", "operation_id", "executable", "parent_folder_id")
     NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     PARENT_REVISION_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +143,8 @@ class CommitRequest(_message.Message):
     CLIENT_MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    EXECUTABLE_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
     namespace_id: str
     path: str
     parent_revision: str
@@ -151,13 +153,17 @@ class CommitRequest(_message.Message):
     client_mtime_ns: int
     device_id: str
     operation_id: str
-    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., parent_revision: _Optional[str] = ..., blocklist: _Optional[_Union[_common_pb2.Blocklist, _Mapping]] = ..., receipts: _Optional[_Iterable[_Union[_common_pb2.Receipt, _Mapping]]] = ..., client_mtime_ns: _Optional[int] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
+    executable: bool
+    parent_folder_id: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., parent_revision: _Optional[str] = ..., blocklist: _Optional[_Union[_common_pb2.Blocklist, _Mapping]] = ..., receipts: _Optional[_Iterable[_Union[_common_pb2.Receipt, _Mapping]]] = ..., client_mtime_ns: _Optional[int] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ..., executable: _Optional[bool] = ..., parent_folder_id: _Optional[str] = ...) -> None: ...
 
 class CommitResponse(_message.Message):
-    __slots__ = ("entry",)
+    __slots__ = ("entry", "kept")
     ENTRY_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
     entry: _common_pb2.Entry
-    def __init__(self, entry: _Optional[_Union[_common_pb2.Entry, _Mapping]] = ...) -> None: ...
+    kept: int
+    def __init__(self, entry: _Optional[_Union[_common_pb2.Entry, _Mapping]] = ..., kept: _Optional[int] = ...) -> None: ...
 
 class CommitBatchRequest(_message.Message):
     __slots__ = ("commits",)
@@ -184,30 +190,34 @@ class CommitBatchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[CommitResult, _Mapping]]] = ...) -> None: ...
 
 class MakeFolderRequest(_message.Message):
-    __slots__ = ("namespace_id", "path", "device_id", "operation_id")
+    __slots__ = ("namespace_id", "path", "device_id", "operation_id", "parent_folder_id")
     NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
     namespace_id: str
     path: str
     device_id: str
     operation_id: str
-    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
+    parent_folder_id: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ..., parent_folder_id: _Optional[str] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("namespace_id", "path", "parent_revision", "device_id", "operation_id")
+    __slots__ = ("namespace_id", "path", "parent_revision", "device_id", "operation_id", "seen_seq")
     NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     PARENT_REVISION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SEEN_SEQ_FIELD_NUMBER: _ClassVar[int]
     namespace_id: str
     path: str
     parent_revision: str
     device_id: str
     operation_id: str
-    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., parent_revision: _Optional[str] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
+    seen_seq: int
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., parent_revision: _Optional[str] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ..., seen_seq: _Optional[int] = ...) -> None: ...
 
 class MoveRequest(_message.Message):
     __slots__ = ("namespace_id", "from_path", "to_path", "device_id", "operation_id", "parent_revision")
