@@ -4,22 +4,87 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+def store_usage(path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """(files, bytes) by ``file_kind`` under ``path``; zeros if it is missing."""
+    files: dict[str, int] = dict.fromkeys(("table", "blob", "wal", "other"), 0)
+    sizes = dict(files)
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                size = os.stat(os.path.join(root, name)).st_size
+            except OSError:  # compacted away meanwhile
+                continue
+            kind = file_kind(name)
+            files[kind] += 1
+            sizes[kind] += size
+    return files, sizes
 
 
 def dir_bytes(path: Path) -> int:
     """Bytes of the files under ``path`` (what a node's store takes on disk); 0 if missing."""
-    total = 0
-    for root, _dirs, names in os.walk(path):
-        for name in names:
-            try:
-                total += os.stat(os.path.join(root, name)).st_size
-            except OSError:  # compacted away meanwhile
-                continue
-    return total
+    return sum(store_usage(path)[1].values())
+
+
+def file_kind(name: str) -> str:
+    """What a file of the chunk store is: ``table`` (sorted tables: the index, small chunks),
+    ``blob`` (chunk bytes), ``wal`` (the write-ahead log), or ``other`` (manifest, options)."""
+    if name.endswith(".sst"):
+        return "table"
+    if name.endswith(".blob"):
+        return "blob"
+    if name.endswith(".log") and name != "LOG":
+        return "wal"
+    return "other"
+
+
+class _StoreCollector(Collector):
+    """The chunk store's files by kind, its bytes on disk, and the disk's free space: one walk
+    of the store per scrape."""
+
+    def __init__(self, data_dir: Path, store_dir: Path) -> None:
+        self._data_dir, self._store_dir = data_dir, store_dir
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        files, sizes = store_usage(self._store_dir)
+        yield GaugeMetricFamily(
+            "tessera_block_store_bytes",
+            "Bytes the chunk store takes on disk (chunks, index, write-ahead log)",
+            value=sum(sizes.values()),
+        )
+        by_kind = GaugeMetricFamily(
+            "tessera_block_store_files",
+            "Files of the chunk store by kind (table, blob, wal, other): compaction merges them",
+            labels=["kind"],
+        )
+        kind_bytes = GaugeMetricFamily(
+            "tessera_block_store_file_bytes",
+            "Bytes of the chunk store by file kind",
+            labels=["kind"],
+        )
+        for kind in files:
+            by_kind.add_metric([kind], files[kind])
+            kind_bytes.add_metric([kind], sizes[kind])
+        yield by_kind
+        yield kind_bytes
+        free, total = disk_usage(self._data_dir)
+        yield GaugeMetricFamily(
+            "tessera_block_disk_free_bytes",
+            "Free bytes on the file system of the data directory",
+            value=free,
+        )
+        yield GaugeMetricFamily(
+            "tessera_block_disk_total_bytes",
+            "Size of the file system of the data directory",
+            value=total,
+        )
 
 
 def disk_usage(path: Path) -> tuple[int, int]:
@@ -199,22 +264,5 @@ class BlockMetrics:
         self.scrub_progress.set(1.0)
 
     def watch_disk(self, data_dir: Path, store_dir: Path) -> None:
-        """Gauges read at scrape time: the store's bytes on disk and the disk's free space."""
-        stored = Gauge(
-            "tessera_block_store_bytes",
-            "Bytes the chunk store takes on disk (chunks, index, write-ahead log)",
-            registry=self._registry,
-        )
-        stored.set_function(lambda: dir_bytes(store_dir))
-        free = Gauge(
-            "tessera_block_disk_free_bytes",
-            "Free bytes on the file system of the data directory",
-            registry=self._registry,
-        )
-        free.set_function(lambda: disk_usage(data_dir)[0])
-        total = Gauge(
-            "tessera_block_disk_total_bytes",
-            "Size of the file system of the data directory",
-            registry=self._registry,
-        )
-        total.set_function(lambda: disk_usage(data_dir)[1])
+        """Store and disk figures, read from the file system at scrape time."""
+        self._registry.register(_StoreCollector(data_dir, store_dir))

@@ -38,7 +38,7 @@ STANDARD = {
 }
 PROMQL_WORDS = {
     "sum", "by", "rate", "min", "max", "histogram_quantile", "le", "job", "instance",
-    "grpc_service", "grpc_method", "grpc_code", "grpc_type", "label_values", "without", "on",
+    "grpc_service", "grpc_method", "grpc_code", "grpc_type", "label_values", "without", "on", "kind",
 }  # fmt: skip
 
 
@@ -140,7 +140,7 @@ def _exported_names() -> set[str]:
     for path in sources:
         text = path.read_text()
         for kind, name in re.findall(
-            r'(Counter|Gauge|Histogram)\(\s*f?"(tessera_[a-z_{}]+)"', text
+            r'(Counter|Gauge|Histogram|GaugeMetricFamily)\(\s*f?"(tessera_[a-z_{}]+)"', text
         ):
             fills = {
                 "{kind}": ("repair", "rebalance", "handoff"),
@@ -166,6 +166,7 @@ def test_dashboard_and_alerts_use_only_exported_metrics() -> None:
         "tessera_block_disk_free_bytes",
         "tessera_block_under_replicated_chunks",
         "tessera_block_scrub_progress_ratio",
+        "tessera_block_store_files",
         "tessera_meta_file_commits_total",
         "tessera_meta_txn_restarts_total",
         "tessera_meta_db_pool_size",
