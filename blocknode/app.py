@@ -37,6 +37,7 @@ from tessera.membership import (
     publish_params,
     read_params,
 )
+from tessera.revocation import Revocations
 from tessera.server import Bound
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class BlockApp:
             replicas=service.rings.replicas,
             on_removed=lambda _n: service.metrics.decommissions.inc(),
         )
+        self.revocations = Revocations()
         self._etcd: aetcd.Client | None = None
         self._registration: Registration | None = None
         self._watcher: Watcher | None = None
@@ -181,6 +183,7 @@ class BlockApp:
         self._watcher = Watcher(self._etcd, KIND, on_change=self._on_view)
         try:
             await self._watcher.start()
+            await self.revocations.start(self._etcd)
         except Exception as e:  # aetcd's errors; membership is the module that knows etcd
             raise StartupError(f"cannot reach etcd at {self.cfg.etcd}: {e}") from e
         self.service.metrics.address = bound.metrics_address
@@ -258,6 +261,7 @@ class BlockApp:
             await self._registration.stop()
         if self._watcher is not None:
             await self._watcher.stop()
+        await self.revocations.stop()
         await self.service.close(grace=self.cfg.grace_stop)
         await self.store.close()
         if self._etcd is not None:

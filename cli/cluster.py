@@ -179,7 +179,8 @@ def _usage(cluster: LocalCluster, cluster_dir: Path, saved: Path | None, detach:
     lines = [
         f"Tessera is up: {counts}; healthy in {cluster.healthy_after:.1f} s.",
         f"  endpoint  {endpoint}{endpoint_note}",
-        f"  admin     token saved to {saved}"
+        f"  admin     logged in as admin: token saved to {saved}; "
+        f"password in {cluster.dir / 'admin.json'}"
         if saved
         else "  admin     (no token: bootstrap skipped)",
         f"  cluster   {cluster.state_path}",
@@ -195,7 +196,13 @@ def _usage(cluster: LocalCluster, cluster_dir: Path, saved: Path | None, detach:
         "Try:" + activate_hint(),
         *(
             f"  {command_hint()} {c}"
-            for c in ("user add alice", "login alice", "put ./notes.txt /notes.txt", "ls", "status")
+            for c in (
+                "user add alice",
+                "login alice --switch   (replaces admin here; log back in as admin the same way)",
+                "put ./notes.txt /notes.txt",
+                "ls",
+                "status                 (as admin: every node, probed now)",
+            )
         ),
         f"  {command_hint()} {stop.removeprefix('tessera ')}",
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 import time
 
@@ -29,13 +30,40 @@ async def _user_add(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_login(args: argparse.Namespace) -> int:
     endpoint = userconfig.resolve_endpoint(args.endpoint)
-    password = _password(args, f"password for {args.name}: ")
-    resp = asyncio.run(Client.login(endpoint, args.name, password, config=ClientConfig.from_env()))
     cfg = userconfig.load()
+    previous = cfg.user if cfg.token else ""
+    if previous and previous.casefold() != args.name.casefold() and not args.switch:
+        raise CliError(
+            f"this terminal is logged in as {previous}; run `tessera logout` first, "
+            f"or `tessera login {args.name} --switch` to log {previous} out and replace them"
+        )
+    password = _password(args, f"password for {args.name}: ")
+    config = ClientConfig.from_env()
+    resp = asyncio.run(
+        Client.login(endpoint, args.name, password, config=config, device_name=args.device)
+    )
+    old_token = cfg.token
     cfg.endpoint, cfg.token, cfg.user = endpoint, resp.token, args.name
     path = userconfig.save(cfg)
-    print(f"logged in as {args.name} at {endpoint} (token saved in {path})")
+    note = ""
+    if old_token:  # the replaced login would be a device nobody holds any more: end it
+        note = f"; the previous login ({previous or 'unknown'}) {asyncio.run(_end(endpoint, old_token, config))}"
+    print(
+        f"logged in as {args.name} at {endpoint} as device {resp.device_name} (token saved in {path}){note}"
+    )
     return 0
+
+
+async def _end(endpoint: str, token: str, config: ClientConfig) -> str:
+    """Revoke a token we are about to forget; says what happened."""
+    client = Client(endpoint, token, config)
+    try:
+        await client.logout()
+        return "was logged out"
+    except (AuthenticationError, SyncError):
+        return "was no longer valid"
+    finally:
+        await client.close()
 
 
 # -- files ---------------------------------------------------------------------------------------
@@ -89,10 +117,29 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--admin", action="store_true", help="make the user an admin")
     add.set_defaults(func=_with_client(_user_add))
 
-    login = sub.add_parser("login", help="log in and save the token in your config")
+    login = sub.add_parser(
+        "login",
+        help="log in (a new device) and save the token in your config",
+        description="Log in as NAME: this terminal becomes a device of NAME (see tessera devices). "
+        "If it is logged in as someone else, login refuses unless --switch, which logs them out.",
+    )
     login.add_argument("name")
     login.add_argument("--password", help="prompted for when omitted")
+    login.add_argument(
+        "--device",
+        default=socket.gethostname(),
+        help="this device's name in `tessera devices` [default: the host name]",
+    )
+    login.add_argument(
+        "--switch",
+        action="store_true",
+        help="replace the user this terminal is logged in as (their login is revoked)",
+    )
     login.set_defaults(func=cmd_login)
+
+    from cli.accounts import add_account_commands
+
+    add_account_commands(sub, user_sub)
 
     from cli.transfer import add_transfer_commands
 

@@ -5,6 +5,7 @@ async with await Client.connect("127.0.0.1:7420", token=token) as c:
     await c.get_file("docs/report.pdf", Path("copy.pdf"))
 """
 
+from client._accounts import DeletedUser, Device, Me, UserInfo
 from client._client import Client, ClientConfig, UploadHooks
 from client._errors import (
     AuthenticationError,
@@ -34,15 +35,19 @@ __all__ = [
     "ClientConfig",
     "ConflictError",
     "Cursor",
+    "DeletedUser",
     "Deletion",
+    "Device",
     "Entry",
     "EntryKind",
     "FileVersion",
     "InvalidRequestError",
+    "Me",
     "NotFoundError",
     "PermissionDeniedError",
     "SyncError",
     "UnavailableError",
     "UploadHooks",
     "UploadStats",
+    "UserInfo",
 ]

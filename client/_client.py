@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from client._accounts import AccountCalls
 from client._blocks import BlockPool, ring_from_pb
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
 from client._modes import file_mode, is_executable
@@ -60,7 +61,7 @@ async def _call(coro: Any) -> Any:
         raise from_rpc_error(e) from None
 
 
-class Client:
+class Client(AccountCalls):
     """Connect with ``await Client.connect(endpoint, token=...)``; close with ``await client.close()``."""
 
     def __init__(self, target: str, token: str, config: ClientConfig) -> None:
@@ -98,15 +99,34 @@ class Client:
 
     @staticmethod
     async def login(
-        target: str, name: str, password: str, *, config: ClientConfig | None = None
+        target: str,
+        name: str,
+        password: str,
+        *,
+        config: ClientConfig | None = None,
+        device_name: str = "",
     ) -> meta_pb2.LoginResponse:
-        """Exchange a name and password for a token."""
+        """Exchange a name and password for a token: a new device named ``device_name``."""
         async with open_channel(target, (config or ClientConfig()).security()) as channel:
             return await _call(
                 meta_pb2_grpc.MetadataStub(channel).Login(
-                    meta_pb2.LoginRequest(name=name, password=password), timeout=30
+                    meta_pb2.LoginRequest(name=name, password=password, device_name=device_name),
+                    timeout=30,
                 )
             )
+
+    async def _rpc(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        """One unary Metadata call with this client's credentials; SDK errors on failure."""
+        call = getattr(self._meta, method)
+        return await _call(call(request, metadata=self._md, timeout=timeout or self.config.timeout))
+
+    async def _set_token(self, token: str) -> None:
+        """Use ``token`` from now on (block connections are re-made with it on next use)."""
+        self._token, self._md = token, auth_metadata(token)
+        async with self._blocks_lock:
+            blocks, self._blocks = self._blocks, None
+        if blocks is not None:
+            await blocks.close()
 
     async def close(self) -> None:
         if self._blocks is not None:

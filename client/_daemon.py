@@ -33,14 +33,14 @@ from client._backoff import Backoff
 from client._client import Client, ClientConfig, _call
 from client._errors import AuthenticationError, SyncError, UnavailableError
 from client._indexer import FolderVanished, Ignore, Indexer, check_root
-from client._localdb import FOLDER, LocalDB, RemoteRow, SyncedRow
+from client._localdb import LocalDB, RemoteRow, SyncedRow
 from client._mounts import Mounts
 from client._ops import OpRunner, is_network
 from client._progress import Progress
 from client._selective import Selective
 from client._status import VIEW_ONLY, StatusServer, control, status_report
 from client._transfer import Transfer
-from client._types import Change, ChangeOp
+from client._types import Change
 from client._watcher import Watcher
 from tessera.errors import error_detail
 from tessera.pb import common_pb2, errors_pb2, meta_pb2, sync_pb2, sync_pb2_grpc
@@ -333,14 +333,18 @@ class Daemon:
         try:
             await self._connect()
         except AuthenticationError as e:
-            self.error = f"not authorised: {e.message}"
-            self.progress.set_state("stopped", self.error)
+            self._stop_unauthorised(e.message)
             raise
         except SyncError as e:
             return e.message
         self._online_since = time.monotonic()
         self._delivered = False
         return None
+
+    def _stop_unauthorised(self, why: str) -> None:
+        self.error = f"not authorised: {why}"
+        self.progress.set_state("stopped", self.error)
+        self._wake.set()  # ``run`` checks on the link task between passes
 
     def _link_held(self) -> bool:
         """The link did real work (delivered a change, finished an op) or stayed up a while."""
@@ -353,6 +357,11 @@ class Daemon:
         connection and fails right after does not make the daemon redial at full speed."""
         while not self._stopping:
             if self.online:
+                if self._sub_task is not None and self._sub_task.done() and not self._sub_task.cancelled():
+                    err = self._sub_task.exception()  # the stream ended for good: credentials revoked
+                    if isinstance(err, grpc.aio.AioRpcError) and err.code() is grpc.StatusCode.UNAUTHENTICATED:
+                        self._stop_unauthorised(err.details() or "credentials revoked")
+                        raise AuthenticationError(err.details() or "credentials revoked", err.code())
                 if self._sub_task is None or self._sub_task.done():
                     self._sub_task = asyncio.create_task(self._follow())
                 with contextlib.suppress(TimeoutError):
@@ -424,9 +433,7 @@ class Daemon:
         elif kind == "removed":
             ns_id = ev.removed.namespace_id
             log.warning("access to a shared folder was removed: unchanged files of it leave this device")
-            with self.db.tx() as db:
-                db.execute("UPDATE remote SET deleted = 1 WHERE ns_id = ?", (ns_id,))
-                db.execute("DELETE FROM cursors WHERE ns_id = ?", (ns_id,))
+            self.db.namespace_removed(ns_id)
             self._wake.set()
         elif kind == "resync":
             await self.resync(ev.resync.namespace_id)
@@ -448,23 +455,8 @@ class Daemon:
         self._wake.set()
 
     def _record(self, ch: Change) -> None:
-        e = ch.entry
-        deleted = e.deleted or ch.op is ChangeOp.DELETE
-        row = RemoteRow(ch.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, deleted, ch.seq,
-                        e.executable)
-        if ch.namespace_id == self.mounts.root_ns and self.mounts.shadowed(e.path):
-            with self.db.tx():          # the mounted namespace's own journal carries these files
-                self.db.set_cursor(ch.namespace_id, ch.seq)
-                self.db.bump("changes_applied")
-            return
-        with self.db.tx():
-            if ch.op is ChangeOp.MOVE and ch.old_path and e.kind == FOLDER:
-                self.db.move_remote_subtree(ch.namespace_id, ch.old_path, e.path)
-            if deleted and e.kind == FOLDER:
-                self.db.delete_remote_subtree(ch.namespace_id, e.path, ch.seq)
-            self.db.put_remote(row)
-            self.db.set_cursor(ch.namespace_id, ch.seq)
-            self.db.bump("changes_applied")
+        shadowed = ch.namespace_id == self.mounts.root_ns and self.mounts.shadowed(ch.entry.path)
+        self.db.record_change(ch, shadowed=shadowed)
 
     async def catch_up(self, ns_id: str, *, upto: int | None = None) -> None:
         """Read a namespace's journal after the saved cursor through ListChanges."""

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from client._types import Change, ChangeOp
 from tessera.paths import name_key
 
 FILE, FOLDER = 1, 2
@@ -435,3 +436,27 @@ class LocalDB:
                 if file_id not in seen and self.remote_by_id(ns_id, file_id) is None:
                     self.put_remote(RemoteRow(ns_id, file_id, path, kind, rev + "-gone", 0, b"", True, head))
             self.set_cursor(ns_id, head)
+
+    def namespace_removed(self, ns_id: str) -> None:
+        """Access to a shared folder was removed: all of it is remotely gone for this device."""
+        with self.tx() as db:
+            db.execute("UPDATE remote SET deleted = 1 WHERE ns_id = ?", (ns_id,))
+            db.execute("DELETE FROM cursors WHERE ns_id = ?", (ns_id,))
+
+    def record_change(self, ch: Change, *, shadowed: bool = False) -> None:
+        """One journal record into the remote tree, with its cursor, in one transaction.
+
+        ``shadowed``: a root-namespace path inside a shared folder's mount, whose own journal
+        carries those files: only the cursor moves."""
+        e = ch.entry
+        deleted = e.deleted or ch.op is ChangeOp.DELETE
+        with self.tx():
+            if not shadowed:
+                if ch.op is ChangeOp.MOVE and ch.old_path and e.kind == FOLDER:
+                    self.move_remote_subtree(ch.namespace_id, ch.old_path, e.path)
+                if deleted and e.kind == FOLDER:
+                    self.delete_remote_subtree(ch.namespace_id, e.path, ch.seq)
+                self.put_remote(RemoteRow(ch.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size,
+                                          e.content_hash, deleted, ch.seq, e.executable))
+            self.set_cursor(ch.namespace_id, ch.seq)
+            self.bump("changes_applied")

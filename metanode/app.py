@@ -17,6 +17,7 @@ from tessera import membership
 from tessera.auth import Signer
 from tessera.config import MetaConfig
 from tessera.pb import meta_pb2_grpc
+from tessera.revocation import Revocations
 from tessera.rpc import ChannelSecurity
 from tessera.server import Bound
 
@@ -66,9 +67,11 @@ class MetaApp:
             notifier=self.notifier,
             collector=self.collector,
             blocks=self.blocks,
+            etcd=self.etcd,
         )
         self.service.meta_watch = self.meta_watch
         self.registration: membership.Registration | None = None
+        self.revocations = Revocations()
 
     def register(self, server: grpc.aio.Server) -> None:
         meta_pb2_grpc.add_MetadataServicer_to_server(self.service, server)
@@ -76,6 +79,7 @@ class MetaApp:
     async def start(self, bound: Bound) -> None:
         await self.db.open()
         await migrate(self.db)
+        await self.revocations.start(self.etcd)
         await self.block_watch.start()
         await self.sync_watch.start()
         await self.meta_watch.start()
@@ -92,6 +96,7 @@ class MetaApp:
         await self.block_watch.stop()
         await self.sync_watch.stop()
         await self.meta_watch.stop()
+        await self.revocations.stop()
         await self.notifier.close()
         await self.collector.stop()
         await self.blocks.close()

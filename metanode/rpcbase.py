@@ -11,21 +11,22 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
+import aetcd
 import grpc
 
-from metanode import users
+from metanode import accounts
 from metanode.blocks import BlockClient
 from metanode.db import Conn, Database
 from metanode.gc import Collector
 from metanode.model import ChangeRow, EntryRow, Kind
 from metanode.notify import Notifier
 from metanode.sharing import Target, resolve
-from tessera.auth import Signer
+from tessera.auth import AuthError, Principal, Signer
 from tessera.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from tessera.membership import Watcher
 from tessera.paths import InvalidPath, normalize_path
 from tessera.pb import common_pb2
-from tessera.rpc import current_principal
+from tessera.rpc import ON_BEHALF_TOKEN_KEY, current_principal
 
 T = TypeVar("T")
 ON_BEHALF_KEY = "x-tessera-user"
@@ -98,6 +99,7 @@ class ServiceBase:
         notifier: Notifier,
         collector: Collector | None = None,
         blocks: BlockClient | None = None,
+        etcd: aetcd.Client | None = None,
     ) -> None:
         self.db = db
         self.signer = signer
@@ -112,6 +114,7 @@ class ServiceBase:
         )
         self.collector = collector
         self.blocks = blocks
+        self.etcd = etcd
 
     def _caller(self, context: grpc.aio.ServicerContext) -> uuid.UUID:
         """The user a call acts for: the token's user, or for a node the x-tessera-user it names."""
@@ -122,6 +125,22 @@ class ServiceBase:
                     return parse_uuid(str(value), "user")
             raise InvalidArgument(f"node calls must name a user in {ON_BEHALF_KEY}")
         return parse_uuid(principal.user_id, "user")
+
+    def _acting(self, context: grpc.aio.ServicerContext, user_id: uuid.UUID) -> Principal | None:
+        """The user credential behind a call: the caller's, or the one a node forwarded."""
+        principal = current_principal()
+        if not principal.is_node:
+            return principal
+        for key, value in context.invocation_metadata() or ():
+            if key == ON_BEHALF_TOKEN_KEY:
+                try:
+                    acting = self.signer.verify_token(str(value))
+                except AuthError as e:
+                    raise Unauthenticated(f"{e}: log in again (tessera login)") from None
+                if acting.is_node or acting.user_id != str(user_id):
+                    raise InvalidArgument(f"{ON_BEHALF_TOKEN_KEY} is not {ON_BEHALF_KEY}'s token")
+                return acting
+        return None
 
     async def _txn(
         self, context: grpc.aio.ServicerContext, fn: Callable[[Conn, uuid.UUID], Awaitable[T]]
@@ -148,12 +167,16 @@ class ServiceBase:
         *,
         write: bool,
     ) -> T:
-        principal = current_principal()
         user_id = self._caller(context)
+        acting = self._acting(context, user_id)
 
         async def body(conn: Conn) -> T:
-            if not principal.is_node and await users.is_revoked(conn, user_id, principal.token_id):
-                raise Unauthenticated("token revoked: log in again (tessera login)")
+            if acting is not None:
+                why = await accounts.check_token(conn, acting)
+                if why:
+                    raise Unauthenticated(
+                        f"credentials revoked ({why}): log in again (tessera login)"
+                    )
             return await fn(conn, user_id)
 
         if not write:

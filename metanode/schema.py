@@ -192,6 +192,24 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
         ],
     ),
     (
+        4,
+        "devices (one per login) and token generations",
+        [
+            """CREATE TABLE IF NOT EXISTS devices (
+                user_id UUID NOT NULL,
+                device_id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                name_key TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                last_seen TIMESTAMPTZ NOT NULL DEFAULT now(),
+                expires_at TIMESTAMPTZ NOT NULL,
+                revoked_at TIMESTAMPTZ NULL,
+                PRIMARY KEY (user_id, device_id)
+            )""",
+            "ALTER TABLE users ADD COLUMN IF NOT EXISTS token_gen INT8 NOT NULL DEFAULT 0",
+        ],
+    ),
+    (
         5,
         "the executable bit of each revision",
         ["ALTER TABLE revisions ADD COLUMN IF NOT EXISTS executable BOOL NOT NULL DEFAULT false"],

@@ -8,15 +8,17 @@ in ``service_writes.WriteRpcs``; the shared helpers in ``rpcbase``. All SQL live
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
 import grpc
 
-from metanode import edits, files, sharing, users
+from metanode import accounts, edits, files, sharing, users
 from metanode.db import Conn
 from metanode.model import EntryRow, MemberRow
 from metanode.rpcbase import ON_BEHALF_KEY, change_pb, entry_pb, opt_uuid, parse_path
+from metanode.service_accounts import AccountRpcs
 from metanode.service_writes import MAX_BATCH, MAX_BLOCKLIST, MAX_NEED, WriteRpcs
 from tessera.chunking import MAX_CHUNK
 from tessera.errors import (
@@ -59,7 +61,7 @@ def _member_pb(m: MemberRow) -> meta_pb2.Member:
     )
 
 
-class MetadataService(WriteRpcs, meta_pb2_grpc.MetadataServicer):
+class MetadataService(AccountRpcs, WriteRpcs, meta_pb2_grpc.MetadataServicer):
     """One method per RPC."""
 
     meta_watch: Any = None  # the metanodes' membership (a Watcher), listed in ClusterInfo
@@ -75,20 +77,40 @@ class MetadataService(WriteRpcs, meta_pb2_grpc.MetadataServicer):
             raise Unauthenticated("wrong user name or password")
         user, pw_hash = found
         await users.verify_password(pw_hash, request.password)
+        device_name = accounts.check_device_name(request.device_name)
+        generation = await self.db.run(lambda conn: accounts.generation(conn, user.user_id))
         token, principal = self.signer.issue_token(
-            str(user.user_id), ttl=self.token_ttl, is_admin=user.is_admin
+            str(user.user_id),
+            ttl=self.token_ttl,
+            is_admin=user.is_admin,
+            token_id=str(uuid.uuid4()),
+            generation=generation,
+        )
+        stored = await self.db.run(
+            lambda conn: accounts.add_device(
+                conn, user.user_id, principal.token_id, device_name, principal.expires_at
+            )
         )
         return meta_pb2.LoginResponse(
             token=token,
             user_id=str(user.user_id),
             root_namespace_id=str(user.root_ns),
             expires_at=principal.expires_at,
+            device_id=principal.token_id,
+            device_name=stored,
         )
 
     async def WhoAmI(
         self, request: meta_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.WhoAmIResponse:
-        found = await self._txn(context, lambda conn, uid: users.fetch_user(conn, user_id=uid))
+        principal = current_principal()
+
+        async def body(conn: Conn, uid: uuid.UUID) -> Any:
+            found = await users.fetch_user(conn, user_id=uid)
+            devices = [] if principal.is_node else await accounts.list_devices(conn, uid)
+            return found, next((d.name for d in devices if d.device_id == principal.token_id), "")
+
+        found, device_name = await self._txn(context, body)
         if found is None:
             raise Unauthenticated("unknown user: log in again")
         user = found[0]
@@ -97,6 +119,9 @@ class MetadataService(WriteRpcs, meta_pb2_grpc.MetadataServicer):
             name=user.name,
             root_namespace_id=str(user.root_ns),
             is_admin=user.is_admin,
+            device_id="" if principal.is_node else principal.token_id,
+            device_name=device_name,
+            expires_at=principal.expires_at,
         )
 
     async def CreateUser(
@@ -119,9 +144,12 @@ class MetadataService(WriteRpcs, meta_pb2_grpc.MetadataServicer):
         if principal.is_node:
             raise InvalidArgument("nodes have no token to revoke")
         token_id = request.token_id or principal.token_id
-        await self._txn(
-            context, lambda conn, uid: users.revoke(conn, uid, token_id, principal.expires_at)
+        expires_at = (
+            principal.expires_at
+            if token_id == principal.token_id
+            else int(time.time()) + self.token_ttl
         )
+        await self._revoke_device(context, token_id, expires_at)
         return meta_pb2.RevokeTokenResponse()
 
     # -- cluster ----------------------------------------------------------------------------

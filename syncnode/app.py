@@ -11,6 +11,7 @@ from tessera import membership
 from tessera.auth import Signer
 from tessera.config import SyncConfig
 from tessera.pb import sync_pb2_grpc
+from tessera.revocation import Revocations
 from tessera.ring import SYNC_VNODES, key_position
 from tessera.rpc import ChannelSecurity
 from tessera.server import Bound
@@ -35,6 +36,7 @@ class SyncApp:
         )
         self.service = SyncService(self.feed, registry)
         self.registration: membership.Registration | None = None
+        self.revocations = Revocations()
 
     def _owns(self, user_id: str) -> bool:
         ring = self.watch.view.ring(SYNC_VNODES, alive_only=True)
@@ -47,6 +49,7 @@ class SyncApp:
         sync_pb2_grpc.add_SyncServicer_to_server(self.service, server)
 
     async def start(self, bound: Bound) -> None:
+        await self.revocations.start(self.etcd)
         record = membership.NodeRecord(
             self.node_id, bound.grpc_address, self.cfg.zone, 1.0, bound.metrics_address
         )
@@ -57,6 +60,7 @@ class SyncApp:
 
     async def stop(self) -> None:
         await self.watch.stop()
+        await self.revocations.stop()
         if self.registration:
             await self.registration.stop(leave=True)
         await self.source.close()

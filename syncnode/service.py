@@ -10,9 +10,17 @@ import grpc
 from prometheus_client import CollectorRegistry, Gauge
 
 from syncnode.feed import AccessLost, Behind, Feed, Heartbeat, Moved, NamespaceHead, Removed, Resync
-from tessera.errors import FailedPrecondition, ResourceExhausted
+from tessera.errors import FailedPrecondition, ResourceExhausted, Unauthenticated
 from tessera.pb import common_pb2, errors_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
-from tessera.rpc import PLAINTEXT, ChannelSecurity, auth_metadata, current_principal, open_channel
+from tessera.rpc import (
+    ON_BEHALF_TOKEN_KEY,
+    PLAINTEXT,
+    ChannelSecurity,
+    auth_metadata,
+    current_bearer,
+    current_principal,
+    open_channel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +41,20 @@ class MetaJournalSource:
         self._token = node_token
 
     def _md(self, user_id: str) -> tuple[tuple[str, str], ...]:
-        return (*auth_metadata(self._token), ("x-tessera-user", user_id))
+        # The subscriber's own token goes along: the metanode refuses it once revoked, in the
+        # same transaction as the read, so nothing committed after a revocation is delivered.
+        user_token = current_bearer()
+        forwarded = ((ON_BEHALF_TOKEN_KEY, user_token),) if user_token else ()
+        return (*auth_metadata(self._token), ("x-tessera-user", user_id), *forwarded)
 
     async def namespaces(self, user_id: str) -> list[NamespaceHead]:
-        resp = await self._stub.ListNamespaces(
-            meta_pb2.ListNamespacesRequest(), metadata=self._md(user_id), timeout=10
-        )
+        try:
+            resp = await self._stub.ListNamespaces(
+                meta_pb2.ListNamespacesRequest(), metadata=self._md(user_id), timeout=10
+            )
+        except grpc.aio.AioRpcError as e:
+            _raise_revoked(e)
+            raise
         return [NamespaceHead(n.namespace_id, n.head_seq, n.oldest_seq) for n in resp.namespaces]
 
     async def changes(
@@ -52,11 +68,18 @@ class MetaJournalSource:
         except grpc.aio.AioRpcError as e:
             if e.code() in _LOST:
                 raise AccessLost(ns_id) from None
+            _raise_revoked(e)
             raise
         return list(resp.changes), resp.has_more, resp.resync_required
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+def _raise_revoked(e: grpc.aio.AioRpcError) -> None:
+    """The metanode refused the subscriber's forwarded token: the stream ends UNAUTHENTICATED."""
+    if e.code() is grpc.StatusCode.UNAUTHENTICATED:
+        raise Unauthenticated(e.details() or "credentials revoked: log in again") from None
 
 
 class SyncService(sync_pb2_grpc.SyncServicer):

@@ -1,9 +1,9 @@
 """Signed credentials: bearer tokens, chunk receipts and read tickets.
 
 All three are HMAC-SHA256 over a canonical encoding, each with its own key derived from the
-cluster secret, so a receipt can never be replayed as a ticket or a token. Verification is
-stateless: block and sync nodes check tokens without the database; the metanode additionally
-checks that a token was not revoked.
+cluster secret, so a receipt can never be replayed as a ticket or a token. Verification here is
+stateless; every node also checks the revocation feed (``tessera.revocation``), and the
+metanode the database, so a revoked token dies everywhere.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Principal:
     token_id: str
     expires_at: int
     is_admin: bool = False
+    generation: int = 0  # the user's token generation when issued (a password change bumps it)
 
     @property
     def is_node(self) -> bool:
@@ -64,19 +65,28 @@ class Signer:
 
     # -- tokens -----------------------------------------------------------------------------
     def issue_token(
-        self, subject: str, *, ttl: int, is_admin: bool = False, token_id: str | None = None
+        self,
+        subject: str,
+        *,
+        ttl: int,
+        is_admin: bool = False,
+        token_id: str | None = None,
+        generation: int = 0,
     ) -> tuple[str, Principal]:
         """A bearer token for ``subject`` valid for ``ttl`` seconds."""
         principal = Principal(
-            subject, token_id or str(uuid.uuid4()), int(time.time()) + ttl, is_admin
+            subject, token_id or str(uuid.uuid4()), int(time.time()) + ttl, is_admin, generation
         )
+        claims: dict[str, object] = {
+            "sub": principal.subject,
+            "jti": principal.token_id,
+            "exp": principal.expires_at,
+            "adm": is_admin,
+        }
+        if generation:
+            claims["gen"] = generation
         payload = json.dumps(
-            {
-                "sub": principal.subject,
-                "jti": principal.token_id,
-                "exp": principal.expires_at,
-                "adm": is_admin,
-            },
+            claims,
             separators=(",", ":"),
             sort_keys=True,
         ).encode()
@@ -103,7 +113,11 @@ class Signer:
         try:
             claims = json.loads(payload)
             principal = Principal(
-                str(claims["sub"]), str(claims["jti"]), int(claims["exp"]), bool(claims.get("adm"))
+                str(claims["sub"]),
+                str(claims["jti"]),
+                int(claims["exp"]),
+                bool(claims.get("adm")),
+                int(claims.get("gen", 0)),
             )
         except (ValueError, KeyError, TypeError):
             raise AuthError("malformed token") from None

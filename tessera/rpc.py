@@ -1,4 +1,4 @@
-"""Server interceptors (auth, metrics, logging, error mapping), client metrics, channel helpers.
+"""Server interceptors (auth, metrics, logging, error mapping) and client channel helpers.
 
 Each interceptor wraps the method's behaviour with one async context manager ("hook"), so
 the same wrapping serves unary and streaming methods alike. Domain errors become gRPC
@@ -19,16 +19,29 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from tessera.auth import AuthError, Principal, Signer
 from tessera.errors import TesseraError, wire_trailers
+from tessera.revocation import Revocations, RevokedError, StaleError
+from tessera.rpcmetrics import (
+    RpcMetrics,
+    client_interceptors,
+    rpc_type,
+    split_method,
+)
 
 log = logging.getLogger(__name__)
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "tessera_principal", default=None
 )
+_bearer: contextvars.ContextVar[str | None] = contextvars.ContextVar("tessera_bearer", default=None)
+
+# A node acting for a user may forward the user's own bearer token in this header: the
+# metanode then refuses the call if that token was revoked, in the same transaction as the
+# read (the sync node does, so nothing committed after a revocation reaches an old stream).
+ON_BEHALF_TOKEN_KEY = "x-tessera-user-token"
 
 Hook = Callable[[str, grpc.aio.ServicerContext], contextlib.AbstractAsyncContextManager[None]]
 
@@ -39,6 +52,32 @@ def current_principal() -> Principal:
     if principal is None:
         raise RuntimeError("no authenticated principal in this context")
     return principal
+
+
+def current_bearer() -> str | None:
+    """The bearer token the RPC being served came with (None for a public method).
+
+    Tasks started while serving inherit it: the sync node forwards it when it reads journals
+    on a user's behalf, so the metanode refuses a revoked credential in the same transaction.
+    """
+    return _bearer.get()
+
+
+def _replace_behaviour(
+    handler: grpc.RpcMethodHandler, behaviour: Any, *, request_deserializer: Any = None
+) -> grpc.RpcMethodHandler:
+    """``handler`` (of any kind) with its behaviour (and maybe deserializer) replaced."""
+    factory = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[(handler.request_streaming, handler.response_streaming)]
+    return factory(
+        behaviour,
+        request_deserializer=request_deserializer or handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _wrap(handler: grpc.RpcMethodHandler, method: str, hook: Hook) -> grpc.RpcMethodHandler:
@@ -112,9 +151,15 @@ def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
-class AuthInterceptor(_HookInterceptor):
+class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Checks the bearer token of every call; node-only methods need node credentials, except
-    those in ``admin_too``, which an admin's token may call as well (operator read-outs)."""
+    those in ``admin_too``, which an admin's token may call as well (operator read-outs).
+
+    With ``revocations`` (every node has them), a revoked credential is UNAUTHENTICATED, and
+    a response stream open under a credential that gets revoked ends with UNAUTHENTICATED.
+    """
+
+    skip_prefixes = _HookInterceptor.skip_prefixes
 
     def __init__(
         self,
@@ -123,17 +168,26 @@ class AuthInterceptor(_HookInterceptor):
         public: Collection[str] = (),
         node_only: Collection[str] = (),
         admin_too: Collection[str] = (),
+        revocations: Revocations | None = None,
     ) -> None:
         self._signer = signer
         self._public = frozenset(public)
         self._node_only = frozenset(node_only)
         self._admin_too = frozenset(admin_too)
+        self._revocations = revocations
 
-    @contextlib.asynccontextmanager
-    async def hook(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        if method in self._public:
-            yield
-            return
+    async def intercept_service(
+        self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(self.skip_prefixes) or method in self._public:
+            return handler
+        if handler.unary_unary or handler.stream_unary:
+            return _wrap(handler, method, self._unary_hook)
+        return _replace_behaviour(handler, self._guarded_stream(handler, method))
+
+    async def _authenticate(self, method: str, context: grpc.aio.ServicerContext) -> Principal:
         token = bearer_token(context)
         if token is None:
             await context.abort(
@@ -151,11 +205,148 @@ class AuthInterceptor(_HookInterceptor):
                 await context.abort(
                     grpc.StatusCode.PERMISSION_DENIED, "this call is only for cluster nodes"
                 )
-        reset = _principal.set(principal)
+        if self._revocations is not None:
+            try:
+                self._revocations.check(principal)
+            except RevokedError as e:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, _revoked_message(str(e)))
+            except StaleError as e:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+        # Each RPC runs in its own task (its own context), so the variables are never reset:
+        # a stream's generator may be closed from another context, where a reset would fail.
+        _principal.set(principal)
+        _bearer.set(token)
+        return principal
+
+    @contextlib.asynccontextmanager
+    async def _unary_hook(
+        self, method: str, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[None]:
+        await self._authenticate(method, context)
+        yield
+
+    def _guarded_stream(self, handler: grpc.RpcMethodHandler, method: str) -> Any:
+        inner = handler.unary_stream or handler.stream_stream
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            principal = await self._authenticate(method, context)
+            if self._revocations is None or principal.is_node:
+                async for item in inner(request, context):
+                    yield item
+                return
+            with self._revocations.track(principal) as call:
+                async for item in _until(inner(request, context), call.ended):
+                    yield item
+                if call.revoked:
+                    await context.abort(
+                        grpc.StatusCode.UNAUTHENTICATED, _revoked_message(call.revoked)
+                    )
+
+        return streaming
+
+
+def _revoked_message(why: str) -> str:
+    return f"credentials revoked ({why}): log in again (tessera login)"
+
+
+async def _until(items: AsyncIterator[Any], ended: asyncio.Event) -> AsyncIterator[Any]:
+    """Yield from ``items`` until they end or ``ended`` is set (then close them and stop)."""
+    iterator = aiter(items)
+    stop = asyncio.ensure_future(ended.wait())
+    step: asyncio.Future[Any] | None = None
+    try:
+        while not ended.is_set():
+            step = asyncio.ensure_future(anext(iterator))
+            await asyncio.wait((step, stop), return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                return
+            try:
+                item = step.result()
+            except StopAsyncIteration:
+                return
+            step = None
+            yield item
+    finally:
+        stop.cancel()
+        if step is not None and not step.done():
+            step.cancel()
+            with contextlib.suppress(BaseException):
+                await step
+        with contextlib.suppress(RuntimeError):
+            await iterator.aclose()  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request message that did not decode."""
+
+    reason: str
+
+
+def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+    kind = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
+    name = getattr(kind, "full_name", "the request message")
+
+    def safe(data: bytes) -> Any:
         try:
-            yield
-        finally:
-            _principal.reset(reset)
+            return deserialize(data)
+        except Exception as e:  # noqa: BLE001 - DecodeError, or anything a bad buffer raises
+            detail = str(e).rpartition(": ")[2] if ": " in str(e) else "malformed bytes"
+            return _Undecodable(f"the request is not a valid {name}: {detail}")
+
+    return safe
+
+
+class DecodeInterceptor(grpc.aio.ServerInterceptor):
+    """Before authentication: a request that does not decode (bad bytes, a string field holding
+    invalid UTF-8) is INVALID_ARGUMENT with the reason, not gRPC's UNKNOWN or INTERNAL.
+
+    gRPC uses the deserializer of the outermost handler: interceptors listed before this one
+    must pass it on unchanged (``_wrap`` does)."""
+
+    async def intercept_service(
+        self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        inner = (
+            handler.unary_unary
+            or handler.unary_stream
+            or handler.stream_unary
+            or handler.stream_stream
+        )
+
+        async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+            return request
+
+        async def checked_stream(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            async for item in requests:
+                yield await checked(item, context)
+
+        async def prepare(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if handler.request_streaming:
+                return checked_stream(request, context)
+            return await checked(request, context)
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            return await inner(await prepare(request, context), context)
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for item in inner(await prepare(request, context), context):
+                yield item
+
+        return _replace_behaviour(
+            handler,
+            streaming if handler.response_streaming else unary,
+            request_deserializer=_safe_deserializer(handler.request_deserializer),
+        )
 
 
 class ErrorInterceptor(_HookInterceptor):
@@ -177,93 +368,6 @@ class ErrorInterceptor(_HookInterceptor):
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE, f"a backing service is unavailable: {e}"
             )
-
-
-# Buckets of the RPC latency histograms (seconds), server and client side.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-
-
-def rpc_type(handler: grpc.RpcMethodHandler) -> str:
-    """The ``grpc_type`` label of a method: unary, client_stream, server_stream, bidi_stream."""
-    if handler.unary_unary:
-        return "unary"
-    if handler.stream_unary:
-        return "client_stream"
-    if handler.unary_stream:
-        return "server_stream"
-    return "bidi_stream"
-
-
-def split_method(method: str | bytes) -> tuple[str, str]:
-    """``/pkg.Service/Method`` as its ``grpc_service`` and ``grpc_method`` labels."""
-    text = method.decode() if isinstance(method, bytes) else method
-    service, _, name = text.lstrip("/").rpartition("/")
-    return service or "unknown", name
-
-
-def go_code(name: str) -> str:
-    """A status code's ``grpc_code`` label as the common instrumentation writes it (Go's
-    ``codes.Code.String()``): ``OK``, ``NotFound``, ``Canceled``, ``DeadlineExceeded``, …"""
-    if name == "OK":
-        return name
-    if name == "CANCELLED":
-        return "Canceled"
-    return "".join(word.capitalize() for word in name.split("_"))
-
-
-class RpcMetrics:
-    """The metrics of the common gRPC Prometheus instrumentation for one side (``server`` or
-    ``client``): ``grpc_<side>_started_total``, ``grpc_<side>_handled_total`` (with
-    ``grpc_code``) and the ``grpc_<side>_handling_seconds`` histogram, labelled ``grpc_type``,
-    ``grpc_service`` and ``grpc_method``."""
-
-    LABELS = ("grpc_type", "grpc_service", "grpc_method")
-
-    def __init__(self, registry: CollectorRegistry, side: str) -> None:
-        what = "RPCs started on the server" if side == "server" else "RPCs started by this client"
-        self.started = Counter(f"grpc_{side}_started", what, self.LABELS, registry=registry)
-        self.handled = Counter(
-            f"grpc_{side}_handled",
-            f"RPCs completed ({side} side), by status code",
-            (*self.LABELS, "grpc_code"),
-            registry=registry,
-        )
-        self.seconds = Histogram(
-            f"grpc_{side}_handling_seconds",
-            f"RPC latency until completion ({side} side)",
-            self.LABELS,
-            registry=registry,
-            buckets=LATENCY_BUCKETS,
-        )
-
-    def initialize(self, service_names: Collection[str]) -> None:
-        """Zero series for every method of these services (as the Go instrumentation's
-        ``InitializeMetrics``), so that rates and alerts see a node that served nothing yet."""
-        from google.protobuf import descriptor_pool
-
-        pool = descriptor_pool.Default()
-        for service_name in service_names:
-            try:
-                service = pool.FindServiceByName(service_name)
-            except KeyError:
-                continue
-            for m in service.methods:
-                kind = {
-                    (False, False): "unary",
-                    (True, False): "client_stream",
-                    (False, True): "server_stream",
-                    (True, True): "bidi_stream",
-                }[(m.client_streaming, m.server_streaming)]
-                self.started.labels(kind, service_name, m.name)
-                self.handled.labels(kind, service_name, m.name, "OK")
-                self.seconds.labels(kind, service_name, m.name)
-
-    def start(self, kind: str, service: str, method: str) -> None:
-        self.started.labels(kind, service, method).inc()
-
-    def done(self, kind: str, service: str, method: str, code: str, seconds: float) -> None:
-        self.handled.labels(kind, service, method, go_code(code)).inc()
-        self.seconds.labels(kind, service, method).observe(seconds)
 
 
 class MetricsInterceptor(_HookInterceptor):
@@ -298,81 +402,6 @@ class MetricsInterceptor(_HookInterceptor):
             self.metrics.done(kind, service, name, code, time.perf_counter() - start)
 
 
-class _ClientMetricsBase:
-    """Counts one client call: started now, handled (with its code) when it completes."""
-
-    kind = "unary"
-
-    def __init__(self, metrics: RpcMetrics) -> None:
-        self._metrics = metrics
-        self._pending: set[asyncio.Task[None]] = set()
-
-    async def _call(self, continuation: Any, details: Any, request: Any) -> Any:
-        service, name = split_method(details.method)
-        self._metrics.start(self.kind, service, name)
-        start = time.perf_counter()
-        try:
-            call = await continuation(details, request)
-        except grpc.aio.AioRpcError as e:
-            self._metrics.done(self.kind, service, name, e.code().name, time.perf_counter() - start)
-            raise
-
-        def finished(done_call: Any) -> None:
-            seconds = time.perf_counter() - start
-            task = asyncio.ensure_future(self._record(done_call, service, name, seconds))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
-
-        call.add_done_callback(finished)
-        return call
-
-    async def _record(self, call: Any, service: str, name: str, seconds: float) -> None:
-        try:
-            code = "CANCELLED" if call.cancelled() else (await call.code()).name
-        except Exception:  # a call torn down with its channel
-            code = "UNKNOWN"
-        self._metrics.done(self.kind, service, name, code, seconds)
-
-
-def _client_interceptor_class(base: type, kind: str, hook: str) -> type:
-    """A ``_ClientMetricsBase`` for one of grpc.aio's four client interceptor kinds (a channel
-    files each interceptor under one kind only)."""
-
-    async def intercept(
-        self: _ClientMetricsBase, continuation: Any, details: Any, request: Any
-    ) -> Any:
-        return await self._call(continuation, details, request)
-
-    return type(f"_{kind}_metrics", (_ClientMetricsBase, base), {"kind": kind, hook: intercept})
-
-
-_CLIENT_KINDS = [
-    _client_interceptor_class(base, kind, f"intercept_{hook}")
-    for base, kind, hook in (
-        (grpc.aio.UnaryUnaryClientInterceptor, "unary", "unary_unary"),
-        (grpc.aio.UnaryStreamClientInterceptor, "server_stream", "unary_stream"),
-        (grpc.aio.StreamUnaryClientInterceptor, "client_stream", "stream_unary"),
-        (grpc.aio.StreamStreamClientInterceptor, "bidi_stream", "stream_stream"),
-    )
-]
-
-
-_client_interceptors: list[grpc.aio.ClientInterceptor] = []
-
-
-def enable_client_metrics(registry: CollectorRegistry) -> None:
-    """Count every RPC made on channels opened from now on (``open_channel`` and the block
-    nodes' peer channels) as ``grpc_client_*`` in ``registry``. Nodes call this once at start;
-    an SDK user may call it with their own registry."""
-    metrics = RpcMetrics(registry, "client")
-    _client_interceptors[:] = [cls(metrics) for cls in _CLIENT_KINDS]
-
-
-def client_interceptors() -> list[grpc.aio.ClientInterceptor] | None:
-    """The interceptors for a new channel (None when client metrics are off)."""
-    return list(_client_interceptors) or None
-
-
 class LoggingInterceptor(_HookInterceptor):
     """One debug line per call; one warning line per unexpected failure, with traceback."""
 
@@ -393,14 +422,47 @@ class LoggingInterceptor(_HookInterceptor):
             log.debug("%s OK in %.1f ms", method, (time.perf_counter() - start) * 1000)
 
 
+# Keepalive, in one place for both ends: a client pings an idle connection every
+# KEEPALIVE_TIME_MS; a server accepts pings up to twice as often. A server that accepted them
+# less often (gRPC's default: every 5 minutes) counts each ping as a strike and, after two,
+# drops the connection with GOAWAY ENHANCE_YOUR_CALM "too_many_pings".
+KEEPALIVE_TIME_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+
+
+def keepalive_options(
+    time_ms: int = KEEPALIVE_TIME_MS, *, server: bool
+) -> list[tuple[str, Any]]:
+    """The keepalive half of the options; the server's accepts what the client's sends."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.keepalive_time_ms", time_ms),
+        ("grpc.keepalive_timeout_ms", min(KEEPALIVE_TIMEOUT_MS, time_ms)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    if server:
+        options += [
+            ("grpc.http2.min_ping_interval_without_data_ms", time_ms // 2),
+            ("grpc.http2.max_ping_strikes", 2),
+        ]
+    return options
+
+
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
-    """Options shared by servers and client channels."""
+    """Options of client channels."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
+        *keepalive_options(server=False),
+    ]
+
+
+def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    """Options of every node's server."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        *keepalive_options(server=True),
     ]
 
 
@@ -410,9 +472,7 @@ class ChannelSecurity:
 
     tls: bool = False
     ca_pem: bytes | None = None
-    server_name: str = (
-        ""  # verify peers' certificates against this name instead of the host dialled
-    )
+    server_name: str = ""   # verify peers' certificates against this name instead of the host dialled
 
     @classmethod
     def from_files(cls, *, tls: bool, ca_file: str = "", server_name: str = "") -> ChannelSecurity:
@@ -423,17 +483,13 @@ class ChannelSecurity:
     @classmethod
     def for_node(cls, cfg: Any) -> ChannelSecurity:
         """A node dials its peers with TLS whenever it serves TLS itself (or has a CA)."""
-        return cls.from_files(
-            tls=bool(cfg.tls_cert), ca_file=cfg.tls_ca, server_name=cfg.tls_server_name
-        )
+        return cls.from_files(tls=bool(cfg.tls_cert), ca_file=cfg.tls_ca, server_name=cfg.tls_server_name)
 
 
 PLAINTEXT = ChannelSecurity()
 
 
-def open_channel(
-    address: str, security: ChannelSecurity = PLAINTEXT, *, max_message_bytes: int = 8 * 1024 * 1024
-) -> grpc.aio.Channel:
+def open_channel(address: str, security: ChannelSecurity = PLAINTEXT, *, max_message_bytes: int = 8 * 1024 * 1024) -> grpc.aio.Channel:
     """A grpc.aio channel to ``address`` with the shared options, over TLS when configured."""
     options = channel_options(max_message_bytes)
     interceptors = client_interceptors()

@@ -33,14 +33,16 @@ from prometheus_client import (
 from tessera.auth import Signer
 from tessera.config import NodeConfig
 from tessera.logs import setup_logging
+from tessera.revocation import Revocations
 from tessera.rpc import (
     AuthInterceptor,
+    DecodeInterceptor,
     ErrorInterceptor,
     LoggingInterceptor,
     MetricsInterceptor,
-    channel_options,
-    enable_client_metrics,
+    server_options,
 )
+from tessera.rpcmetrics import enable_client_metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class NodeApp(Protocol):
     service_names: tuple[str, ...]
     public_methods: Collection[str]
     node_methods: Collection[str]
+    revocations: Revocations  # started by ``start``; checked on every call
     # Optional ``admin_methods``: node-only methods an admin's token may call too.
 
     def register(self, server: grpc.aio.Server) -> None:
@@ -130,15 +133,17 @@ async def run_node(
         interceptors=[
             metrics,
             LoggingInterceptor(),
+            DecodeInterceptor(),
             AuthInterceptor(
                 signer,
                 public=app.public_methods,
                 node_only=app.node_methods,
                 admin_too=getattr(app, "admin_methods", ()),
+                revocations=app.revocations,
             ),
             ErrorInterceptor(),
         ],
-        options=channel_options(cfg.max_message_bytes),
+        options=server_options(cfg.max_message_bytes),
     )
     app.register(server)
     health_servicer = health.aio.HealthServicer()

@@ -20,40 +20,52 @@ ROLE_EDITOR: Role
 ROLE_VIEWER: Role
 
 class LoginRequest(_message.Message):
-    __slots__ = ("name", "password")
+    __slots__ = ("name", "password", "device_name")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     password: str
-    def __init__(self, name: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+    device_name: str
+    def __init__(self, name: _Optional[str] = ..., password: _Optional[str] = ..., device_name: _Optional[str] = ...) -> None: ...
 
 class LoginResponse(_message.Message):
-    __slots__ = ("token", "user_id", "root_namespace_id", "expires_at")
+    __slots__ = ("token", "user_id", "root_namespace_id", "expires_at", "device_id", "device_name")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROOT_NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
     token: str
     user_id: str
     root_namespace_id: str
     expires_at: int
-    def __init__(self, token: _Optional[str] = ..., user_id: _Optional[str] = ..., root_namespace_id: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
+    device_id: str
+    device_name: str
+    def __init__(self, token: _Optional[str] = ..., user_id: _Optional[str] = ..., root_namespace_id: _Optional[str] = ..., expires_at: _Optional[int] = ..., device_id: _Optional[str] = ..., device_name: _Optional[str] = ...) -> None: ...
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class WhoAmIResponse(_message.Message):
-    __slots__ = ("user_id", "name", "root_namespace_id", "is_admin")
+    __slots__ = ("user_id", "name", "root_namespace_id", "is_admin", "device_id", "device_name", "expires_at")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROOT_NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
     IS_ADMIN_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     name: str
     root_namespace_id: str
     is_admin: bool
-    def __init__(self, user_id: _Optional[str] = ..., name: _Optional[str] = ..., root_namespace_id: _Optional[str] = ..., is_admin: _Optional[bool] = ...) -> None: ...
+    device_id: str
+    device_name: str
+    expires_at: int
+    def __init__(self, user_id: _Optional[str] = ..., name: _Optional[str] = ..., root_namespace_id: _Optional[str] = ..., is_admin: _Optional[bool] = ..., device_id: _Optional[str] = ..., device_name: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
 
 class CreateUserRequest(_message.Message):
     __slots__ = ("name", "password", "is_admin")
@@ -452,3 +464,99 @@ class RunGCResponse(_message.Message):
     chunks_waiting: int
     chunks_failed: int
     def __init__(self, revisions_pruned: _Optional[int] = ..., journal_pruned: _Optional[int] = ..., chunks_deleted: _Optional[int] = ..., chunks_referenced: _Optional[int] = ..., chunks_waiting: _Optional[int] = ..., chunks_failed: _Optional[int] = ...) -> None: ...
+
+class Device(_message.Message):
+    __slots__ = ("device_id", "name", "created_at_us", "last_seen_at_us", "expires_at", "current")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_US_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_AT_US_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    name: str
+    created_at_us: int
+    last_seen_at_us: int
+    expires_at: int
+    current: bool
+    def __init__(self, device_id: _Optional[str] = ..., name: _Optional[str] = ..., created_at_us: _Optional[int] = ..., last_seen_at_us: _Optional[int] = ..., expires_at: _Optional[int] = ..., current: _Optional[bool] = ...) -> None: ...
+
+class ListDevicesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListDevicesResponse(_message.Message):
+    __slots__ = ("devices",)
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    devices: _containers.RepeatedCompositeFieldContainer[Device]
+    def __init__(self, devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ...) -> None: ...
+
+class RevokeDeviceRequest(_message.Message):
+    __slots__ = ("name", "device_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    device_id: str
+    def __init__(self, name: _Optional[str] = ..., device_id: _Optional[str] = ...) -> None: ...
+
+class RevokeDeviceResponse(_message.Message):
+    __slots__ = ("device",)
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    device: Device
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ...) -> None: ...
+
+class ChangePasswordRequest(_message.Message):
+    __slots__ = ("old_password", "new_password")
+    OLD_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    NEW_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    old_password: str
+    new_password: str
+    def __init__(self, old_password: _Optional[str] = ..., new_password: _Optional[str] = ...) -> None: ...
+
+class ChangePasswordResponse(_message.Message):
+    __slots__ = ("token", "expires_at")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    expires_at: int
+    def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
+
+class ListUsersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UserInfo(_message.Message):
+    __slots__ = ("user_id", "name", "is_admin", "created_at_us", "devices")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IS_ADMIN_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_US_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    name: str
+    is_admin: bool
+    created_at_us: int
+    devices: int
+    def __init__(self, user_id: _Optional[str] = ..., name: _Optional[str] = ..., is_admin: _Optional[bool] = ..., created_at_us: _Optional[int] = ..., devices: _Optional[int] = ...) -> None: ...
+
+class ListUsersResponse(_message.Message):
+    __slots__ = ("users",)
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[UserInfo]
+    def __init__(self, users: _Optional[_Iterable[_Union[UserInfo, _Mapping]]] = ...) -> None: ...
+
+class DeleteUserRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteUserResponse(_message.Message):
+    __slots__ = ("user_id", "files_deleted", "shares_ended")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    FILES_DELETED_FIELD_NUMBER: _ClassVar[int]
+    SHARES_ENDED_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    files_deleted: int
+    shares_ended: int
+    def __init__(self, user_id: _Optional[str] = ..., files_deleted: _Optional[int] = ..., shares_ended: _Optional[int] = ...) -> None: ...

@@ -152,6 +152,31 @@ class MetadataStub:
                 request_serializer=tessera_dot_v1_dot_meta__pb2.RunGCRequest.SerializeToString,
                 response_deserializer=tessera_dot_v1_dot_meta__pb2.RunGCResponse.FromString,
                 _registered_method=True)
+        self.ListDevices = channel.unary_unary(
+                '/tessera.v1.Metadata/ListDevices',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.ListDevicesRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.ListDevicesResponse.FromString,
+                _registered_method=True)
+        self.RevokeDevice = channel.unary_unary(
+                '/tessera.v1.Metadata/RevokeDevice',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.RevokeDeviceRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.RevokeDeviceResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/tessera.v1.Metadata/ChangePassword',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/tessera.v1.Metadata/ListUsers',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/tessera.v1.Metadata/DeleteUser',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
 
 
 class MetadataServicer:
@@ -307,6 +332,43 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDevices(self, request, context):
+        """Devices and accounts. Each Login is a device (its token's id is the device id); ending a
+        device, a password or a user reaches every node within seconds (see tessera/revocation.py).
+        RevokeToken with an empty token_id is the caller's logout.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeDevice(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Every token of the user dies (every device logs in again); the caller gets a fresh one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Admin only: the user's tokens die everywhere, their shares end, their files are deleted
+        (as revisions, so the data follows the retention rules), the name becomes free.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -424,6 +486,31 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.RunGC,
                     request_deserializer=tessera_dot_v1_dot_meta__pb2.RunGCRequest.FromString,
                     response_serializer=tessera_dot_v1_dot_meta__pb2.RunGCResponse.SerializeToString,
+            ),
+            'ListDevices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDevices,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.ListDevicesRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.ListDevicesResponse.SerializeToString,
+            ),
+            'RevokeDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeDevice,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.RevokeDeviceRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.RevokeDeviceResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.ListUsersRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.DeleteUserRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.DeleteUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1049,6 +1136,141 @@ class Metadata:
             '/tessera.v1.Metadata/RunGC',
             tessera_dot_v1_dot_meta__pb2.RunGCRequest.SerializeToString,
             tessera_dot_v1_dot_meta__pb2.RunGCResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDevices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/ListDevices',
+            tessera_dot_v1_dot_meta__pb2.ListDevicesRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.ListDevicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/RevokeDevice',
+            tessera_dot_v1_dot_meta__pb2.RevokeDeviceRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.RevokeDeviceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/ChangePassword',
+            tessera_dot_v1_dot_meta__pb2.ChangePasswordRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/ListUsers',
+            tessera_dot_v1_dot_meta__pb2.ListUsersRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/DeleteUser',
+            tessera_dot_v1_dot_meta__pb2.DeleteUserRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.DeleteUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,4 +59,24 @@ def run_cli(
         text=True,
         env=env,
         timeout=60,
+        stdin=subprocess.DEVNULL,
     )
+
+
+def cluster_cli(cluster, home: Path, *args: str, token: str = "") -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    """``tessera ARGS`` against the test cluster, config in ``home`` (and ``token`` if given)."""
+    return run_cli(cluster.meta_address, *args, token=token or None, home=home)
+
+
+def cli_ok(result: subprocess.CompletedProcess[str]) -> str:
+    """The output of a command that must succeed."""
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def cli_fails(result: subprocess.CompletedProcess[str]) -> str:
+    """The one error line of a command that must fail (exit 1, no traceback)."""
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tessera: "), result.stderr
+    return lines[0]

@@ -77,7 +77,7 @@ def test_up_prints_every_metrics_address_and_a_command_that_works(
     for kind in ("meta", "block", "sync"):
         for node in cluster.nodes(kind):
             assert f"http://{node['metrics']}/metrics" in text, node["name"]
-    assert "  .venv/bin/tessera login alice" in text
+    assert "  .venv/bin/tessera login alice --switch" in text
     assert "source .venv/bin/activate" in text
     assert "\n  tessera " not in text  # no hint that would say "command not found"
 

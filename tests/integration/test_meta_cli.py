@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import new_user
+from tests.integration.helpers import cli_fails, cli_ok, cluster_cli, new_user
 
 pytestmark = pytest.mark.cluster
 
 
 def _run(cluster, home: Path, token: str, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    env = {**os.environ, "XDG_CONFIG_HOME": str(home), "TESSERA_ENDPOINT": cluster.meta_address, "TESSERA_TOKEN": token}
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=env, timeout=60)
+    return cluster_cli(cluster, home, *args, token=token)
 
 
-def _ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def _fails(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 1, result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tessera: ") and "Traceback" not in result.stderr
-    return lines[0]
+_ok, _fails = cli_ok, cli_fails
 
 
 async def test_cli_metadata_commands(cluster, tmp_path: Path) -> None:

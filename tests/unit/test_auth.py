@@ -1,5 +1,6 @@
 """Tokens, receipts and tickets: forged, expired or misused credentials are refused."""
 
+import base64
 import time
 
 import pytest
@@ -70,3 +71,12 @@ def test_ticket_binds_user_and_hashes_and_expires() -> None:
 def test_receipt_cannot_serve_as_ticket() -> None:
     exp, sig = A.sign_receipt(H, 100, "u1", ttl=60)
     assert not A.check_ticket("u1", [H], exp, sig)
+
+
+def test_token_carries_device_and_generation() -> None:
+    token, issued = A.issue_token("u1", ttl=60, token_id="device-1", generation=3)
+    p = A.verify_token(token)
+    assert (p.token_id, p.generation) == ("device-1", 3) and p == issued
+    legacy, _ = A.issue_token("u1", ttl=60)  # generation 0: no claim, as tokens before it
+    assert A.verify_token(legacy).generation == 0
+    assert '"gen"' not in base64.urlsafe_b64decode(legacy.split(".")[1] + "==").decode()

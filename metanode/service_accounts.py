@@ -1,0 +1,180 @@
+"""Account RPCs: devices, logout, password changes, and for admins listing and deleting users.
+
+Every revocation is written to etcd first (``tessera.revocation``: every node's interceptor
+and the sync node's open streams follow it within milliseconds), then to the database; a
+failure in between leaves the credential revoked on the nodes and the call can be retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable
+
+import aetcd
+import grpc
+
+from metanode import accounts, users
+from metanode.accounts import DeviceRow
+from metanode.db import Conn
+from metanode.rpcbase import ServiceBase
+from tessera import revocation
+from tessera.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
+from tessera.pb import meta_pb2
+from tessera.rpc import current_principal
+
+PUBLISH_TIMEOUT = 5.0
+
+
+def _us(ts: dt.datetime) -> int:
+    return int(ts.timestamp() * 1_000_000)
+
+
+def _device_pb(d: DeviceRow, current: str) -> meta_pb2.Device:
+    return meta_pb2.Device(
+        device_id=d.device_id,
+        name=d.name,
+        created_at_us=_us(d.created_at),
+        last_seen_at_us=_us(d.last_seen),
+        expires_at=int(d.expires_at.timestamp()),
+        current=d.device_id == current,
+    )
+
+
+class AccountRpcs(ServiceBase):
+    """ListDevices, RevokeDevice, ChangePassword, ListUsers, DeleteUser (and RevokeToken's core)."""
+
+    async def _publish(self, write: Callable[[aetcd.Client], Awaitable[None]]) -> None:
+        """Write a revocation to etcd, or UNAVAILABLE (nothing changed) if etcd is away."""
+        if self.etcd is None:
+            return
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                await write(self.etcd)
+        except Exception as e:  # noqa: BLE001 - aetcd's errors, timeouts
+            raise Unavailable(
+                f"cannot reach etcd to revoke on every node ({e or type(e).__name__}); try again"
+            ) from None
+
+    def _user_principal(self) -> str:
+        principal = current_principal()
+        if principal.is_node:
+            raise InvalidArgument("nodes have no devices or password")
+        return principal.token_id
+
+    async def _revoke_device(
+        self, context: grpc.aio.ServicerContext, device_id: str, expires_at: int
+    ) -> None:
+        """Revoke one of the caller's devices (tokens) everywhere, then in the database."""
+        self._user_principal()
+        user_id = await self._txn(context, lambda conn, uid: _return(uid))
+        await self._publish(
+            lambda etcd: revocation.publish_token(etcd, device_id, str(user_id), expires_at)
+        )
+        await self._write_txn(
+            context, lambda conn, uid: accounts.revoke_device(conn, uid, device_id, expires_at)
+        )
+
+    async def ListDevices(
+        self, request: meta_pb2.ListDevicesRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.ListDevicesResponse:
+        current = self._user_principal()
+        rows = await self._txn(context, lambda conn, uid: accounts.list_devices(conn, uid))
+        return meta_pb2.ListDevicesResponse(devices=[_device_pb(d, current) for d in rows])
+
+    async def RevokeDevice(
+        self, request: meta_pb2.RevokeDeviceRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.RevokeDeviceResponse:
+        current = self._user_principal()
+        if not request.name and not request.device_id:
+            raise InvalidArgument("name the device to revoke (see: tessera devices)")
+        device = await self._txn(
+            context,
+            lambda conn, uid: accounts.find_device(
+                conn, uid, name=request.name, device_id=request.device_id
+            ),
+        )
+        await self._revoke_device(context, device.device_id, int(device.expires_at.timestamp()))
+        return meta_pb2.RevokeDeviceResponse(device=_device_pb(device, current))
+
+    async def ChangePassword(
+        self, request: meta_pb2.ChangePasswordRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.ChangePasswordResponse:
+        device_id = self._user_principal()
+
+        async def current(conn: Conn, uid: uuid.UUID) -> tuple[users.User, str, int]:
+            found = await users.fetch_user(conn, user_id=uid)
+            if found is None:
+                raise Unauthenticated("unknown user: log in again")
+            return found[0], found[1], await accounts.generation(conn, uid)
+
+        user, pw_hash, generation = await self._txn(context, current)
+        try:
+            await users.verify_password(pw_hash, request.old_password)
+        except Unauthenticated:
+            raise PermissionDenied("the current password is wrong") from None
+        new_hash = await users.hash_password(request.new_password)
+        await self._publish(
+            lambda etcd: revocation.publish_generation(
+                etcd, str(user.user_id), generation + 1, self.token_ttl
+            )
+        )
+        token, principal = self.signer.issue_token(
+            str(user.user_id),
+            ttl=self.token_ttl,
+            is_admin=user.is_admin,
+            token_id=device_id,
+            generation=generation + 1,
+        )
+        await self._write_txn(
+            context,
+            lambda conn, uid: accounts.set_password(
+                conn, uid, new_hash, generation + 1, device_id, principal.expires_at
+            ),
+        )
+        return meta_pb2.ChangePasswordResponse(token=token, expires_at=principal.expires_at)
+
+    async def ListUsers(
+        self, request: meta_pb2.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.ListUsersResponse:
+        await self._require_admin(context, "list users")
+        rows = await self.db.run(accounts.list_users)
+        return meta_pb2.ListUsersResponse(
+            users=[
+                meta_pb2.UserInfo(
+                    user_id=str(u.user_id),
+                    name=u.name,
+                    is_admin=u.is_admin,
+                    created_at_us=_us(u.created_at),
+                    devices=u.devices,
+                )
+                for u in rows
+            ]
+        )
+
+    async def DeleteUser(
+        self, request: meta_pb2.DeleteUserRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.DeleteUserResponse:
+        await self._require_admin(context, "delete users")
+        target = await self._txn(
+            context, lambda conn, uid: accounts.user_to_delete(conn, uid, request.name)
+        )
+        await self._publish(
+            lambda etcd: revocation.publish_generation(
+                etcd, str(target), revocation.USER_DELETED, self.token_ttl
+            )
+        )
+        deleted = await self._write_txn(
+            context, lambda conn, uid: accounts.delete_user(conn, target, "admin")
+        )
+        self._notify(deleted.notices, membership=True)
+        return meta_pb2.DeleteUserResponse(
+            user_id=str(deleted.user_id),
+            files_deleted=deleted.files_deleted,
+            shares_ended=deleted.shares_ended,
+        )
+
+
+async def _return(value: uuid.UUID) -> uuid.UUID:
+    return value
