@@ -131,11 +131,11 @@ class _HookInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(self.skip_prefixes):
             return handler
-        return _wrap(handler, method, self.hook_for(handler))
+        return self.wrapped(handler, method)
 
-    def hook_for(self, handler: grpc.RpcMethodHandler) -> Hook:
-        """The hook for one method (the same for all, unless a subclass needs the handler)."""
-        return self.hook
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """``handler`` run inside ``self.hook`` (a subclass may wrap more)."""
+        return _wrap(handler, method, self.hook)
 
     def hook(
         self, method: str, context: grpc.aio.ServicerContext
@@ -376,8 +376,44 @@ class MetricsInterceptor(_HookInterceptor):
     def __init__(self, registry: CollectorRegistry) -> None:
         self.metrics = RpcMetrics(registry, "server")
 
-    def hook_for(self, handler: grpc.RpcMethodHandler) -> Hook:
-        return functools.partial(self._hook, rpc_type(handler))
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        counted = self._counting(handler, method)
+        return _wrap(counted, method, functools.partial(self._hook, rpc_type(handler)))
+
+    def _counting(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """``handler`` counting the messages it receives and sends (``grpc_server_msg_*``)."""
+        labels = (rpc_type(handler), *split_method(method))
+        received = self.metrics.received.labels(*labels)
+        sent = self.metrics.sent.labels(*labels)
+        inner = (
+            handler.unary_unary
+            or handler.unary_stream
+            or handler.stream_unary
+            or handler.stream_stream
+        )
+
+        async def counted_requests(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for item in requests:
+                received.inc()
+                yield item
+
+        def requests_of(request: Any) -> Any:
+            if handler.request_streaming:
+                return counted_requests(request)
+            received.inc()
+            return request
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            response = await inner(requests_of(request), context)
+            sent.inc()
+            return response
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for item in inner(requests_of(request), context):
+                sent.inc()
+                yield item
+
+        return _replace_behaviour(handler, streaming if handler.response_streaming else unary)
 
     @contextlib.asynccontextmanager
     async def _hook(
@@ -430,9 +466,7 @@ KEEPALIVE_TIME_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 10_000
 
 
-def keepalive_options(
-    time_ms: int = KEEPALIVE_TIME_MS, *, server: bool
-) -> list[tuple[str, Any]]:
+def keepalive_options(time_ms: int = KEEPALIVE_TIME_MS, *, server: bool) -> list[tuple[str, Any]]:
     """The keepalive half of the options; the server's accepts what the client's sends."""
     options: list[tuple[str, Any]] = [
         ("grpc.keepalive_time_ms", time_ms),
@@ -472,7 +506,9 @@ class ChannelSecurity:
 
     tls: bool = False
     ca_pem: bytes | None = None
-    server_name: str = ""   # verify peers' certificates against this name instead of the host dialled
+    server_name: str = (
+        ""  # verify peers' certificates against this name instead of the host dialled
+    )
 
     @classmethod
     def from_files(cls, *, tls: bool, ca_file: str = "", server_name: str = "") -> ChannelSecurity:
@@ -483,13 +519,17 @@ class ChannelSecurity:
     @classmethod
     def for_node(cls, cfg: Any) -> ChannelSecurity:
         """A node dials its peers with TLS whenever it serves TLS itself (or has a CA)."""
-        return cls.from_files(tls=bool(cfg.tls_cert), ca_file=cfg.tls_ca, server_name=cfg.tls_server_name)
+        return cls.from_files(
+            tls=bool(cfg.tls_cert), ca_file=cfg.tls_ca, server_name=cfg.tls_server_name
+        )
 
 
 PLAINTEXT = ChannelSecurity()
 
 
-def open_channel(address: str, security: ChannelSecurity = PLAINTEXT, *, max_message_bytes: int = 8 * 1024 * 1024) -> grpc.aio.Channel:
+def open_channel(
+    address: str, security: ChannelSecurity = PLAINTEXT, *, max_message_bytes: int = 8 * 1024 * 1024
+) -> grpc.aio.Channel:
     """A grpc.aio channel to ``address`` with the shared options, over TLS when configured."""
     options = channel_options(max_message_bytes)
     interceptors = client_interceptors()

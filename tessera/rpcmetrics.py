@@ -64,6 +64,15 @@ class RpcMetrics:
             (*self.LABELS, "grpc_code"),
             registry=registry,
         )
+        self.received = Counter(
+            f"grpc_{side}_msg_received",
+            f"Messages received ({side} side)",
+            self.LABELS,
+            registry=registry,
+        )
+        self.sent = Counter(
+            f"grpc_{side}_msg_sent", f"Messages sent ({side} side)", self.LABELS, registry=registry
+        )
         self.seconds = Histogram(
             f"grpc_{side}_handling_seconds",
             f"RPC latency until completion ({side} side)",

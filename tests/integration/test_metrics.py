@@ -135,6 +135,13 @@ async def test_metrics_move_under_traffic(
     )
     assert puts >= 1
     assert sum(moved(b, "grpc_server_handled_total", grpc_method="GetChunks") for b in blocks) >= 1
+    # messages of the streams: 3 MiB of chunks went in, and came back out
+    assert (
+        sum(moved(b, "grpc_server_msg_received_total", grpc_method="PutChunks") for b in blocks)
+        >= 2
+    )
+    assert sum(moved(b, "grpc_server_msg_sent_total", grpc_method="GetChunks") for b in blocks) >= 2
+    assert moved(meta, "grpc_server_msg_received_total", grpc_method="Commit") >= 1
     assert (
         sum(
             moved(
