@@ -211,7 +211,8 @@ def _usage(cluster: LocalCluster, cluster_dir: Path, saved: Path | None, detach:
 
 def command_hint() -> str:
     """How to type ``tessera`` here: bare when that is the one on the PATH, else the path of the
-    one running (``.venv/bin/tessera`` after ``make up``), else ``python -m cli``."""
+    one running (``.venv/bin/tessera`` after ``make up``), else the console script beside this
+    Python, else ``python -m cli``."""
     here = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
     on_path = shutil.which("tessera")
     if here is not None and here.name == "tessera" and here.exists():
@@ -220,6 +221,9 @@ def command_hint() -> str:
         return str(here) if here.is_absolute() or "/" in str(here) else f"./{here}"
     if on_path:
         return "tessera"
+    beside = Path(sys.executable).parent / "tessera"  # the venv's console script
+    if beside.exists():
+        return str(beside)
     return f"{sys.executable} -m cli"
 
 
