@@ -23,7 +23,8 @@ up: venv           ## start a local cluster (etcd, PostgreSQL, metanode, syncnod
 down: venv
 	$(VENV)/bin/tessera down
 
-test: venv promtool ## the whole suite: protos fresh, lint, alert rules, unit + integration + fault + k8s tests
+test: venv promtool ## the whole suite: protos fresh, lint, alert rules, unit + integration + fault + k8s + browser tests
+	command -v chromium || (apt-get update && apt-get install -y chromium)
 	$(PY) scripts/gen_protos.py --check
 	$(VENV)/bin/ruff check .
 	promtool check rules k8s/components/monitoring/alerts.yaml

@@ -80,8 +80,12 @@ class Journal(UploadHooks):
     def progressed(self, nbytes: int) -> None:
         if callable(self._on_progress):
             self._on_progress(nbytes)
-        if self.stop_requested:  # Ctrl-C: stop between batches, everything sent is journalled
-            raise Interrupted
+
+    def stopping(self) -> bool:
+        return self.stop_requested  # Ctrl-C: read no further; what is in flight is journalled
+
+    def stopped(self) -> None:
+        raise Interrupted
 
     def done(self) -> None:
         """The upload committed: the journal is no longer needed."""

@@ -14,9 +14,11 @@ from typing import Any
 import grpc
 
 from client._accounts import AccountCalls
+from client._batch import RemoteFile, UploadHooks, file_versions, get_files, upload_chunks
 from client._blocks import BlockPool, ring_from_pb
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
 from client._modes import file_mode, is_executable
+from client._recover import RecoverMixin
 from client._types import Change, Cursor, Deletion, Entry, FileVersion, UploadStats
 from tessera.chunking import Chunk, iter_chunks
 from tessera.errors import error_detail
@@ -61,7 +63,7 @@ async def _call(coro: Any) -> Any:
         raise from_rpc_error(e) from None
 
 
-class Client(AccountCalls):
+class Client(AccountCalls, RecoverMixin):
     """Connect with ``await Client.connect(endpoint, token=...)``; close with ``await client.close()``."""
 
     def __init__(self, target: str, token: str, config: ClientConfig) -> None:
@@ -256,31 +258,8 @@ class Client(AccountCalls):
                     raise
                 parent_revision = ""
         blocks = await self._block_pool()
-        refs: list[common_pb2.ChunkRef] = []
-        receipts: list[common_pb2.Receipt] = []
         wire_chunks, wire_bytes = blocks.sent_chunks, blocks.sent_bytes   # what crosses the wire
-        with local.open("rb") as f:
-            chunks = iter_chunks(f)
-            while True:
-                batch: list[Chunk] = await asyncio.to_thread(
-                    _take, chunks, self.config.batch_chunks
-                )
-                if not batch:
-                    break
-                refs.extend(common_pb2.ChunkRef(hash=c.hash, size=c.size) for c in batch)
-                missing = await self.need_chunks([c.hash for c in batch])
-                if resume is not None:  # sent by an interrupted attempt: its receipt will do
-                    reused = {h: resume.known[h] for h in missing if h in resume.known}
-                    receipts.extend(reused.values())
-                    missing -= reused.keys()
-                todo = list({c.hash: c for c in batch if c.hash in missing}.values())
-                if todo:
-                    sent = await blocks.put(todo)
-                    receipts.extend(sent)
-                    if resume is not None:
-                        resume.sent(sent)
-                if resume is not None:
-                    resume.progressed(sum(c.size for c in batch))
+        refs, receipts = await upload_chunks(self, local, resume)  # chunking overlaps the uploads
         req = meta_pb2.CommitRequest(
             namespace_id=namespace_id,
             path=remote,
@@ -326,6 +305,25 @@ class Client(AccountCalls):
         )
 
     # -- download -----------------------------------------------------------------------------
+    async def _meta_call(self, method: str, request: Any) -> Any:
+        """One unary Metadata call with this client's credentials and timeout."""
+        call = getattr(self._meta, method)
+        return await _call(call(request, metadata=self._md, timeout=self.config.timeout))
+
+    async def file_versions(
+        self, remotes: list[str], *, namespace_id: str = ""
+    ) -> tuple[list[RemoteFile | SyncError], common_pb2.ReadTicket]:
+        """Blocklists of up to 1,000 files in one call and one read ticket for all their chunks
+        (see ``client._batch``); per file a ``RemoteFile`` or that file's error."""
+        return await file_versions(self, remotes, namespace_id=namespace_id)
+
+    async def get_files(
+        self, items: list[tuple[str, Path]], *, namespace_id: str = ""
+    ) -> list[Entry | SyncError]:
+        """Download many (remote, local) files: batched metadata, one GetChunks stream per node
+        for all their chunks; per file its entry or its error (see ``client._batch``)."""
+        return await get_files(self, items, namespace_id=namespace_id)
+
     async def get_file(
         self,
         remote: str,
@@ -474,10 +472,11 @@ class Client(AccountCalls):
         return [Entry.from_pb(e) for e in resp.revisions]
 
     async def share(self, path: str, user: str, *, role: str = "editor", namespace_id: str = "", operation_id: str = "") -> str:
-        """Share a folder with a user as "editor" or "viewer" (again: change the role).
+        """Share a folder or a file with a user as "editor" or "viewer" (again: change the role).
 
         Returns:
-            The shared folder's namespace id.
+            The shared folder's namespace id; for a file, its share id (the member passes it
+            as ``namespace_id`` to reach the file, see ``shared_files``).
         """
         if role not in ("editor", "viewer"):
             raise InvalidRequestError(f"role must be editor or viewer, not {role!r}", grpc.StatusCode.INVALID_ARGUMENT)
@@ -517,20 +516,6 @@ class Client(AccountCalls):
         return await _call(self._meta.RunGC(req, metadata=self._md, timeout=max(self.config.timeout, 300.0)))
 
 
-class UploadHooks:
-    """What ``put_file(resume=…)`` uses: receipts already held (by chunk hash), and callbacks
-    for receipts of newly sent chunks and for progress. Subclass and override the callbacks."""
-
-    def __init__(self, known: dict[bytes, common_pb2.Receipt] | None = None) -> None:
-        self.known = dict(known or {})
-
-    def sent(self, receipts: list[common_pb2.Receipt]) -> None:
-        """Chunks just stored on the cluster (save the receipts to resume later)."""
-
-    def progressed(self, nbytes: int) -> None:
-        """``nbytes`` more of the file were chunked, checked and sent where needed."""
-
-
 def _reupload_hashes(e: grpc.aio.AioRpcError) -> set[bytes]:
     """Chunks the metanode asks to upload again (their receipts outlived the chunks)."""
     detail = error_detail(e, errors_pb2.ReuploadChunks)
@@ -541,15 +526,6 @@ def _chunks_of(local: Path, wanted: set[bytes]) -> list[Chunk]:
     """The chunks of a file whose hashes are in ``wanted`` (one streaming pass)."""
     with local.open("rb") as f:
         return list({c.hash: c for c in iter_chunks(f) if c.hash in wanted}.values())
-
-
-def _take(chunks: Any, n: int) -> list[Chunk]:
-    out: list[Chunk] = []
-    for c in chunks:
-        out.append(c)
-        if len(out) >= n:
-            break
-    return out
 
 
 
