@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 
 def store_usage(path: Path) -> tuple[dict[str, int], dict[str, int]]:
     """(files, bytes) by ``file_kind`` under ``path``; zeros if it is missing."""
-    files: dict[str, int] = dict.fromkeys(("table", "blob", "wal", "other"), 0)
+    files: dict[str, int] = dict.fromkeys(("segment", "table", "blob", "wal", "other"), 0)
     sizes = dict(files)
     for root, _dirs, names in os.walk(path):
         for name in names:
@@ -34,8 +34,11 @@ def dir_bytes(path: Path) -> int:
 
 
 def file_kind(name: str) -> str:
-    """What a file of the chunk store is: ``table`` (sorted tables: the index, small chunks),
-    ``blob`` (chunk bytes), ``wal`` (the write-ahead log), or ``other`` (manifest, options)."""
+    """What a file of the chunk store is: ``segment`` (chunk bytes, appended), ``table``
+    (RocksDB sorted tables: the index), ``blob`` (RocksDB blob files of the legacy store),
+    ``wal`` (write-ahead log), or ``other`` (manifest, options)."""
+    if name.endswith(".seg"):
+        return "segment"
     if name.endswith(".sst"):
         return "table"
     if name.endswith(".blob"):
@@ -61,7 +64,7 @@ class _StoreCollector(Collector):
         )
         by_kind = GaugeMetricFamily(
             "tessera_block_store_files",
-            "Files of the chunk store by kind (table, blob, wal, other): compaction merges them",
+            "Files of the chunk store by kind (segment, table, blob, wal, other)",
             labels=["kind"],
         )
         kind_bytes = GaugeMetricFamily(

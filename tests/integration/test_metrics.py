@@ -173,8 +173,8 @@ async def test_metrics_move_under_traffic(
         ):
             assert name in names(after[b]), name
         kinds = {dict(ls)["kind"] for n, ls in after[b] if n == "tessera_block_store_files"}
-        assert kinds == {"table", "blob", "wal", "other"}
-        assert total(after[b], "tessera_block_store_files", kind="wal") >= 1
+        assert kinds == {"segment", "table", "blob", "wal", "other"}
+        assert total(after[b], "tessera_block_store_files", kind="segment") >= 1
 
     # sync node: the stream was open and counted; it read changes from the metanode as a client
     assert total(during_sync, "tessera_sync_streams") >= 1
