@@ -8,7 +8,7 @@ import os
 import stat
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from client._accounts import AccountCalls
-from client._batch import RemoteFile, file_versions, get_files, upload_chunks
+from client._batch import RemoteFile, UploadHooks, file_versions, get_files, upload_chunks
 from client._blocks import BlockPool, ring_from_pb
 from client._delta import DeltaBase, chunk_layout, write_version
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
@@ -245,11 +245,14 @@ class Client(AccountCalls, RecoverMixin):
         namespace_id: str = "",
         overwrite: bool = True,
         executable: bool | None = None,
+        resume: UploadHooks | None = None,
     ) -> FileVersion:
         """Upload a file: chunk while streaming from disk, send only chunks the cluster lacks for
         this user, then commit. ``parent_revision=None`` with ``overwrite`` commits on top of the
         current head (plain ``tessera put``); a stale explicit parent raises ConflictError.
-        ``executable`` (default: the local file's owner execute bit) is part of the revision."""
+        ``executable`` (default: the local file's owner execute bit) is part of the revision.
+        ``resume`` hands in receipts of chunks an interrupted attempt already sent (not sent
+        again), is told of each new batch of receipts, and of the bytes processed so far."""
         if parent_revision is None and overwrite:
             try:
                 parent_revision = (await self.stat(remote, namespace_id=namespace_id)).revision
@@ -260,7 +263,7 @@ class Client(AccountCalls, RecoverMixin):
         blocks = await self._block_pool()
         base = await self.delta_base(remote, parent_revision, namespace_id=namespace_id)
         wire_chunks, wire_bytes = blocks.sent_chunks, blocks.wire_sent  # what crosses the wire
-        refs, receipts = await upload_chunks(self, local, base=base)  # chunking overlaps uploads
+        refs, receipts = await upload_chunks(self, local, resume, base=base)  # chunks overlap sends
         req = meta_pb2.CommitRequest(
             namespace_id=namespace_id,
             path=remote,
@@ -354,10 +357,17 @@ class Client(AccountCalls, RecoverMixin):
         return await get_files(self, items, namespace_id=namespace_id)
 
     async def get_file(
-        self, remote: str, local: Path, *, revision: str = "", namespace_id: str = ""
+        self,
+        remote: str,
+        local: Path,
+        *,
+        revision: str = "",
+        namespace_id: str = "",
+        progress: Callable[[int], None] | None = None,
     ) -> Entry:
         """Download a revision (default: head) into a temporary file, verified, renamed into place,
-        with the user's umask and the revision's executable bit.
+        with the user's umask and the revision's executable bit. ``progress`` is called with the
+        bytes written as each chunk lands.
 
         When ``local`` already holds a file (an older version), its chunks are reused and the
         changed ones come as deltas against it (``client._delta.write_version``)."""
@@ -379,7 +389,9 @@ class Client(AccountCalls, RecoverMixin):
             blocks = await self._block_pool() if new else None
             if blocks is not None:
                 base_fd = old_fd if layout else None
-                await write_version(blocks, resp.ticket, new, fd, base_fd, layout)
+                await write_version(
+                    blocks, resp.ticket, new, fd, base_fd, layout, progress=progress
+                )
             else:
                 await asyncio.to_thread(os.fsync, fd)
             os.close(fd)

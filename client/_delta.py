@@ -334,6 +334,7 @@ async def write_version(
     old_fd: int | None = None,
     old_layout: Sequence[tuple[int, bytes, int]] = (),
     local_chunk: Callable[[bytes], bytes | None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> PatchStats:
     """Fill ``out_fd`` (an empty temporary file; write-only is fine) with the version whose
     blocklist is ``new`` ((hash, size) in order), reusing ``old_fd``'s chunks (``old_layout``:
@@ -341,7 +342,7 @@ async def write_version(
     fetch, never bad bytes) and, for chunks the old file lacks, ``local_chunk(hash)`` (bytes
     found elsewhere on this device, or None). Only the rest is fetched, as deltas against the
     old chunks at their place where possible. Every chunk is verified and the file fsynced;
-    the caller renames it into place.
+    the caller renames it into place. ``progress`` hears of the bytes in place as they land.
 
     Raises:
         SyncError: a chunk could not be fetched or verified.
@@ -353,8 +354,10 @@ async def write_version(
         missing = await asyncio.to_thread(_plan_local, out_fd, new, old_fd, old_layout, stats)
         if local_chunk is not None:
             missing = await asyncio.to_thread(_from_elsewhere, out_fd, missing, local_chunk, stats)
+        if progress is not None:
+            progress(sum(size for _, size in new) - sum(size for _, _, size in missing))
         bases = await asyncio.to_thread(_bases, old_fd, old_layout, missing)
-        await _fetch(pool, ticket, missing, bases, out_fd, rfd, stats)
+        await _fetch(pool, ticket, missing, bases, out_fd, rfd, stats, progress)
         # Verify every chunk not fetched (the old file may have changed since its layout was
         # read); a bad one is fetched whole instead.
         pos, bad = 0, []
@@ -365,7 +368,7 @@ async def write_version(
             pos += size
         if bad:
             log.info("%d chunks taken locally did not match; fetching them", len(bad))
-            await _fetch(pool, ticket, bad, {}, out_fd, rfd, stats)
+            await _fetch(pool, ticket, bad, {}, out_fd, rfd, stats, None)
         await asyncio.to_thread(os.fsync, out_fd)
     finally:
         if rfd != out_fd:
@@ -409,6 +412,7 @@ async def _fetch(
     out_fd: int,
     rfd: int,
     stats: PatchStats,
+    progress: Callable[[int], None] | None,
 ) -> None:
     if not missing:
         return
@@ -423,6 +427,8 @@ async def _fetch(
                 _write_changed, out_fd, rfd, data, pos, stats.cloned
             )
         got += 1
+        if progress is not None:
+            progress(len(data) * len(where[h]))
     stats.fetched_chunks += got
     stats.delta_chunks += pool.delta_chunks_received - deltas0
     if got < len(where):
