@@ -29,15 +29,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from client._errors import NotFoundError, SyncError, UnavailableError
-from client._indexer import same_stat
-from client._localdb import FILE, FOLDER, LocalRow, RemoteRow, SyncedRow, key_of
+from syncd.indexer import same_stat
+from syncd.localdb import FILE, FOLDER, LocalRow, RemoteRow, SyncedRow, key_of
 from client._modes import file_mode, is_executable
-from client._ops import ON_DEVICE, disk_reason, is_disk_error, is_network, remote_row
-from client._safefs import SafeFS, SkipPath, UnsafePath
-from client._transfer import TargetChanged
+from syncd.ops import ON_DEVICE, disk_reason, is_disk_error, is_network, remote_row
+from syncd.safefs import SafeFS, SkipPath, UnsafePath
+from syncd.transfer import TargetChanged
 
 if TYPE_CHECKING:
-    from client._daemon import Daemon
+    from syncd.daemon import Daemon
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ with its cursor in one SQLite transaction, so a restart resumes exactly where it
 If the folder's root marker is missing (unmounted, deleted, replaced) the daemon pauses: it
 says so, deletes nothing, and resumes by itself once the folder is back. Its state ("up to
 date" only when nothing is queued, in flight or waiting remotely) is computed live
-(``report``) and served on a local socket for ``tessera sync status`` (``client._status``).
+(``report``) and served on a local socket for ``tessera sync status`` (``syncd.status``).
 """
 
 from __future__ import annotations
@@ -28,20 +28,20 @@ from typing import Any
 
 import grpc
 
-from client._apply import Applier
-from client._backoff import Backoff
+from syncd.apply import Applier
+from syncd.backoff import Backoff
 from client._client import Client, ClientConfig, _call
 from client._errors import AuthenticationError, SyncError, UnavailableError
-from client._indexer import FolderVanished, Ignore, Indexer, check_root
-from client._localdb import LocalDB, RemoteRow, SyncedRow
-from client._mounts import Mounts
-from client._ops import OpRunner, is_network
-from client._progress import Progress
-from client._selective import Selective
-from client._status import VIEW_ONLY, StatusServer, control, status_report
-from client._transfer import Transfer
+from syncd.indexer import FolderVanished, Ignore, Indexer, check_root
+from syncd.localdb import LocalDB, RemoteRow, SyncedRow
+from syncd.mounts import Mounts
+from syncd.ops import OpRunner, is_network
+from syncd.progress import Progress
+from syncd.selective import Selective
+from syncd.status import VIEW_ONLY, StatusServer, control, status_report
+from syncd.transfer import Transfer
 from client._types import Change
-from client._watcher import Watcher
+from syncd.watcher import Watcher
 from tessera.errors import error_detail
 from tessera.pb import common_pb2, errors_pb2, meta_pb2, sync_pb2, sync_pb2_grpc
 from tessera.rpc import open_channel
@@ -197,7 +197,7 @@ class Daemon:
         return ("up to date", "") if self.up_to_date else ("syncing", "")
 
     def report(self) -> dict[str, Any]:
-        """What ``tessera sync status`` prints (``client._status.report``)."""
+        """What ``tessera sync status`` prints (``syncd.status.report``)."""
         return status_report(self)
 
     async def control(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pathspec
 
-from client._localdb import FILE, FOLDER, LocalDB, LocalRow, key_of
+from syncd.localdb import FILE, FOLDER, LocalDB, LocalRow, key_of
 from client._modes import is_executable
-from client._safefs import SafeFS, SkipPath
+from syncd.safefs import SafeFS, SkipPath
 
 log = logging.getLogger(__name__)
 

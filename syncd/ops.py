@@ -17,15 +17,15 @@ import grpc
 
 from client._client import _call
 from client._errors import ConflictError, NotFoundError, SyncError, UnavailableError
-from client._localdb import FILE, FOLDER, LocalRow, Op, RemoteRow, SyncedRow, key_of
-from client._safefs import SafeFS, SkipPath
-from client._transfer import FileChanging, Prepared
+from syncd.localdb import FILE, FOLDER, LocalRow, Op, RemoteRow, SyncedRow, key_of
+from syncd.safefs import SafeFS, SkipPath
+from syncd.transfer import FileChanging, Prepared
 from client._types import Entry
 from tessera.paths import InvalidPath, conflicted_copy_name, numbered_name
 from tessera.pb import meta_pb2
 
 if TYPE_CHECKING:
-    from client._daemon import Daemon
+    from syncd.daemon import Daemon
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from client._client import Client, _call
-from client._localdb import LocalDB
-from client._safefs import SafeFS, SkipPath
+from syncd.localdb import LocalDB
+from syncd.safefs import SafeFS, SkipPath
 from client._types import Entry
 from tessera.chunking import Chunk, iter_chunks
 from tessera.pb import common_pb2, meta_pb2
 
 if TYPE_CHECKING:
-    from client._progress import Progress
+    from syncd.progress import Progress
 
 BATCH_CHUNKS = 16
 IN_FLIGHT = 3
