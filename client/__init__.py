@@ -6,7 +6,7 @@ async with await Client.connect("127.0.0.1:7420", token=token) as c:
 """
 
 from client._accounts import DeletedUser, Device, Me, UserInfo
-from client._client import Client, ClientConfig
+from client._client import Client, ClientConfig, Member, Namespace
 from client._errors import (
     AuthenticationError,
     ConflictError,
@@ -16,6 +16,8 @@ from client._errors import (
     SyncError,
     UnavailableError,
 )
+from client._modes import file_mode, is_executable, umask
+from client._sync_api import Commit, CommitOutcome, FeedEvent, RemoteFile, StoredChunk
 from client._types import (
     Change,
     ChangeOp,
@@ -28,6 +30,16 @@ from client._types import (
 )
 
 __all__ = [
+    "Commit",
+    "CommitOutcome",
+    "FeedEvent",
+    "Member",
+    "Namespace",
+    "RemoteFile",
+    "StoredChunk",
+    "file_mode",
+    "is_executable",
+    "umask",
     "AuthenticationError",
     "Change",
     "ChangeOp",

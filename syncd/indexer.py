@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pathspec
 
+from client import is_executable
 from syncd.localdb import FILE, FOLDER, LocalDB, LocalRow, key_of
-from client._modes import is_executable
 from syncd.safefs import SafeFS, SkipPath
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from client._types import Change, ChangeOp
+from client import Change, ChangeOp
 from tessera.paths import name_key
 
 FILE, FOLDER = 1, 2
