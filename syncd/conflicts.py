@@ -11,6 +11,8 @@ The rules (Dropbox's, see DESIGN.md "Rules users rely on"):
 - A local file at a path where the server has a file this device never had (or an edit of an
   ignored file, which is never uploaded): the local bytes are kept as a conflicted copy and the
   server's file is taken (``Loser.UNTRACKED``).
+- A local file where the server has a folder (or the reverse) is a clash, not a conflict: it
+  is reported and skipped, both are left as they are (the planner's ``SKIP_KIND``).
 - Two local names the server treats as one (case or NFC/NFD twins): the second becomes a
   conflicted copy, never silently dropped.
 

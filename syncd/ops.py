@@ -18,6 +18,7 @@ import grpc
 from client import Commit, ConflictError, Entry, NotFoundError, SyncError, UnavailableError
 from syncd.conflicts import free_copy_path
 from syncd.localdb import FILE, FOLDER, LocalRow, Op, RemoteRow, SyncedRow, key_of
+from syncd.planner import agreed_revision, parent_revision
 from syncd.safefs import SafeFS, SkipPath
 from syncd.transfer import FileChanging, Prepared
 
@@ -145,7 +146,9 @@ class OpRunner:
     # -- uploads -------------------------------------------------------------------------
     def _parent(self, rel: str, ns_id: str) -> str:
         s = self.d.db.synced(rel)
-        return s.revision if s is not None and s.ns_id == ns_id and s.kind == FILE else ""
+        if s is None or s.ns_id != ns_id:
+            return ""
+        return parent_revision(s, self.d.db.remote_by_id(s.ns_id, s.file_id))
 
     def _folder_id(self, rel: str, ns_id: str) -> str:
         """The file id of the synced folder holding ``rel`` ("" at the top): if that folder was
@@ -241,7 +244,8 @@ class OpRunner:
     def _committed(self, rel: str, entry: Entry, p: Prepared) -> None:
         with self.d.db.tx():
             self._committed_local(rel, p)
-            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE, entry.revision, entry.size, p.content_hash,
+            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE,
+                                           agreed_revision(rel, entry.path, entry.revision), entry.size, p.content_hash,
                                            entry.executable))
             self.d.db.put_remote(remote_row(entry, p.content_hash))
         self.d.progress.file_done(rel, p.size, "up")
@@ -292,14 +296,16 @@ class OpRunner:
         entry = await self.d.client.make_folder(ns_path, namespace_id=ns_id, operation_id=op.op_id,
                                                 parent_folder_id=self._folder_id(op.path, ns_id))
         with self.d.db.tx():
-            self.d.db.put_synced(SyncedRow(op.path, entry.namespace_id, entry.file_id, FOLDER, entry.revision, 0, entry.content_hash))
+            self.d.db.put_synced(SyncedRow(op.path, entry.namespace_id, entry.file_id, FOLDER,
+                                           agreed_revision(op.path, entry.path, entry.revision), 0, entry.content_hash))
             self.d.db.put_remote(remote_row(entry))
             self.d.db.op_done(op.id)
 
     async def _delete(self, op: Op) -> None:
         rel = op.path
         s = self.d.db.synced(rel)
-        if self.d.indexer.stat(rel) is not None or s is None:
+        now = self.d.indexer.stat(rel)
+        if s is None or (now is not None and now.kind == s.kind):
             self.d.db.op_done(op.id)      # back again, or never synced: nothing to delete
             return
         if s.kind == FOLDER and self._remote_children_kept(rel):
@@ -378,6 +384,11 @@ class OpRunner:
         """Fall back from a move to uploading what is at ``new`` (the old place stays as it is)."""
         with self.d.db.tx():
             self.d.db.drop_synced(old, subtree=True)
+            self.requeue(new)
+
+    def requeue(self, new: str) -> None:
+        """Queue the upload of the local entry at ``new`` and of everything in it."""
+        with self.d.db.tx():
             top = self.d.db.local(new)
             rows = ([top] if top else []) + self.d.db.local_rows(new)
             for r in sorted(rows, key=lambda r: key_of(r.path).count("/")):

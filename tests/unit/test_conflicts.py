@@ -34,7 +34,9 @@ def test_copy_names_fit_on_disk(name: str, device: str) -> None:
 
 
 def test_copy_name_keeps_the_extension() -> None:
-    assert copy_name("report.txt", "laptop", DAY) == "report (conflicted copy, laptop, 2026-11-30).txt"
+    assert (
+        copy_name("report.txt", "laptop", DAY) == "report (conflicted copy, laptop, 2026-11-30).txt"
+    )
     assert copy_name("a:b.txt", "laptop", DAY) == "a:b (conflicted copy, laptop, 2026-11-30).txt"
 
 
