@@ -126,6 +126,8 @@ class Applier:
     def _synced(self, rel: str, n: int) -> None:
         if n and self._held.pop(key_of(rel), None) is not None:
             self.d.db.unskip_under(rel)
+            inside = key_of(rel) + "/"            # what was held below it is to do again now
+            self._held = {k: v for k, v in self._held.items() if not k.startswith(inside)}
             log.info("%s syncs again", rel)
 
     def _prune(self, diff: list[tuple[RemoteRow, SyncedRow | None]], pending: set[str]) -> None:
@@ -151,9 +153,20 @@ class Applier:
         """The facts about the local side of ``rel`` the planner decides on."""
         disk = self.d.indexer.on_disk(rel)
         row = self.d.db.local(rel)
+        twin = row is not None and row.path != rel and self.d.indexer.on_disk(row.path) is not None
         return Here(disk=disk.kind if disk is not None else None, indexed=row is not None,
                     clean=same_stat(row, disk), pending=key_of(rel) in pending,
-                    ignored=self.d.indexer.ignore.covers(rel))
+                    ignored=self.d.indexer.ignore.covers(rel), twin=twin)
+
+    def _copy_twin(self, rel: str) -> int:
+        """The local entry at ``rel``'s key spelled otherwise, never synced, loses to the
+        server's: kept as a conflicted copy (``conflicts.Loser.TWIN``)."""
+        row = self.d.db.local(rel)
+        if row is None:
+            return 0
+        self.fs.check_writable(row.path)
+        self._keep_copy(row.path)
+        return 1
 
     def make_dirs(self, folder: str) -> None:
         """Create a folder and its missing parents (relative to the root) and record them as indexed.
@@ -228,6 +241,8 @@ class Applier:
         act = decide_folder(here, link=link, synced_here=self.d.db.synced(rel) is not None)
         if act is Act.WAIT or act is Act.LEAVE:
             return 0
+        if act is Act.COPY_TWIN:
+            return self._copy_twin(rel)
         if act is Act.MARK_DIRTY:
             self.d.mark_dirty(rel)
             return 0
@@ -256,6 +271,8 @@ class Applier:
                           executable_here=disk.executable if disk is not None else None)
         if act is Act.WAIT:
             return 0
+        if act is Act.COPY_TWIN:
+            return self._copy_twin(rel)
         if act is Act.MARK_DIRTY:
             self.d.mark_dirty(rel)                      # a local change the indexer has not seen
             return 0

@@ -209,6 +209,8 @@ def decide_move(
         return Act.FORGET  # an ignored local edit stays as it is; the moved version downloads
     if folder and pending_inside:
         return Act.WAIT  # local changes inside go out first
+    if new.twin and not same_key:
+        return Act.SKIP_KIND if new.indexed else Act.WAIT  # another spelling of it is there
     if new.disk is not None and not same_key:
         if duplicate and old.disk == FILE:
             return Act.DROP_DUPLICATE
