@@ -160,8 +160,8 @@ def _tell_running(state_dir: Path, excludes: list[str], includes: list[str]) -> 
 def _run_daemon(args: argparse.Namespace, folder: Path, state_dir: Path, excludes: list[str], includes: list[str]) -> int:
     from cli import userconfig
     from cli.common import CliError
+    from client import AuthenticationError
     from syncd.daemon import Daemon, DaemonConfig
-    from client._errors import AuthenticationError
     from syncd.progress import Progress, RichProgress
     from syncd.selective import BadPath
     from tessera.logs import setup_logging
