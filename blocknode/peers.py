@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import grpc
 
 from blocknode.ratelimit import RateLimiter
+from blocknode.replstream import ReplicaStream, StreamBroken
 from blocknode.store import verify
 from tessera.auth import Signer
 from tessera.config import BlockConfig
@@ -23,6 +25,8 @@ from tessera.errors import Unavailable
 from tessera.pb import block_pb2, block_pb2_grpc
 from tessera.ring import Member
 from tessera.rpc import auth_metadata, channel_options
+
+log = logging.getLogger(__name__)
 
 PEER_TIMEOUT = 30.0  # seconds for one small node-to-node call
 PUSH_TIMEOUT = 600.0  # seconds for one background push stream (rate-limited)
@@ -38,7 +42,11 @@ RECONNECT_OPTIONS = [
 class PeerError(Unavailable):
     """A call to another node failed; ``code`` is its gRPC status (``status`` here)."""
 
-    def __init__(self, member: Member, e: grpc.aio.AioRpcError) -> None:
+    def __init__(self, member: Member, e: grpc.aio.AioRpcError | StreamBroken) -> None:
+        if isinstance(e, StreamBroken):
+            super().__init__(f"{member.node_id}: {e.status.name} {e}")
+            self.status = e.status
+            return
         super().__init__(f"{member.node_id}: {e.code().name} {e.details()}")
         self.status = e.code()
 
@@ -81,6 +89,8 @@ class PeerClient:
         self._channels: dict[str, tuple[str, grpc.aio.Channel, block_pb2_grpc.BlockStub]] = {}
         self._retired: list[grpc.aio.Channel] = []
         self._closing: set[asyncio.Task[None]] = set()
+        self._streams: dict[str, ReplicaStream] = {}
+        self._legacy: set[str] = set()  # peers without ReplicateStream (older nodes)
 
     def stub(self, member: Member) -> block_pb2_grpc.BlockStub:
         """The stub for a peer, dialling (or redialling) its advertised address."""
@@ -99,6 +109,10 @@ class PeerClient:
 
     def reset(self, node_id: str) -> None:
         """Redial a peer on its next call (it just came back: skip the reconnect backoff)."""
+        stream = self._streams.pop(node_id, None)
+        if stream is not None:
+            stream.close()
+        self._legacy.discard(node_id)  # it may have been upgraded
         known = self._channels.pop(node_id, None)
         if known is not None:  # calls in flight on it may finish first
             task = asyncio.get_running_loop().create_task(known[1].close(grace=PEER_TIMEOUT))
@@ -110,9 +124,27 @@ class PeerClient:
     ) -> None:
         """Store one chunk of a client's put on a replica (durable when this returns).
 
+        Sent on the peer's long-lived ``ReplicateStream`` (opened on first use, replaced when it
+        fails); a peer that does not know that call gets a ``Replicate`` call of its own.
+
         Raises:
             PeerError: The replica did not store it.
         """
+        if member.node_id not in self._legacy:
+            stream = self._streams.get(member.node_id)
+            if stream is None or stream.broken is not None or stream.address != member.address:
+                if stream is not None:
+                    stream.close()
+                stream = ReplicaStream(self.stub(member), self.metadata, member.address)
+                self._streams[member.node_id] = stream
+            try:
+                await stream.send(chunk_hash, data, hint_for, PEER_TIMEOUT)
+                return
+            except StreamBroken as e:
+                if e.status != grpc.StatusCode.UNIMPLEMENTED:
+                    raise PeerError(member, e) from None
+                log.info("%s has no ReplicateStream: one Replicate call per copy", member.node_id)
+                self._legacy.add(member.node_id)
         request = block_pb2.ReplicateRequest(hash=chunk_hash, data=data, hint_for=hint_for)
         try:
             await self.stub(member).Replicate(
@@ -241,7 +273,12 @@ class PeerClient:
         return None
 
     async def close(self) -> None:
-        """Close every channel."""
+        """Close every replication stream and channel."""
+        streams = list(self._streams.values())
+        self._streams.clear()
+        for stream in streams:
+            stream.close()
+            await stream.wait_closed()
         channels = [c for _, c, _ in self._channels.values()] + self._retired
         self._channels.clear()
         self._retired.clear()

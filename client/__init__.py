@@ -16,8 +16,10 @@ from client._errors import (
     SyncError,
     UnavailableError,
 )
+from client._links import LinkVisitor
 from client._modes import file_mode, is_executable, umask
-from client._sync_api import Commit, CommitOutcome, FeedEvent, RemoteFile, StoredChunk
+from client._recover import Link, Restored, SharedFile, TrashItem
+from client._sync_api import Commit, CommitOutcome, FeedEvent, OpenedFile, StoredChunk
 from client._types import (
     Change,
     ChangeOp,
@@ -35,7 +37,7 @@ __all__ = [
     "FeedEvent",
     "Member",
     "Namespace",
-    "RemoteFile",
+    "OpenedFile",
     "StoredChunk",
     "file_mode",
     "is_executable",
@@ -54,10 +56,15 @@ __all__ = [
     "EntryKind",
     "FileVersion",
     "InvalidRequestError",
+    "Link",
+    "LinkVisitor",
     "Me",
     "NotFoundError",
     "PermissionDeniedError",
+    "Restored",
+    "SharedFile",
     "SyncError",
+    "TrashItem",
     "UnavailableError",
     "UploadStats",
     "UserInfo",

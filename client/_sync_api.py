@@ -3,7 +3,7 @@ commits, downloads by chunk, and a resumable change feed.
 
 ``SyncCalls`` is a base of ``Client`` (it uses the client's stubs, credentials and block pool);
 everything it takes and returns is a typed SDK value: receipts travel as opaque bytes, the
-read ticket of a download inside ``RemoteFile``. The sync daemon (``syncd/``) uses only these
+read ticket of a download inside ``OpenedFile``. The sync daemon (``syncd/``) uses only these
 and the rest of the public API.
 """
 
@@ -61,7 +61,7 @@ class CommitOutcome:
 
 
 @dataclass(frozen=True)
-class RemoteFile:
+class OpenedFile:
     """A revision opened for download: its entry, its chunks and a read ticket (opaque)."""
 
     entry: Entry
@@ -156,15 +156,15 @@ class SyncCalls:
 
     async def open_file(
         self, path: str, *, namespace_id: str = "", revision: str = ""
-    ) -> RemoteFile:
+    ) -> OpenedFile:
         """The head (or ``revision``) of a file, ready for ``fetch_chunks``."""
         req = meta_pb2.GetFileRequest(namespace_id=namespace_id, path=path, revision_id=revision)
         resp = await self._unary("GetFile", req)
         chunks = [(bytes(c.hash), c.size) for c in resp.blocklist.chunks]
-        return RemoteFile(Entry.from_pb(resp.entry), chunks, resp.ticket)
+        return OpenedFile(Entry.from_pb(resp.entry), chunks, resp.ticket)
 
     async def fetch_chunks(
-        self, f: RemoteFile, hashes: list[bytes]
+        self, f: OpenedFile, hashes: list[bytes]
     ) -> AsyncIterator[tuple[bytes, bytes]]:
         """(hash, data) for each wanted chunk of an opened file, verified, in any order."""
         blocks = await self._block_pool()

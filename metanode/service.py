@@ -16,9 +16,11 @@ import grpc
 
 from metanode import accounts, edits, files, sharing, users
 from metanode.db import Conn
-from metanode.model import EntryRow, MemberRow
+from metanode.model import EntryRow, FileVersion, MemberRow
 from metanode.rpcbase import ON_BEHALF_KEY, change_pb, entry_pb, opt_uuid, parse_path
 from metanode.service_accounts import AccountRpcs
+from metanode.service_links import LinkRpcs
+from metanode.service_restore import RestoreRpcs
 from metanode.service_writes import MAX_BATCH, MAX_BLOCKLIST, MAX_NEED, WriteRpcs
 from tessera.chunking import MAX_CHUNK
 from tessera.errors import (
@@ -32,8 +34,11 @@ from tessera.rpc import current_principal
 
 log = logging.getLogger(__name__)
 
+MAX_GET_FILES = 1000  # files of one GetFiles call
+
 __all__ = [
     "MAX_BATCH",
+    "MAX_GET_FILES",
     "MAX_BLOCKLIST",
     "MAX_NEED",
     "ON_BEHALF_KEY",
@@ -61,7 +66,9 @@ def _member_pb(m: MemberRow) -> meta_pb2.Member:
     )
 
 
-class MetadataService(AccountRpcs, WriteRpcs, meta_pb2_grpc.MetadataServicer):
+class MetadataService(
+    AccountRpcs, WriteRpcs, RestoreRpcs, LinkRpcs, meta_pb2_grpc.MetadataServicer
+):
     """One method per RPC."""
 
     # -- accounts -------------------------------------------------------------------------
@@ -269,6 +276,53 @@ class MetadataService(AccountRpcs, WriteRpcs, meta_pb2_grpc.MetadataServicer):
                 user_id=str(uid), hashes=hashes, expires_at=expires_at, signature=sig
             ),
         )
+
+    async def GetFiles(
+        self, request: meta_pb2.GetFilesRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.GetFilesResponse:
+        if len(request.files) > MAX_GET_FILES:
+            raise InvalidArgument(
+                f"GetFiles takes at most {MAX_GET_FILES} files, got {len(request.files)}"
+            )
+        asked = [
+            (f.namespace_id, parse_path(f.path), opt_uuid(f.revision_id, "revision"))
+            for f in request.files
+        ]
+
+        async def body(conn: Conn, uid: uuid.UUID) -> Any:
+            out: list[FileVersion | TesseraError] = []
+            for ns, path, rev in asked:
+                try:
+                    t = await self._resolve(conn, uid, ns, path, into_mount=True)
+                    await files.require_role(conn, uid, t.ns_id, write=False, path=path)
+                    if not t.path:
+                        raise FailedPrecondition(f"{path} is a folder")
+                    out.append(await files.get_file(conn, t.ns_id, t.path, rev))
+                except TesseraError as e:  # reads only: the transaction goes on
+                    out.append(e)
+            return out, uid
+
+        found, uid = await self._txn(context, body)
+        results, hashes = [], []
+        for v in found:
+            if isinstance(v, TesseraError):
+                results.append(meta_pb2.GetFileResult(code=v.code.value[0], message=v.message))
+                continue
+            hashes.extend(c.hash for c in v.chunks)
+            results.append(
+                meta_pb2.GetFileResult(
+                    entry=entry_pb(v.entry),
+                    blocklist=common_pb2.Blocklist(
+                        chunks=[common_pb2.ChunkRef(hash=c.hash, size=c.size) for c in v.chunks]
+                    ),
+                )
+            )
+        named = list(dict.fromkeys(hashes))
+        expires_at, sig = self.signer.sign_ticket(str(uid), named, self.ticket_ttl)
+        ticket = common_pb2.ReadTicket(
+            user_id=str(uid), hashes=named, expires_at=expires_at, signature=sig
+        )
+        return meta_pb2.GetFilesResponse(results=results, ticket=ticket)
 
     async def History(
         self, request: meta_pb2.HistoryRequest, context: grpc.aio.ServicerContext

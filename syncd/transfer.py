@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from client import Client, Commit, CommitOutcome, Entry, RemoteFile, StoredChunk
+from client import Client, Commit, CommitOutcome, Entry, OpenedFile, StoredChunk
 from syncd.localdb import LocalDB
 from syncd.safefs import SafeFS, SkipPath
 from tessera.chunking import Chunk, iter_chunks
@@ -275,7 +275,7 @@ class Transfer:
             SkipPath: the target cannot be written here (a symlinked or file parent, a name
                 this filesystem cannot hold); nothing was written.
         """
-        remote_file: RemoteFile = await self.client.open_file(ns_path, namespace_id=ns_id)
+        remote_file: OpenedFile = await self.client.open_file(ns_path, namespace_id=ns_id)
         entry = remote_file.entry
         layout: list[tuple[int, bytes, int]] = []
         offsets: dict[bytes, list[int]] = {}
