@@ -186,6 +186,8 @@ class SyncCalls:
         )
         return ring.member(ring.owners(key_position(self.user_id), 1)[0]).address
 
+    _sync_address = sync_address  # the old private name, still used by tests
+
     async def changes(
         self,
         cursors: Mapping[str, int] | Callable[[], Mapping[str, int]],
