@@ -354,8 +354,9 @@ class Applier:
         else:
             try:
                 self.fs.rmdir(rel)
-            except OSError:                             # kept edits or ignored files inside
-                self.d.db.drop_synced(rel)
+            except OSError:                             # kept edits, ignored files or links inside:
+                self.d.db.drop_synced(rel)              # the folder stays, so it goes back up
+                self.d.db.add_op("mkdir", rel)
                 return 1
         self.d.db.drop_local(rel)
         self.d.db.drop_synced(rel)

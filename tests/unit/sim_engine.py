@@ -393,7 +393,8 @@ def _step(d: Device, st, pending: set[str]) -> int:  # noqa: ANN001, C901 - a St
         d.drop_synced(rel)
         return 1
     if act is Act.RMDIR and any(k.startswith(key_of(rel) + "/") for k in d.disk):
-        d.drop_synced(rel)  # kept edits or ignored files inside
+        d.drop_synced(rel)  # kept edits or ignored files inside: the folder goes back up
+        d.ops.append(Op("mkdir", rel))
         return 1
     d.remove(rel)
     d.drop_synced(rel)

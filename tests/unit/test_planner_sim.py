@@ -40,8 +40,8 @@ CASES = int(os.environ.get("TESSERA_SIM_CASES", "100000"))
 BATCHES = 8
 SEED_STRIDE = 10_000_019  # batch b runs seeds b * SEED_STRIDE + 0, 1, 2, ...
 SEED = os.environ.get("TESSERA_SIM_SEED")
-# Open bugs the simulation found and that are not fixed yet (0.26% of the default cases, listed
-# in sim_known_open.txt). Those examined (626, 958, 1439, 1680, 4533) all involve a folder's case
+# Open bugs the simulation found and that are not fixed yet (0.23% of the default cases, listed
+# in sim_known_open.txt). Those examined (626, 958, 1680, 4533) all involve a folder's case
 # twin on a case-sensitive disk (a local "D" beside the server's "d") meeting a concurrent move or
 # delete of that folder: the device keeps its spelling, or a conflicted copy the server put into
 # the moved folder, apart from the server. In 4533 a folder moved onto the key of an ignored local
