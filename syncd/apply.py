@@ -74,7 +74,7 @@ class Applier:
         self._prune(diff, pending)
         if not diff:
             return 0
-        steps = remote_steps((r, s, self.d.mounts.local(r.ns_id, r.path)) for r, s in diff)
+        steps = remote_steps(((r, s, self.d.mounts.local(r.ns_id, r.path)) for r, s in diff), self._spelled)
         files = [st for st in steps if st.kind is Kind.FILE]
         done = 0
         for st in steps:
@@ -167,6 +167,11 @@ class Applier:
         self.fs.check_writable(row.path)
         self._keep_copy(row.path)
         return 1
+
+    def _spelled(self, key: str) -> str | None:
+        """This disk's spelling of a path by key (synced or indexed), for ``local_spelling``."""
+        row = self.d.db.synced(key) or self.d.db.local(key)
+        return row.path if row is not None else None
 
     def make_dirs(self, folder: str) -> None:
         """Create a folder and its missing parents (relative to the root) and record them as indexed.

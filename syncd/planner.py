@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from syncd.localdb import FILE, FOLDER, RemoteRow, SyncedRow, key_of
@@ -58,15 +58,15 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def local_spelling(rel: str, spelled: Mapping[str, str]) -> str:
+def local_spelling(rel: str, spelled: Callable[[str], str | None]) -> str:
     """``rel`` (the server's spelling, NFC) with each leading part spelled as on this disk when
     the two differ only in Unicode form: the server stores NFC and cannot tell them apart,
     and a case-sensitive disk must not get an NFC twin of an NFD folder. ``spelled``: key ->
-    local path of the entries this device knows (synced or indexed)."""
+    local path of an entry this device knows (synced or indexed), or None."""
     parts = rel.split("/")
     out: list[str] = []
     for i, name in enumerate(parts):
-        here = spelled.get(key_of("/".join(parts[: i + 1])))
+        here = spelled(key_of("/".join(parts[: i + 1])))
         mine = here.rpartition("/")[2] if here is not None else name
         out.append(mine if mine != name and nfc(mine) == nfc(name) else name)
     return "/".join(out)
@@ -74,7 +74,7 @@ def local_spelling(rel: str, spelled: Mapping[str, str]) -> str:
 
 def remote_steps(
     diff: Iterable[tuple[RemoteRow, SyncedRow | None, str | None]],
-    spelled: Mapping[str, str] | None = None,
+    spelled: Callable[[str], str | None] | None = None,
 ) -> list[Step]:
     """Classify and order remote differences: (remote row, synced row, local path or None when
     the namespace is not mounted here). A deleted row nobody synced needs nothing. With

@@ -258,7 +258,7 @@ def reconcile(d: Device) -> int:
     pending = d.pending()
     done = 0
     spelled = {k: e.path for k, e in d.index.items()} | {k: s.path for k, s in d.synced.items()}
-    for st in remote_steps(diff, spelled):
+    for st in remote_steps(diff, spelled.get):
         done += _step(d, st, pending)
     return done
 

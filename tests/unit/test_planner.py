@@ -75,15 +75,15 @@ def test_case_only_rename_is_a_move_but_unicode_form_is_not() -> None:
     [step] = remote_steps([(remote("A.txt"), synced("a.txt"), "A.txt")])
     assert (step.kind, step.rel) == (Kind.MOVE, "A.txt")
     [step] = remote_steps(
-        [(remote("é.txt"), synced(f"{NFD_E}.txt"), "é.txt")], {"é.txt": f"{NFD_E}.txt"}
+        [(remote("é.txt"), synced(f"{NFD_E}.txt"), "é.txt")], {"é.txt": f"{NFD_E}.txt"}.get
     )
     assert (step.kind, step.rel) == (Kind.FILE, f"{NFD_E}.txt")  # this disk's form is kept
 
 
 def test_local_spelling_keeps_nfd_parents_but_not_case() -> None:
     spelled = {"é": NFD_E, "d": "D"}
-    assert local_spelling("é/x", spelled) == f"{NFD_E}/x"
-    assert local_spelling("d/x", spelled) == "d/x"  # a case difference is the server's rename
+    assert local_spelling("é/x", spelled.get) == f"{NFD_E}/x"
+    assert local_spelling("d/x", spelled.get) == "d/x"  # a case difference is the server's rename
 
 
 def test_agreed_revision_forces_a_rename_to_the_servers_case() -> None:
