@@ -24,7 +24,7 @@ from tessera.config import BlockConfig
 from tessera.errors import Unavailable
 from tessera.pb import block_pb2, block_pb2_grpc
 from tessera.ring import Member
-from tessera.rpc import auth_metadata, channel_options
+from tessera.rpc import auth_metadata, channel_options, client_interceptors
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +100,13 @@ class PeerClient:
         if known:
             self._retired.append(known[1])  # calls in flight on it may finish; closed at stop
         if self._creds is not None:
-            channel = grpc.aio.secure_channel(member.address, self._creds, options=self._options)
+            channel = grpc.aio.secure_channel(
+                member.address, self._creds, options=self._options, interceptors=client_interceptors()
+            )
         else:
-            channel = grpc.aio.insecure_channel(member.address, options=self._options)
+            channel = grpc.aio.insecure_channel(
+                member.address, options=self._options, interceptors=client_interceptors()
+            )
         stub = block_pb2_grpc.BlockStub(channel)
         self._channels[member.node_id] = (member.address, channel, stub)
         return stub

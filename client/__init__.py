@@ -6,7 +6,7 @@ async with await Client.connect("127.0.0.1:7420", token=token) as c:
 """
 
 from client._accounts import DeletedUser, Device, Me, UserInfo
-from client._client import Client, ClientConfig, Member, Namespace
+from client._client import Client, ClientConfig, Member, Namespace, UploadHooks
 from client._errors import (
     AuthenticationError,
     ConflictError,
@@ -66,6 +66,7 @@ __all__ = [
     "SyncError",
     "TrashItem",
     "UnavailableError",
+    "UploadHooks",
     "UploadStats",
     "UserInfo",
 ]

@@ -71,6 +71,8 @@ class MetadataService(
 ):
     """One method per RPC."""
 
+    meta_watch: Any = None  # the metanodes' membership (a Watcher), listed in ClusterInfo
+
     # -- accounts -------------------------------------------------------------------------
     async def Login(
         self, request: meta_pb2.LoginRequest, context: grpc.aio.ServicerContext
@@ -174,6 +176,12 @@ class MetadataService(
                         for n in sorted(view.nodes.values(), key=lambda n: n.node_id)
                     ],
                 )
+            )
+        if self.meta_watch is not None:
+            view = self.meta_watch.view
+            info.meta_nodes.extend(
+                _node_info(n, n.node_id in view.alive, "meta")
+                for n in sorted(view.nodes.values(), key=lambda n: n.node_id)
             )
         if self.sync_watch is not None:
             view = self.sync_watch.view
