@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from client import Client  # noqa: E402
-from client._daemon import Daemon, DaemonConfig  # noqa: E402
+from syncd.daemon import Daemon, DaemonConfig  # noqa: E402
 
 MiB = 1024 * 1024
 

@@ -108,7 +108,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise CliError(f"unexpected argument {args.status_folder!r} (did you mean `tessera sync status {args.status_folder}`?)")
     folder = Path(args.folder).expanduser()
     state_dir = Path(args.state_dir).expanduser() if args.state_dir else default_state_dir(folder)
-    from client._selective import BadPath, clean_path
+    from syncd.selective import BadPath, clean_path
 
     try:
         excludes = [clean_path(_rel(folder, p)) for p in args.exclude]
@@ -126,7 +126,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _running(state_dir: Path) -> bool:
-    from client._status import request
+    from syncd.status import request
 
     try:
         asyncio.run(request(state_dir, {"cmd": "ping"}, timeout=5))
@@ -138,7 +138,7 @@ def _running(state_dir: Path) -> bool:
 def _tell_running(state_dir: Path, excludes: list[str], includes: list[str]) -> str | None:
     """Send exclude/include to a daemon already running on this state; None if none runs."""
     from cli.common import CliError
-    from client._status import request
+    from syncd.status import request
 
     async def tell() -> dict[str, Any]:
         reply: dict[str, Any] = {}
@@ -160,10 +160,10 @@ def _tell_running(state_dir: Path, excludes: list[str], includes: list[str]) -> 
 def _run_daemon(args: argparse.Namespace, folder: Path, state_dir: Path, excludes: list[str], includes: list[str]) -> int:
     from cli import userconfig
     from cli.common import CliError
-    from client._daemon import Daemon, DaemonConfig
-    from client._errors import AuthenticationError
-    from client._progress import Progress, RichProgress
-    from client._selective import BadPath
+    from client import AuthenticationError
+    from syncd.daemon import Daemon, DaemonConfig
+    from syncd.progress import Progress, RichProgress
+    from syncd.selective import BadPath
     from tessera.logs import setup_logging
 
     known = (state_dir / "state.sqlite3").exists()
@@ -214,7 +214,7 @@ def _run_daemon(args: argparse.Namespace, folder: Path, state_dir: Path, exclude
 def cmd_status(args: argparse.Namespace) -> int:
     """Print what the running daemon(s) are doing; 1 if none answers."""
     from cli.common import CliError
-    from client._status import request
+    from syncd.status import request
 
     if args.state_dir:
         dirs = [Path(args.state_dir).expanduser()]

@@ -6,7 +6,7 @@ async with await Client.connect("127.0.0.1:7420", token=token) as c:
 """
 
 from client._accounts import DeletedUser, Device, Me, UserInfo
-from client._client import Client, ClientConfig, UploadHooks
+from client._client import Client, ClientConfig, Member, Namespace, UploadHooks
 from client._errors import (
     AuthenticationError,
     ConflictError,
@@ -17,7 +17,9 @@ from client._errors import (
     UnavailableError,
 )
 from client._links import LinkVisitor
+from client._modes import file_mode, is_executable, umask
 from client._recover import Link, Restored, SharedFile, TrashItem
+from client._sync_api import Commit, CommitOutcome, FeedEvent, OpenedFile, StoredChunk
 from client._types import (
     Change,
     ChangeOp,
@@ -30,6 +32,16 @@ from client._types import (
 )
 
 __all__ = [
+    "Commit",
+    "CommitOutcome",
+    "FeedEvent",
+    "Member",
+    "Namespace",
+    "OpenedFile",
+    "StoredChunk",
+    "file_mode",
+    "is_executable",
+    "umask",
     "AuthenticationError",
     "Change",
     "ChangeOp",

@@ -22,12 +22,11 @@ from client._delta import DeltaBase, chunk_layout, write_version
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
 from client._modes import file_mode, is_executable
 from client._recover import RecoverMixin
+from client._sync_api import SyncCalls
 from client._types import Change, Cursor, Deletion, Entry, FileVersion, UploadStats
 from tessera.chunking import Chunk, iter_chunks
 from tessera.errors import error_detail
-from tessera.pb import common_pb2, errors_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
-from tessera.ring import SYNC_VNODES, build_ring, key_position
-from tessera.ring import Member as RingMember
+from tessera.pb import common_pb2, errors_pb2, meta_pb2, meta_pb2_grpc
 from tessera.rpc import ChannelSecurity, auth_metadata, open_channel
 
 
@@ -66,7 +65,7 @@ async def _call(coro: Any) -> Any:
         raise from_rpc_error(e) from None
 
 
-class Client(AccountCalls, RecoverMixin):
+class Client(AccountCalls, SyncCalls, RecoverMixin):
     """Connect with ``await Client.connect(endpoint, token=...)``; close with ``await client.close()``."""
 
     def __init__(self, target: str, token: str, config: ClientConfig) -> None:
@@ -321,12 +320,17 @@ class Client(AccountCalls, RecoverMixin):
         base.narrower = narrower
         return base
 
-    async def make_folder(self, path: str, *, namespace_id: str = "") -> Entry:
+    async def make_folder(
+        self, path: str, *, namespace_id: str = "", operation_id: str = "", parent_folder_id: str = ""
+    ) -> Entry:
+        """Create a folder (and its parents). ``parent_folder_id``: the folder it was made in;
+        if that was moved meanwhile, the new folder lands in its new place."""
         req = meta_pb2.MakeFolderRequest(
             namespace_id=namespace_id,
             path=path,
             device_id=self.device_id,
-            operation_id=uuid.uuid4().hex,
+            operation_id=operation_id or uuid.uuid4().hex,
+            parent_folder_id=parent_folder_id,
         )
         return Entry.from_pb(
             (
@@ -425,50 +429,25 @@ class Client(AccountCalls, RecoverMixin):
             resp.resync_required,
         )
 
-    async def _sync_address(self) -> str:
-        info = await self.cluster_info()
-        live = [n for n in info.sync_nodes if n.up]
-        if not live:
-            raise UnavailableError("no sync node is up")
-        ring = build_ring([RingMember(n.id, n.address, n.zone or "default") for n in live], vnodes=SYNC_VNODES)
-        return ring.member(ring.owners(key_position(self.user_id), 1)[0]).address
-
     async def subscribe(
         self, cursors: list[Cursor] | None = None, *, heartbeats: bool = False
     ) -> AsyncIterator[Change | None]:
-        """Changes from the cursors on, then live; re-locates the owner sync node when told to.
-        With ``heartbeats``, yields None on each heartbeat (handy for liveness checks)."""
+        """Changes from the cursors on, then live (``changes``, resumed whenever the stream
+        ends or the node is away). With ``heartbeats``, yields None on each heartbeat."""
         known = {c.namespace_id: c.seq for c in cursors or []}
         while True:
-            address = await self._sync_address()
-            async with open_channel(address, self.security, max_message_bytes=64 * 1024 * 1024) as channel:
-                stub = sync_pb2_grpc.SyncStub(channel)
-                req = sync_pb2.SubscribeRequest(
-                    cursors=[common_pb2.Cursor(namespace_id=k, seq=v) for k, v in known.items()],
-                    device_id=self.device_id,
-                )
-                try:
-                    async for ev in stub.Subscribe(req, metadata=self._md):
-                        kind = ev.WhichOneof("event")
-                        if kind == "change":
-                            change = Change.from_pb(ev.change)
-                            known[change.namespace_id] = change.seq
-                            yield change
-                        elif kind == "heartbeat" and heartbeats:
-                            yield None
-                        elif kind == "removed":
-                            known.pop(ev.removed.namespace_id, None)
-                        elif kind == "resync":
-                            known.pop(ev.resync.namespace_id, None)
-                except grpc.aio.AioRpcError as e:
-                    moved = error_detail(e, errors_pb2.RingMoved) is not None
-                    if not moved and e.code() not in (
-                        grpc.StatusCode.UNAVAILABLE,
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    ):
-                        raise from_rpc_error(e) from None
-                    await asyncio.sleep(0.2)
-
+            try:
+                async for ev in self.changes(lambda: known, heartbeats=heartbeats):
+                    if ev.change is not None:
+                        known[ev.change.namespace_id] = ev.change.seq
+                        yield ev.change
+                    elif ev.kind == "heartbeat":
+                        yield None
+                    elif ev.kind in ("removed", "resync"):
+                        known.pop(ev.namespace_id, None)
+            except UnavailableError:
+                pass
+            await asyncio.sleep(0.2)
 
     # -- deletes, moves, history, restore, sharing, GC ---------------------------------------
     async def delete(self, path: str, *, parent_revision: str = "", namespace_id: str = "", operation_id: str = "",

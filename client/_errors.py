@@ -67,5 +67,12 @@ def from_rpc_error(e: grpc.aio.AioRpcError) -> SyncError:
     return _BY_CODE.get(code, SyncError)(details, code)
 
 
+def error_for(code: grpc.StatusCode, message: str, head_revision: str = "") -> SyncError:
+    """The SDK error for a status reported inside a response (one result of a batch)."""
+    if code is grpc.StatusCode.ABORTED:
+        return ConflictError(message, head_revision)
+    return _BY_CODE.get(code, SyncError)(message, code)
+
+
 def code_name(code: grpc.StatusCode) -> str:
     return code.name.replace("_", " ").lower()

@@ -189,10 +189,11 @@ class RecoverMixin:
         await _rpc(self._meta.RevokeLink(req, metadata=self._md, timeout=self.config.timeout))
 
     # -- streamed reads ---------------------------------------------------------------------
-    async def open_file(
+    async def open_for_reading(
         self, path: str, *, revision: str = "", namespace_id: str = ""
     ) -> meta_pb2.GetFileResponse:
-        """A file's entry, blocklist and read ticket (then ``read_chunks``)."""
+        """A file's entry, blocklist and read ticket (then ``read_chunks``): for streamed,
+        ranged reads (the web gateway). The sync daemon uses ``open_file``/``fetch_chunks``."""
         req = meta_pb2.GetFileRequest(namespace_id=namespace_id, path=path, revision_id=revision)
         return await _rpc(self._meta.GetFile(req, metadata=self._md, timeout=self.config.timeout))
 

@@ -200,7 +200,7 @@ def stream_response(
 
 async def download(request: Request, s: Session, c: Client) -> Response:
     path = base.clean_path(request.path_params["path"], allow_root=False)
-    opened = await c.open_file(path, revision=request.query_params.get("rev", ""))
+    opened = await c.open_for_reading(path, revision=request.query_params.get("rev", ""))
     chunks, ticket = list(opened.blocklist.chunks), opened.ticket
     total = sum(x.size for x in chunks)
     return stream_response(
@@ -337,7 +337,7 @@ def remove_form(s: Session, path: str, user: str, label: str = "Remove") -> str:
 async def shared_file(request: Request, s: Session, c: Client) -> Response:
     """Download a file shared with the user (its share id names it)."""
     share_id, name = request.path_params["share_id"], request.path_params["name"]
-    opened = await c.open_file(base.clean_path(name, allow_root=False), namespace_id=share_id)
+    opened = await c.open_for_reading(base.clean_path(name, allow_root=False), namespace_id=share_id)
     chunks, ticket = list(opened.blocklist.chunks), opened.ticket
     return stream_response(
         request,

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from client._daemon import Daemon, DaemonConfig
-from client._indexer import IGNORE_FILE
+from syncd.daemon import Daemon, DaemonConfig
+from syncd.indexer import IGNORE_FILE
 
 
 class Device:

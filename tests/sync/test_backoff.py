@@ -10,7 +10,7 @@ import socket
 import time
 from pathlib import Path
 
-from client._daemon import Daemon, DaemonConfig
+from syncd.daemon import Daemon, DaemonConfig
 
 BASE, CAP = 0.25, 2.0
 

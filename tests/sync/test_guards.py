@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from client._indexer import MARKER
+from syncd.indexer import MARKER
 from tests.sync.helpers import Device, converge, tree
 
 pytestmark = pytest.mark.cluster

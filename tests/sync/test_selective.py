@@ -9,7 +9,7 @@ import os
 import pytest
 
 from client import Client
-from client._status import request
+from syncd.status import request
 from tests.sync.helpers import Device, converge, run_cli, tree
 
 pytestmark = pytest.mark.cluster

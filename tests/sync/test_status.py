@@ -15,7 +15,7 @@ import pytest
 from client import Client
 from client._blocks import BlockPool
 from client._errors import NotFoundError
-from client._status import request
+from syncd.status import request
 from tests.integration.helpers import new_user
 from tests.sync.helpers import Device, converge, run_cli
 

@@ -71,9 +71,70 @@ def test_nodes_import_no_client_daemon_cli_or_launcher() -> None:
 def test_the_checks_see_imports_inside_functions(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text(
-        "def f():\n    from devcluster.procs import Proc\n    import client._daemon\n"
+        "def f():\n    from devcluster.procs import Proc\n    import syncd.daemon\n"
     )
-    assert _imported_packages(module) == {"devcluster", "client"}
+    assert _imported_packages(module) == {"devcluster", "syncd"}
+
+
+def _private_imports(path: Path) -> list[str]:
+    """What a module imports from the SDK's private modules or from the wire stubs: the names
+    of ``client._x`` modules, ``tessera.pb`` modules, and underscored names from ``client``."""
+    bad: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            mods = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            mods = [node.module]
+            if node.module == "client":
+                bad += [f"client.{a.name}" for a in node.names if a.name.startswith("_")]
+            if node.module == "tessera":
+                bad += [f"tessera.{a.name}" for a in node.names if a.name == "pb"]
+        else:
+            continue
+        for mod in mods:
+            parts = mod.split(".")
+            if parts[0] == "client" and any(p.startswith("_") for p in parts[1:]):
+                bad.append(mod)
+            elif parts[:2] == ["tessera", "pb"]:
+                bad.append(mod)
+    return bad
+
+
+def _private_attributes(path: Path) -> list[str]:
+    """``client._anything`` / ``self.client._anything``: the SDK's private attributes used."""
+    bad = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            base = node.value
+            name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
+            if name in ("client", "c", "sdk"):
+                bad.append(f"{name}.{node.attr} (line {node.lineno})")
+    return bad
+
+
+def test_syncd_uses_only_the_public_sdk() -> None:
+    """The sync daemon is an SDK user like any other: no private SDK modules or attributes, no
+    raw protobuf."""
+    found = {}
+    for rel in _python_files():
+        if rel.startswith("syncd/"):
+            bad = _private_imports(ROOT / rel) + _private_attributes(ROOT / rel)
+            if bad:
+                found[rel] = bad
+    assert found == {}
+
+
+def test_the_public_api_check_sees_private_use(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from client._client import _call\nimport tessera.pb.meta_pb2\n"
+        "from tessera.pb import sync_pb2\nfrom client import _x\n"
+        "async def f(self):\n    await self.client._block_pool()\n"
+    )
+    assert _private_imports(module) == [
+        "client._client", "tessera.pb.meta_pb2", "tessera.pb", "client._x"
+    ]
+    assert _private_attributes(module) == ["client._block_pool (line 6)"]
 
 
 def test_no_module_passes_600_lines() -> None:

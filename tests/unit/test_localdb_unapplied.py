@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from client._localdb import FILE, FOLDER, LocalDB, RemoteRow, SyncedRow
+from syncd.localdb import FILE, FOLDER, LocalDB, RemoteRow, SyncedRow
 
 
 def test_oldest_unapplied_inside_a_folder(tmp_path: Path) -> None:

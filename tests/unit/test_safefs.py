@@ -1,4 +1,4 @@
-"""client/_safefs.py: nothing is ever created, written, renamed, chmodded or deleted through a
+"""syncd/safefs.py: nothing is ever created, written, renamed, chmodded or deleted through a
 symlink or outside the root, whatever the tree looks like, including when a folder is swapped
 for a symlink while a file in it is being written."""
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from client._safefs import TEMP_SUFFIX, SafeFS, SkipPath, UnsafePath, UnusableName
+from syncd.safefs import TEMP_SUFFIX, SafeFS, SkipPath, UnsafePath, UnusableName
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes | str]]:

@@ -18,12 +18,12 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from client._localdb import FILE, key_of
-from client._safefs import SafeFS, SkipPath
+from syncd.localdb import FILE, key_of
+from syncd.safefs import SafeFS, SkipPath
 from tessera.chunking import iter_chunks
 
 if TYPE_CHECKING:
-    from client._daemon import Daemon
+    from syncd.daemon import Daemon
 
 log = logging.getLogger(__name__)
 

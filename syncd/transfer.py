@@ -23,15 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from client._client import Client, _call
-from client._localdb import LocalDB
-from client._safefs import SafeFS, SkipPath
-from client._types import Entry
+from client import Client, Commit, CommitOutcome, Entry, OpenedFile, StoredChunk
+from syncd.localdb import LocalDB
+from syncd.safefs import SafeFS, SkipPath
 from tessera.chunking import Chunk, iter_chunks
-from tessera.pb import common_pb2, meta_pb2
 
 if TYPE_CHECKING:
-    from client._progress import Progress
+    from syncd.progress import Progress
 
 BATCH_CHUNKS = 16
 IN_FLIGHT = 3
@@ -51,7 +49,7 @@ class Prepared:
     """A file read and its chunks stored: ready to commit."""
 
     refs: list[tuple[int, bytes, int]]  # (offset, hash, size)
-    receipts: list[common_pb2.Receipt]
+    receipts: list[bytes]  # receipts of chunks stored for this file (opaque, from the SDK)
     size: int
     mtime_ns: int
     inode: int
@@ -101,9 +99,8 @@ class Transfer:
             FileNotFoundError: it is gone.
             UnsafePath: it or a parent folder is a symlink (nothing is read through one).
         """
-        blocks = await self.client._block_pool()
         refs: list[tuple[int, bytes, int]] = []
-        receipts: dict[bytes, common_pb2.Receipt] = {}
+        receipts: dict[bytes, bytes] = {}
         sent = sent_bytes = 0
         in_flight: set[asyncio.Task[None]] = set()
 
@@ -111,8 +108,7 @@ class Transfer:
             nonlocal sent, sent_bytes
             missing = await self.client.need_chunks([c.hash for c in batch])
             kept = self.db.receipts(list(missing))
-            for h, raw in kept.items():
-                receipts[h] = common_pb2.Receipt.FromString(raw)
+            receipts.update(kept)
             todo = list(
                 {c.hash: c for c in batch if c.hash in missing and c.hash not in kept}.values()
             )
@@ -122,12 +118,9 @@ class Transfer:
                 )
             if not todo:
                 return
-            got = await blocks.put(todo)
-            self.db.save_receipts(
-                [(bytes(r.hash), r.size, r.SerializeToString(), r.expires_at) for r in got]
-            )
-            for r in got:
-                receipts[bytes(r.hash)] = r
+            got = await self.client.store_chunks(todo)
+            self._save(got)
+            receipts.update((r.hash, r.receipt) for r in got)
             n, b = len(todo), sum(c.size for c in todo)
             sent += n
             sent_bytes += b
@@ -191,18 +184,12 @@ class Transfer:
             if not isinstance(item, BaseException):
                 unique.update((c.hash, c) for c in item[1])
         missing = await self.client.need_chunks(list(unique)) if unique else set()
-        kept = {
-            h: common_pb2.Receipt.FromString(raw)
-            for h, raw in self.db.receipts(list(missing)).items()
-        }
+        kept = self.db.receipts(list(missing))
         todo = [unique[h] for h in missing if h not in kept]
         if todo:
-            blocks = await self.client._block_pool()
-            got = await blocks.put(todo)
-            self.db.save_receipts(
-                [(bytes(r.hash), r.size, r.SerializeToString(), r.expires_at) for r in got]
-            )
-            kept.update((bytes(r.hash), r) for r in got)
+            got = await self.client.store_chunks(todo)
+            self._save(got)
+            kept.update((r.hash, r.receipt) for r in got)
             n, b = len(todo), sum(c.size for c in todo)
             self.db.bump("chunks_sent", n)
             self.db.bump("bytes_sent", b)
@@ -218,43 +205,36 @@ class Transfer:
             results.append(Prepared(refs, receipts, st.st_size, st.st_mtime_ns, st.st_ino, 0, 0))
         return results
 
+    def _save(self, got: list[StoredChunk]) -> None:
+        """Keep receipts as they arrive: an interrupted upload does not send those chunks again."""
+        self.db.save_receipts([(r.hash, r.size, r.receipt, r.expires_at) for r in got])
+
+    @staticmethod
     def commit_request(
-        self, p: Prepared, ns_id: str, ns_path: str, parent_revision: str, op_id: str
-    ) -> meta_pb2.CommitRequest:
+        p: Prepared, ns_id: str, ns_path: str, parent_revision: str, op_id: str
+    ) -> Commit:
         """The Commit for a prepared file."""
-        return meta_pb2.CommitRequest(
-            namespace_id=ns_id,
+        return Commit(
             path=ns_path,
-            parent_revision=parent_revision,
-            blocklist=common_pb2.Blocklist(
-                chunks=[common_pb2.ChunkRef(hash=h, size=s) for _, h, s in p.refs]
-            ),
+            chunks=[(h, s) for _, h, s in p.refs],
             receipts=p.receipts,
-            client_mtime_ns=p.mtime_ns,
-            device_id=self.client.device_id,
+            namespace_id=ns_id,
+            parent_revision=parent_revision,
+            mtime_ns=p.mtime_ns,
             operation_id=op_id,
         )
 
-    async def commit(self, req: meta_pb2.CommitRequest) -> Entry:
+    async def commit(self, c: Commit) -> Entry:
         """Commit one file version (ConflictError when the parent is stale)."""
-        resp = await _call(
-            self.client._meta.Commit(
-                req, metadata=self.client._md, timeout=self.client.config.timeout
-            )
-        )
-        self.db.drop_receipts([bytes(r.hash) for r in req.receipts])
-        return Entry.from_pb(resp.entry)
+        entry = await self.client.commit(c)
+        self.db.drop_receipts([h for h, _ in c.chunks])  # spent: the user holds those chunks
+        return entry
 
-    async def commit_batch(self, reqs: list[meta_pb2.CommitRequest]) -> list[meta_pb2.CommitResult]:
-        """Commit many small files in one round trip; one result each."""
-        req = meta_pb2.CommitBatchRequest(commits=reqs)
-        resp = await _call(
-            self.client._meta.CommitBatch(
-                req, metadata=self.client._md, timeout=self.client.config.timeout
-            )
-        )
-        self.db.drop_receipts([bytes(r.hash) for c in reqs for r in c.receipts])
-        return list(resp.results)
+    async def commit_batch(self, commits: list[Commit]) -> list[CommitOutcome]:
+        """Commit many small files in one round trip; one outcome each."""
+        out = await self.client.commit_batch(commits)
+        self.db.drop_receipts([h for c in commits for h, _ in c.chunks])
+        return out
 
     # -- download ------------------------------------------------------------------------
     def _local_chunk(self, chunk_hash: bytes) -> bytes | None:
@@ -295,20 +275,15 @@ class Transfer:
             SkipPath: the target cannot be written here (a symlinked or file parent, a name
                 this filesystem cannot hold); nothing was written.
         """
-        req = meta_pb2.GetFileRequest(namespace_id=ns_id, path=ns_path)
-        resp = await _call(
-            self.client._meta.GetFile(
-                req, metadata=self.client._md, timeout=self.client.config.timeout
-            )
-        )
-        entry = Entry.from_pb(resp.entry)
+        remote_file: OpenedFile = await self.client.open_file(ns_path, namespace_id=ns_id)
+        entry = remote_file.entry
         layout: list[tuple[int, bytes, int]] = []
         offsets: dict[bytes, list[int]] = {}
         pos = 0
-        for c in resp.blocklist.chunks:
-            layout.append((pos, bytes(c.hash), c.size))
-            offsets.setdefault(bytes(c.hash), []).append(pos)
-            pos += c.size
+        for h, size in remote_file.chunks:
+            layout.append((pos, h, size))
+            offsets.setdefault(h, []).append(pos)
+            pos += size
         make_dirs(rel.rpartition("/")[0])
         fetched = 0
         if self._progress is not None:
@@ -327,8 +302,7 @@ class Transfer:
                     if self._progress is not None:
                         self._progress.advance(rel, "down", len(data) * len(where))
                 if remote:
-                    blocks = await self.client._block_pool()
-                    async for h, data in blocks.get(resp.ticket, remote):
+                    async for h, data in self.client.fetch_chunks(remote_file, remote):
                         for off in offsets[h]:
                             await asyncio.to_thread(os.pwrite, tmp.fd, data, off)
                         fetched += len(data)

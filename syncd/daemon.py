@@ -10,7 +10,7 @@ with its cursor in one SQLite transaction, so a restart resumes exactly where it
 If the folder's root marker is missing (unmounted, deleted, replaced) the daemon pauses: it
 says so, deletes nothing, and resumes by itself once the folder is back. Its state ("up to
 date" only when nothing is queued, in flight or waiting remotely) is computed live
-(``report``) and served on a local socket for ``tessera sync status`` (``client._status``).
+(``report``) and served on a local socket for ``tessera sync status`` (``syncd.status``).
 """
 
 from __future__ import annotations
@@ -28,23 +28,27 @@ from typing import Any
 
 import grpc
 
-from client._apply import Applier
-from client._backoff import Backoff
-from client._client import Client, ClientConfig, _call
-from client._errors import AuthenticationError, SyncError, UnavailableError
-from client._indexer import FolderVanished, Ignore, Indexer, check_root
-from client._localdb import LocalDB, RemoteRow, SyncedRow
-from client._mounts import Mounts
-from client._ops import OpRunner, is_network
-from client._progress import Progress
-from client._selective import Selective
-from client._status import VIEW_ONLY, StatusServer, control, status_report
-from client._transfer import Transfer
-from client._types import Change
-from client._watcher import Watcher
-from tessera.errors import error_detail
-from tessera.pb import common_pb2, errors_pb2, meta_pb2, sync_pb2, sync_pb2_grpc
-from tessera.rpc import open_channel
+from client import (
+    AuthenticationError,
+    Change,
+    Client,
+    ClientConfig,
+    Cursor,
+    FeedEvent,
+    SyncError,
+    UnavailableError,
+)
+from syncd.apply import Applier
+from syncd.backoff import Backoff
+from syncd.indexer import FolderVanished, Ignore, Indexer, check_root
+from syncd.localdb import LocalDB, RemoteRow, SyncedRow
+from syncd.mounts import Mounts
+from syncd.ops import OpRunner, is_network
+from syncd.progress import Progress
+from syncd.selective import Selective
+from syncd.status import VIEW_ONLY, StatusServer, control, status_report
+from syncd.transfer import Transfer
+from syncd.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +201,7 @@ class Daemon:
         return ("up to date", "") if self.up_to_date else ("syncing", "")
 
     def report(self) -> dict[str, Any]:
-        """What ``tessera sync status`` prints (``client._status.report``)."""
+        """What ``tessera sync status`` prints (``syncd.status.report``)."""
         return status_report(self)
 
     async def control(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -292,13 +296,13 @@ class Daemon:
             raise UnavailableError("network cut")
         client = await Client.connect(self.cfg.endpoint, token=self.cfg.token, config=ClientConfig.from_env(device_id=self.device_id))
         try:
-            resp = await _call(client._meta.ListNamespaces(meta_pb2.ListNamespacesRequest(), metadata=client._md, timeout=30))
-            await client._block_pool()        # once, up front: concurrent first calls would race
+            namespaces = await client.namespaces()
+            await client.connect_blocks()     # once, up front: a cluster without block nodes is away
         except BaseException:
             await client.close()
             raise
-        mounts = {n.namespace_id: n.mount_path for n in resp.namespaces}
-        self._heads = {n.namespace_id: n.head_seq for n in resp.namespaces}
+        mounts = {n.namespace_id: n.mount_path for n in namespaces}
+        self._heads = {n.namespace_id: n.head_seq for n in namespaces}
         self.mounts = Mounts(client.root_namespace_id, mounts)
         self.db.set_meta("root_ns", client.root_namespace_id)
         self.db.set_meta("mounts", json.dumps(mounts))
@@ -359,9 +363,9 @@ class Daemon:
             if self.online:
                 if self._sub_task is not None and self._sub_task.done() and not self._sub_task.cancelled():
                     err = self._sub_task.exception()  # the stream ended for good: credentials revoked
-                    if isinstance(err, grpc.aio.AioRpcError) and err.code() is grpc.StatusCode.UNAUTHENTICATED:
-                        self._stop_unauthorised(err.details() or "credentials revoked")
-                        raise AuthenticationError(err.details() or "credentials revoked", err.code())
+                    if isinstance(err, AuthenticationError):
+                        self._stop_unauthorised(err.message or "credentials revoked")
+                        raise AuthenticationError(err.message or "credentials revoked", err.status)
                 if self._sub_task is None or self._sub_task.done():
                     self._sub_task = asyncio.create_task(self._follow())
                 with contextlib.suppress(TimeoutError):
@@ -390,30 +394,21 @@ class Daemon:
         attempt = 0
         while self.online:
             try:
-                address = await self.client._sync_address()
-                async with open_channel(address, self.client.security, max_message_bytes=64 * 1024 * 1024) as channel:
-                    cursors = [common_pb2.Cursor(namespace_id=k, seq=v) for k, v in self.db.cursors().items()]
-                    req = sync_pb2.SubscribeRequest(cursors=cursors, device_id=self.device_id)
-                    async for ev in sync_pb2_grpc.SyncStub(channel).Subscribe(req, metadata=self.client._md):
+                async for ev in self.client.changes(self.db.cursors):
+                    if ev.kind == "moved":
+                        log.info("sync node handed this account over: re-located")
+                        self.db.bump("stream_moved")
+                    elif ev.kind == "behind":
+                        self.db.bump("stream_behind")
+                    else:
                         attempt = 0
                         await self._on_event(ev)
                 attempt += 1
-            except grpc.aio.AioRpcError as e:
-                if error_detail(e, errors_pb2.RingMoved) is not None:
-                    log.info("sync node handed this account over: re-locating")
-                    self.db.bump("stream_moved")
-                    continue
-                if e.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    self.db.bump("stream_behind")
-                    continue
-                if e.code() is grpc.StatusCode.UNAUTHENTICATED:
-                    raise
-                attempt += 1
-                log.info("change stream lost (%s): resuming from the saved cursors", e.code().name)
+            except AuthenticationError:
+                raise
             except SyncError as e:
-                if not is_network(e):
-                    raise
                 attempt += 1
+                log.info("change stream lost (%s): resuming from the saved cursors", e.message)
             self.db.bump("stream_restarts")
             try:                                    # while no sync node answers, poll the journal
                 for ns_id in list(self.mounts.by_ns):
@@ -425,18 +420,18 @@ class Daemon:
             await asyncio.sleep(self._backoff(attempt) if attempt > 1 else 0.05)
 
     # -- journal -------------------------------------------------------------------------
-    async def _on_event(self, ev: sync_pb2.SyncEvent) -> None:
-        kind = ev.WhichOneof("event")
+    async def _on_event(self, ev: FeedEvent) -> None:
+        kind = ev.kind
         self._delivered = True
-        if kind == "change":
-            await self.apply_change(Change.from_pb(ev.change))
+        if ev.change is not None:
+            await self.apply_change(ev.change)
         elif kind == "removed":
-            ns_id = ev.removed.namespace_id
+            ns_id = ev.namespace_id
             log.warning("access to a shared folder was removed: unchanged files of it leave this device")
             self.db.namespace_removed(ns_id)
             self._wake.set()
         elif kind == "resync":
-            await self.resync(ev.resync.namespace_id)
+            await self.resync(ev.namespace_id)
 
     async def apply_change(self, ch: Change) -> None:
         """Apply one journal record to the remote tree; exactly once, in order, per namespace."""
@@ -464,25 +459,22 @@ class Daemon:
             cursor = self.db.cursors().get(ns_id, 0)
             if upto is not None and cursor >= upto:
                 return
-            req = meta_pb2.ListChangesRequest(cursor=common_pb2.Cursor(namespace_id=ns_id, seq=cursor), limit=1000)
-            resp = await _call(self.client._meta.ListChanges(req, metadata=self.client._md, timeout=self.client.config.timeout))
-            if resp.resync_required:
+            changes, _, has_more, resync = await self.client.list_changes(Cursor(ns_id, cursor), limit=1000)
+            if resync:
                 await self.resync(ns_id)
                 return
-            for c in resp.changes:
-                ch = Change.from_pb(c)
+            for ch in changes:
                 if ch.seq == self.db.cursors().get(ns_id, 0) + 1:
                     self._record(ch)
-            if resp.changes:
+            if changes:
                 self._wake.set()
-            if not resp.has_more:
+            if not has_more:
                 return
 
     async def resync(self, ns_id: str) -> None:
         """The journal no longer reaches back to our cursor: list the namespace instead."""
         log.warning("journal of namespace %s was trimmed past this device's cursor: listing it afresh", ns_id)
-        resp = await _call(self.client._meta.ListNamespaces(meta_pb2.ListNamespacesRequest(), metadata=self.client._md, timeout=30))
-        head = next((n.head_seq for n in resp.namespaces if n.namespace_id == ns_id), None)
+        head = next((n.head_seq for n in await self.client.namespaces() if n.namespace_id == ns_id), None)
         if head is None:
             return
         entries = await self.client.list_tree(namespace_id=ns_id)
@@ -492,8 +484,7 @@ class Daemon:
         self._wake.set()
 
     async def _refresh_mounts(self) -> None:
-        resp = await _call(self.client._meta.ListNamespaces(meta_pb2.ListNamespacesRequest(), metadata=self.client._md, timeout=30))
-        mounts = {n.namespace_id: n.mount_path for n in resp.namespaces}
+        mounts = {n.namespace_id: n.mount_path for n in await self.client.namespaces()}
         self.mounts = Mounts(self.client.root_namespace_id, mounts)
         self.db.set_meta("mounts", json.dumps(mounts))
         self._adopt_mounts()

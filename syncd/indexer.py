@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pathspec
 
-from client._localdb import FILE, FOLDER, LocalDB, LocalRow, key_of
-from client._modes import is_executable
-from client._safefs import SafeFS, SkipPath
+from client import is_executable
+from syncd.localdb import FILE, FOLDER, LocalDB, LocalRow, key_of
+from syncd.safefs import SafeFS, SkipPath
 
 log = logging.getLogger(__name__)
 
@@ -359,6 +359,10 @@ class Indexer:
         with self.db.tx():
             self._renames(disk, known, out)
             self._moves(new, gone, out)
+            for k in sorted((k for k in gone if k in disk), key=lambda k: -k.count("/")):
+                self.db.drop_local(gone[k].path)    # a file replaced by a folder (or the reverse):
+                self.db.add_op("delete", gone.pop(k).path)   # the delete goes first
+                out.ops += 1
             for k in sorted(new, key=lambda k: k.count("/")):
                 e = new[k]
                 if e.kind == FOLDER:

@@ -15,17 +15,15 @@ from typing import TYPE_CHECKING, TypeGuard
 
 import grpc
 
-from client._client import _call
-from client._errors import ConflictError, NotFoundError, SyncError, UnavailableError
-from client._localdb import FILE, FOLDER, LocalRow, Op, RemoteRow, SyncedRow, key_of
-from client._safefs import SafeFS, SkipPath
-from client._transfer import FileChanging, Prepared
-from client._types import Entry
-from tessera.paths import InvalidPath, conflicted_copy_name, numbered_name
-from tessera.pb import meta_pb2
+from client import Commit, ConflictError, Entry, NotFoundError, SyncError, UnavailableError
+from syncd.conflicts import free_copy_path
+from syncd.localdb import FILE, FOLDER, LocalRow, Op, RemoteRow, SyncedRow, key_of
+from syncd.planner import agreed_revision, parent_revision
+from syncd.safefs import SafeFS, SkipPath
+from syncd.transfer import FileChanging, Prepared
 
 if TYPE_CHECKING:
-    from client._daemon import Daemon
+    from syncd.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +67,6 @@ class OpRunner:
         self.d = daemon
         self.fs = SafeFS(daemon.root)
         self._sent_x: dict[str, bool] = {}     # the executable bit an upload in flight sent
-
-    @property
-    def _meta(self):  # noqa: ANN202 - the generated stub
-        return self.d.client._meta
 
     async def run_all(self) -> int:
         """Run every queued op in order; returns how many finished. Network errors propagate."""
@@ -152,7 +146,9 @@ class OpRunner:
     # -- uploads -------------------------------------------------------------------------
     def _parent(self, rel: str, ns_id: str) -> str:
         s = self.d.db.synced(rel)
-        return s.revision if s is not None and s.ns_id == ns_id and s.kind == FILE else ""
+        if s is None or s.ns_id != ns_id:
+            return ""
+        return parent_revision(s, self.d.db.remote_by_id(s.ns_id, s.file_id))
 
     def _folder_id(self, rel: str, ns_id: str) -> str:
         """The file id of the synced folder holding ``rel`` ("" at the top): if that folder was
@@ -171,7 +167,7 @@ class OpRunner:
         return (s is not None and s.kind == FILE and s.content_hash == p.content_hash
                 and bool(s.executable) == self._exec_now(rel, p))
 
-    def _request(self, rel: str, p: Prepared, ns_id: str, ns_path: str, op_id: str) -> meta_pb2.CommitRequest:
+    def _request(self, rel: str, p: Prepared, ns_id: str, ns_path: str, op_id: str) -> Commit:
         """The commit of a prepared file, with its parent folder's id and its executable bit."""
         req = self.d.transfer.commit_request(p, ns_id, ns_path, self._parent(rel, ns_id), op_id)
         req.parent_folder_id = self._folder_id(rel, ns_id)
@@ -226,20 +222,16 @@ class OpRunner:
         reqs = [self._request(op.path, p, ns, path, op.op_id) for op, p, ns, path in prepared]
         results = await self.d.transfer.commit_batch(reqs)
         for (op, p, ns_id, ns_path), res in zip(prepared, results, strict=True):
-            code = grpc.StatusCode.OK
-            for c in grpc.StatusCode:
-                if c.value[0] == res.code:
-                    code = c
-            if code is grpc.StatusCode.OK:
-                self._committed(op.path, Entry.from_pb(res.entry), p)
+            if res.entry is not None:
+                self._committed(op.path, res.entry, p)
                 self.d.db.op_done(op.id)
-            elif code is grpc.StatusCode.ABORTED:
+            elif isinstance(res.error, ConflictError):
                 await self._conflict(op, op.path, p, ns_id, ns_path)
-            elif code in _NETWORK:
-                raise UnavailableError(res.message)
+            elif res.error is None or is_network(res.error):
+                raise UnavailableError(res.error.message if res.error else "commit lost")
             else:
-                log.warning("upload %s: %s (not synced)", op.path, res.message)
-                self.d.note_failed(op.path, code, res.message)
+                log.warning("upload %s: %s (not synced)", op.path, res.error.message)
+                self.d.note_failed(op.path, res.error.status, res.error.message)
                 self.d.db.bump("failed_ops")
                 self.d.db.op_done(op.id)
 
@@ -252,7 +244,8 @@ class OpRunner:
     def _committed(self, rel: str, entry: Entry, p: Prepared) -> None:
         with self.d.db.tx():
             self._committed_local(rel, p)
-            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE, entry.revision, entry.size, p.content_hash,
+            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE,
+                                           agreed_revision(rel, entry.path, entry.revision), entry.size, p.content_hash,
                                            entry.executable))
             self.d.db.put_remote(remote_row(entry, p.content_hash))
         self.d.progress.file_done(rel, p.size, "up")
@@ -286,18 +279,9 @@ class OpRunner:
         log.warning("conflict on %s: your version is kept as %s", rel, copy)
 
     def conflicted_copy(self, rel: str) -> str:
-        """A free local name for the conflicted copy of ``rel``."""
-        folder, _, name = rel.rpartition("/")
-        try:
-            base = conflicted_copy_name(name, self.d.device_name, dt.datetime.now())
-        except InvalidPath:
-            base = name + f" (conflicted copy, {self.d.device_name})"
-        candidate, n = base, 1
-        while self.fs.lexists(f"{folder}/{candidate}" if folder else candidate) or self.d.db.synced(
-                f"{folder}/{candidate}" if folder else candidate) is not None:
-            n += 1
-            candidate = numbered_name(base, n)
-        return f"{folder}/{candidate}" if folder else candidate
+        """A free local name for the conflicted copy of ``rel`` (``conflicts.free_copy_path``)."""
+        return free_copy_path(rel, self.d.device_name, dt.date.today(),
+                              lambda p: self.fs.lexists(p) or self.d.db.synced(p) is not None)
 
     # -- folders, deletes, moves -------------------------------------------------------------
     async def _mkdir(self, op: Op) -> None:
@@ -309,19 +293,19 @@ class OpRunner:
         if not ns_path:                  # a mount point itself
             self.d.db.op_done(op.id)
             return
-        req = meta_pb2.MakeFolderRequest(namespace_id=ns_id, path=ns_path, device_id=self.d.client.device_id, operation_id=op.op_id,
-                                         parent_folder_id=self._folder_id(op.path, ns_id))
-        resp = await _call(self._meta.MakeFolder(req, metadata=self.d.client._md, timeout=self.d.client.config.timeout))
-        entry = Entry.from_pb(resp.entry)
+        entry = await self.d.client.make_folder(ns_path, namespace_id=ns_id, operation_id=op.op_id,
+                                                parent_folder_id=self._folder_id(op.path, ns_id))
         with self.d.db.tx():
-            self.d.db.put_synced(SyncedRow(op.path, entry.namespace_id, entry.file_id, FOLDER, entry.revision, 0, entry.content_hash))
+            self.d.db.put_synced(SyncedRow(op.path, entry.namespace_id, entry.file_id, FOLDER,
+                                           agreed_revision(op.path, entry.path, entry.revision), 0, entry.content_hash))
             self.d.db.put_remote(remote_row(entry))
             self.d.db.op_done(op.id)
 
     async def _delete(self, op: Op) -> None:
         rel = op.path
         s = self.d.db.synced(rel)
-        if self.d.indexer.stat(rel) is not None or s is None:
+        now = self.d.indexer.stat(rel)
+        if s is None or (now is not None and now.kind == s.kind):
             self.d.db.op_done(op.id)      # back again, or never synced: nothing to delete
             return
         if s.kind == FOLDER and self._remote_children_kept(rel):
@@ -329,10 +313,9 @@ class OpRunner:
             self.d.db.op_done(op.id)
             return
         ns_path = self.d.mounts.remote(rel)[1]
-        req = meta_pb2.DeleteRequest(namespace_id=s.ns_id, path=ns_path, parent_revision=s.revision if s.kind == FILE else "",
-                                     device_id=self.d.client.device_id, operation_id=op.op_id, seen_seq=self._seen(s.ns_id, ns_path))
         try:
-            resp = await _call(self._meta.Delete(req, metadata=self.d.client._md, timeout=self.d.client.config.timeout))
+            resp = await self.d.client.delete_seen(ns_path, seen_seq=self._seen(s.ns_id, ns_path), namespace_id=s.ns_id,
+                                                   parent_revision=s.revision if s.kind == FILE else "", operation_id=op.op_id)
         except ConflictError:
             log.info("%s was changed elsewhere; keeping that edit instead of deleting it", rel)
             self.d.db.drop_synced(rel)    # the edit wins: it downloads again
@@ -342,7 +325,7 @@ class OpRunner:
             self.d.db.drop_synced(rel, subtree=True)
             self.d.db.op_done(op.id)
             return
-        entry = Entry.from_pb(resp.entry)
+        entry = resp.entry
         with self.d.db.tx():
             self.d.db.drop_synced(rel, subtree=s.kind == FOLDER)
             self.d.db.put_remote(remote_row(entry))   # kept: the folder is live, it comes back
@@ -375,10 +358,9 @@ class OpRunner:
             self._reupload(old, new)
             self.d.db.op_done(op.id)
             return
-        req = meta_pb2.MoveRequest(namespace_id=ns_a, from_path=pa, to_path=pb, device_id=self.d.client.device_id, operation_id=op.op_id,
-                                   parent_revision=s.revision if s.kind == FILE else "")
         try:
-            resp = await _call(self._meta.Move(req, metadata=self.d.client._md, timeout=self.d.client.config.timeout))
+            entry = await self.d.client.move(pa, pb, namespace_id=ns_a, operation_id=op.op_id,
+                                             parent_revision=s.revision if s.kind == FILE else "")
         except SyncError as e:
             if is_network(e) or e.status is grpc.StatusCode.UNIMPLEMENTED:
                 if not is_network(e):
@@ -390,7 +372,6 @@ class OpRunner:
             self._reupload(old, new)
             self.d.db.op_done(op.id)
             return
-        entry = Entry.from_pb(resp.entry)
         with self.d.db.tx():
             self.d.db.move_local(old, new, synced=True)
             self.d.db.put_synced(SyncedRow(new, entry.namespace_id, entry.file_id, s.kind, entry.revision, entry.size, s.content_hash,
@@ -403,6 +384,11 @@ class OpRunner:
         """Fall back from a move to uploading what is at ``new`` (the old place stays as it is)."""
         with self.d.db.tx():
             self.d.db.drop_synced(old, subtree=True)
+            self.requeue(new)
+
+    def requeue(self, new: str) -> None:
+        """Queue the upload of the local entry at ``new`` and of everything in it."""
+        with self.d.db.tx():
             top = self.d.db.local(new)
             rows = ([top] if top else []) + self.d.db.local_rows(new)
             for r in sorted(rows, key=lambda r: key_of(r.path).count("/")):

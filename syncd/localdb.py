@@ -17,6 +17,7 @@ normalisation-insensitive collision key (``tessera.paths.name_key`` per segment)
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from client._types import Change, ChangeOp
+from client import Change, ChangeOp
 from tessera.paths import name_key
 
 FILE, FOLDER = 1, 2
@@ -62,9 +63,18 @@ CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT, at REAL)
 """
 
 
+@functools.lru_cache(maxsize=65536)
 def key_of(path: str) -> str:
     """The collision key of a local relative path."""
     return "/".join(name_key(s) for s in path.split("/")) if path else ""
+
+
+def rebase(path: str, old: str, new: str) -> str:
+    """``path`` (``old`` or inside it, whatever the spelling of its leading names) moved to
+    ``new``: the leading components that spell ``old`` are replaced, by count, not by length
+    (an NFD name is longer than its NFC twin)."""
+    rest = path.split("/")[old.count("/") + 1:]
+    return "/".join([new, *rest])
 
 
 def under(prefix_key: str) -> tuple[str, str]:
@@ -221,7 +231,7 @@ class LocalDB:
         lo, hi = under(key_of(old))
         with self.tx() as db:
             for fid, path in db.execute("SELECT file_id, path FROM remote WHERE ns_id = ? AND key >= ? AND key < ?", (ns_id, lo, hi)).fetchall():
-                moved = new + path[len(old):]
+                moved = rebase(path, old, new)
                 db.execute("UPDATE remote SET path = ?, key = ? WHERE ns_id = ? AND file_id = ?", (moved, key_of(moved), ns_id, fid))
 
     def adopt_mount(self, root_ns: str, ns_id: str, mount: str) -> None:
@@ -328,7 +338,7 @@ class LocalDB:
             for table in ("local", "synced") if synced else ("local",):
                 rows = db.execute(f"SELECT key, path FROM {table} WHERE key = ? OR (key >= ? AND key < ?)", (old_key, lo, hi)).fetchall()
                 for key, path in rows:
-                    moved = new + path[len(old):]
+                    moved = rebase(path, old, new)
                     db.execute(f"DELETE FROM {table} WHERE key = ? AND key != ?", (key_of(moved), key))
                     db.execute(f"UPDATE {table} SET key = ?, path = ? WHERE key = ?", (key_of(moved), moved, key))
             for (key,) in db.execute("SELECT DISTINCT key FROM chunks WHERE key = ? OR (key >= ? AND key < ?)", (old_key, lo, hi)).fetchall():

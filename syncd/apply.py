@@ -23,34 +23,32 @@ import asyncio
 import logging
 import stat as stat_mod
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from client._errors import NotFoundError, SyncError, UnavailableError
-from client._indexer import same_stat
-from client._localdb import FILE, FOLDER, LocalRow, RemoteRow, SyncedRow, key_of
-from client._modes import file_mode, is_executable
-from client._ops import ON_DEVICE, disk_reason, is_disk_error, is_network, remote_row
-from client._safefs import SafeFS, SkipPath, UnsafePath
-from client._transfer import TargetChanged
+from client import NotFoundError, SyncError, UnavailableError, file_mode, is_executable
+from syncd.indexer import same_stat
+from syncd.localdb import FILE, FOLDER, LocalRow, RemoteRow, SyncedRow, key_of
+from syncd.ops import ON_DEVICE, disk_reason, is_disk_error, is_network, remote_row
+from syncd.planner import (
+    Act,
+    Here,
+    Kind,
+    decide_delete,
+    decide_file,
+    decide_folder,
+    decide_move,
+    move_settles,
+    remote_steps,
+)
+from syncd.safefs import SafeFS, SkipPath, UnsafePath
+from syncd.transfer import TargetChanged
 
 if TYPE_CHECKING:
-    from client._daemon import Daemon
+    from syncd.daemon import Daemon
 
 log = logging.getLogger(__name__)
-
-
-def case_renamed(local: str, remote: str) -> str | None:
-    """``local`` with the last name spelled as in ``remote`` when the two differ only in the
-    case of that name (the server renamed it); None otherwise, also for a mere NFC/NFD
-    difference, which the server cannot tell apart."""
-    folder, _, name = local.rpartition("/")
-    new = remote.rpartition("/")[2]
-    if unicodedata.normalize("NFC", name) == unicodedata.normalize("NFC", new):
-        return None
-    return f"{folder}/{new}" if folder else new
 
 
 class Applier:
@@ -76,44 +74,31 @@ class Applier:
         self._prune(diff, pending)
         if not diff:
             return 0
-        moves: list[tuple[RemoteRow, SyncedRow, str]] = []
-        folders: list[tuple[RemoteRow, str]] = []
-        files: list[tuple[RemoteRow, str]] = []
-        deletes: list[tuple[RemoteRow, SyncedRow]] = []
-        for r, s in diff:
-            rel = self.d.mounts.local(r.ns_id, r.path)
-            if rel is None:
-                continue
-            if r.deleted:
-                if s is not None:
-                    deletes.append((r, s))
-            elif s is not None and key_of(s.path) != key_of(rel):
-                moves.append((r, s, rel))
-            elif s is not None and (renamed := case_renamed(s.path, rel)) is not None:
-                moves.append((r, s, renamed))           # a case-only rename: the same place
-            elif r.kind == FOLDER:
-                folders.append((r, rel))
-            else:
-                files.append((r, rel))
+        steps = remote_steps(((r, s, self.d.mounts.local(r.ns_id, r.path)) for r, s in diff), self._spelled)
+        files = [st for st in steps if st.kind is Kind.FILE]
         done = 0
-        for r, s, rel in sorted(moves, key=lambda m: m[2].count("/")):
-            done += self._guarded(rel, r, lambda r=r, s=s, rel=rel: self._move(r, s, rel, pending))
-        for r, rel in sorted(folders, key=lambda f: f[1].count("/")):
-            done += self._guarded(rel, r, lambda r=r, rel=rel: self._folder(r, rel, pending))
-        results = await asyncio.gather(*(self._file(r, rel, pending) for r, rel in files), return_exceptions=True)
-        for (r, rel), res in zip(files, results, strict=True):
+        for st in steps:
+            if st.kind is Kind.MOVE:
+                assert st.synced is not None
+                done += self._guarded(st.rel, st.remote, lambda st=st: self._move(st.remote, st.synced, st.rel, pending))
+            elif st.kind is Kind.FOLDER:
+                done += self._guarded(st.rel, st.remote, lambda st=st: self._folder(st.remote, st.rel, pending))
+        results = await asyncio.gather(*(self._file(st.remote, st.rel, pending) for st in files), return_exceptions=True)
+        for st, res in zip(files, results, strict=True):
             if is_disk_error(res):
-                self._skip(rel, res, r.revision)
+                self._skip(st.rel, res, st.remote.revision)
                 continue
             if isinstance(res, BaseException):
                 if isinstance(res, SyncError) and not is_network(res):
                     log.warning("download failed: %s", res.message)
                     continue
                 raise res
-            self._synced(rel, res)
+            self._synced(st.rel, res)
             done += res
-        for r, s in sorted(deletes, key=lambda d: -d[1].path.count("/")):
-            done += self._guarded(s.path, r, lambda s=s: self._delete(s, pending))
+        for st in steps:
+            if st.kind is Kind.DELETE:
+                assert st.synced is not None
+                done += self._guarded(st.rel, st.remote, lambda st=st: self._delete(st.synced, pending))
         return done
 
     # -- skipped paths -------------------------------------------------------------------
@@ -141,6 +126,8 @@ class Applier:
     def _synced(self, rel: str, n: int) -> None:
         if n and self._held.pop(key_of(rel), None) is not None:
             self.d.db.unskip_under(rel)
+            inside = key_of(rel) + "/"            # what was held below it is to do again now
+            self._held = {k: v for k, v in self._held.items() if not k.startswith(inside)}
             log.info("%s syncs again", rel)
 
     def _prune(self, diff: list[tuple[RemoteRow, SyncedRow | None]], pending: set[str]) -> None:
@@ -161,6 +148,30 @@ class Applier:
         if key_of(rel) in pending:
             return False
         return same_stat(self.d.db.local(rel), self.d.indexer.on_disk(rel))
+
+    def _here(self, rel: str, pending: set[str]) -> Here:
+        """The facts about the local side of ``rel`` the planner decides on."""
+        disk = self.d.indexer.on_disk(rel)
+        row = self.d.db.local(rel)
+        twin = row is not None and row.path != rel and self.d.indexer.on_disk(row.path) is not None
+        return Here(disk=disk.kind if disk is not None else None, indexed=row is not None,
+                    clean=same_stat(row, disk), pending=key_of(rel) in pending,
+                    ignored=self.d.indexer.ignore.covers(rel), twin=twin)
+
+    def _copy_twin(self, rel: str) -> int:
+        """The local entry at ``rel``'s key spelled otherwise, never synced, loses to the
+        server's: kept as a conflicted copy (``conflicts.Loser.TWIN``)."""
+        row = self.d.db.local(rel)
+        if row is None:
+            return 0
+        self.fs.check_writable(row.path)
+        self._keep_copy(row.path)
+        return 1
+
+    def _spelled(self, key: str) -> str | None:
+        """This disk's spelling of a path by key (synced or indexed), for ``local_spelling``."""
+        row = self.d.db.synced(key) or self.d.db.local(key)
+        return row.path if row is not None else None
 
     def make_dirs(self, folder: str) -> None:
         """Create a folder and its missing parents (relative to the root) and record them as indexed.
@@ -187,84 +198,103 @@ class Applier:
     # -- the four kinds ------------------------------------------------------------------
     def _move(self, r: RemoteRow, s: SyncedRow, rel: str, pending: set[str]) -> int:
         old = s.path
-        if key_of(rel) in pending:
-            return 0
-        if not self._clean(old, pending):
-            if key_of(old) in pending or not self.d.indexer.ignore.covers(old):
-                return 0                                # the local change's op decides
-            self.d.db.drop_synced(old, subtree=True)    # an ignored local edit stays as it is;
-            return 1                                    # the moved version downloads
         inside = key_of(old) + "/"
-        if r.kind == FOLDER and any(k.startswith(inside) for k in pending):
-            return 0                                    # local changes inside go out first
-        if self.d.indexer.on_disk(rel) is not None and key_of(rel) != key_of(old):
-            return 0                                    # something local is in the way: later
-        if self.d.indexer.on_disk(old) is None:
-            self.d.db.drop_synced(old, subtree=True)    # nothing to move: the download brings it
+        there = self.d.db.synced(rel)
+        duplicate = (there is not None and there.file_id == r.file_id and there.revision == r.revision
+                     and r.kind == FILE and s.content_hash == r.content_hash)
+        act = decide_move(self._here(old, pending), self._here(rel, pending), folder=r.kind == FOLDER,
+                          pending_inside=any(k.startswith(inside) for k in pending), same_key=key_of(rel) == key_of(old),
+                          duplicate=duplicate)
+        if act is Act.WAIT:
+            return 0
+        if act is Act.FORGET:
+            self.d.db.drop_synced(old, subtree=True)
+            return 1
+        if act is Act.SKIP_KIND:
+            self._skip(rel, f"{rel} is taken here by another file or folder (both are left as they are)", r.revision)
+            return 0
+        if act is Act.DROP_DUPLICATE:
+            self.fs.unlink(old)
+            self.d.db.drop_local(old)
+            self.d.db.drop_synced(old)
+            return 1
+        if act is Act.MERGE:
+            if any(self.d.db.local_rows(old)):
+                return 0                                # the children's own moves come first
+            self.fs.rmdir(old)
+            self.d.db.drop_local(old)
+            self.d.db.drop_synced(old, subtree=True)
             return 1
         self.fs.check_writable(rel)
         self.make_dirs(rel.rpartition("/")[0])
         self.fs.rename(old, rel)
         with self.d.db.tx():
             self.d.db.move_local(old, rel, synced=True)
-            if r.kind == FOLDER or r.content_hash == s.content_hash:
+            if move_settles(r, s):
                 self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, r.kind, r.revision, r.size, r.content_hash, r.executable))
         self.d.progress.file_done(rel, 0, "move")
         return 1
 
     def _folder(self, r: RemoteRow, rel: str, pending: set[str]) -> int:
-        if key_of(rel) in pending:
-            return 0
-        disk = self.d.indexer.on_disk(rel)
-        if disk is None:
-            if self.d.db.local(rel) is not None:
-                self.d.mark_dirty(rel)                  # deleted locally, not indexed yet
-                return 0
+        here = self._here(rel, pending)
+        link: bool | None = None
+        if here.disk is None and not here.indexed and not here.pending:
             try:
-                st = self.fs.lstat(rel)                 # raises SkipPath if a parent is unsafe
+                link = stat_mod.S_ISLNK(self.fs.lstat(rel).st_mode)   # raises SkipPath if a parent is unsafe
             except FileNotFoundError:
-                self.fs.check_writable(rel)
-                self.make_dirs(rel)
-            else:
-                if stat_mod.S_ISLNK(st.st_mode):
-                    self._skip(rel, f"{rel} is a symlink (nothing is written through it)", r.revision)
-                return 0                                # ignored, or a symlink: leave it
-        elif disk.kind != FOLDER:
+                link = None
+        act = decide_folder(here, link=link, synced_here=self.d.db.synced(rel) is not None)
+        if act is Act.WAIT or act is Act.LEAVE:
+            return 0
+        if act is Act.COPY_TWIN:
+            return self._copy_twin(rel)
+        if act is Act.MARK_DIRTY:
+            self.d.mark_dirty(rel)
+            return 0
+        if act is Act.SKIP_SYMLINK:
+            self._skip(rel, f"{rel} is a symlink (nothing is written through it)", r.revision)
+            return 0
+        if act is Act.SKIP_KIND:
             self._skip(rel, f"{rel} is a folder on the server but a file here (both are left as they are)", r.revision)
             return 0
-        elif self.d.db.local(rel) is None:
-            self.d.db.put_local(disk.row())
+        if act is Act.CREATE:
+            self.fs.check_writable(rel)
+            self.make_dirs(rel)
+        elif act is Act.ADOPT:
+            disk = self.d.indexer.on_disk(rel)
+            if disk is not None:
+                self.d.db.put_local(disk.row())
         self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, FOLDER, r.revision, 0, r.content_hash))
         return 1
 
     async def _file(self, r: RemoteRow, rel: str, pending: set[str]) -> int:
-        if key_of(rel) in pending:
-            return 0
+        here = self._here(rel, pending)
+        synced = self.d.db.synced(rel)
         disk = self.d.indexer.on_disk(rel)
-        edited = not same_stat(self.d.db.local(rel), disk)
-        if edited and not (disk is not None and disk.kind == FILE and self.d.indexer.ignore.covers(rel)):
+        held = self._held.get(key_of(rel))
+        act = decide_file(here, r, synced, held=held is not None and held[1] == r.revision and held[2] > time.time(),
+                          executable_here=disk.executable if disk is not None else None)
+        if act is Act.WAIT:
+            return 0
+        if act is Act.COPY_TWIN:
+            return self._copy_twin(rel)
+        if act is Act.MARK_DIRTY:
             self.d.mark_dirty(rel)                      # a local change the indexer has not seen
             return 0
-        if disk is not None and disk.kind != FILE:
+        if act is Act.SKIP_KIND:
             self._skip(rel, f"{rel} is a file on the server but a folder here (both are left as they are)", r.revision)
             return 0
         self.fs.check_writable(rel)                     # before anything is fetched: raises SkipPath
-        held = self._held.get(key_of(rel))
-        if held is not None and held[1] == r.revision and held[2] > time.time():
+        if act is Act.HELD:
             return 0                                    # failed after a download: wait for a rescan
-        here = self.d.db.synced(rel)
-        if disk is not None and (here is None or edited):
-            # A local file the cluster does not have at this path, with no op queued (refused
-            # before, or ignored and so never uploaded): keep it as a conflicted copy, take the
-            # remote one.
-            copy = self.d.ops.conflicted_copy(rel)
-            self.fs.rename(rel, copy)
-            self.d.db.move_local(rel, copy)
-            self.d.db.add_op("upload", copy)
-            self.d.progress.conflict(rel, copy)
+        if act is Act.COPY_THEN_DOWNLOAD:
+            # A local file (or folder) the cluster does not have at this path, with no op
+            # queued (refused before, or ignored and so never uploaded): keep it as a
+            # conflicted copy, take the remote one.
+            self._keep_copy(rel)
             disk = None
-        if disk is not None and here is not None and here.kind == FILE and here.content_hash == r.content_hash:
-            if bool(r.executable) != disk.executable:   # a metadata-only revision: chmod
+        elif disk is not None and act in (Act.CHMOD, Act.RECORD):
+            if act is Act.CHMOD:                        # a metadata-only revision: chmod
                 x = self._apply_mode(rel, r.executable, self.fs.lstat(rel).st_mode)
                 self.d.db.put_local(replace(disk.row(), executable=x))
             self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, FILE, r.revision, r.size, r.content_hash, r.executable))
@@ -303,26 +333,35 @@ class Applier:
         self.d.progress.file_done(rel, entry.size, "down")
         return 1
 
+    def _keep_copy(self, rel: str) -> None:
+        """Rename the local entry at ``rel`` to a conflicted copy and queue its upload there."""
+        copy = self.d.ops.conflicted_copy(rel)
+        self.fs.rename(rel, copy)
+        self.d.db.move_local(rel, copy)
+        self.d.ops.requeue(copy)
+        self.d.progress.conflict(rel, copy)
+
     def _delete(self, s: SyncedRow, pending: set[str]) -> int:
         rel = s.path
-        if key_of(rel) in pending:
+        act = decide_delete(self._here(rel, pending))
+        if act is Act.WAIT:
             return 0
-        disk = self.d.indexer.on_disk(rel)
-        if disk is None:
+        if act is Act.FORGET:
             self.d.db.drop_local(rel)
             self.d.db.drop_synced(rel)
             return 1
-        if not same_stat(self.d.db.local(rel), disk):
+        if act is Act.KEEP_EDIT:
             self.d.db.drop_synced(rel)                  # edited here: the edit wins (re-uploaded)
             self.d.mark_dirty(rel)
             return 1
-        if disk.kind == FILE:
+        if act is Act.UNLINK:
             self.fs.unlink(rel)
         else:
             try:
                 self.fs.rmdir(rel)
-            except OSError:                             # kept edits or ignored files inside
-                self.d.db.drop_synced(rel)
+            except OSError:                             # kept edits, ignored files or links inside:
+                self.d.db.drop_synced(rel)              # the folder stays, so it goes back up
+                self.d.db.add_op("mkdir", rel)
                 return 1
         self.d.db.drop_local(rel)
         self.d.db.drop_synced(rel)
