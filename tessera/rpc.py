@@ -12,7 +12,7 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -496,9 +496,17 @@ class ChannelSecurity:
 PLAINTEXT = ChannelSecurity()
 
 
-def open_channel(address: str, security: ChannelSecurity = PLAINTEXT, *, max_message_bytes: int = 8 * 1024 * 1024) -> grpc.aio.Channel:
-    """A grpc.aio channel to ``address`` with the shared options, over TLS when configured."""
-    options = channel_options(max_message_bytes)
+def open_channel(
+    address: str,
+    security: ChannelSecurity = PLAINTEXT,
+    *,
+    max_message_bytes: int = 8 * 1024 * 1024,
+    extra_options: Sequence[tuple[str, Any]] = (),
+) -> grpc.aio.Channel:
+    """A grpc.aio channel to ``address`` with the shared options, over TLS when configured.
+
+    Long-lived callers take channels from ``tessera.channels.ChannelPool`` instead."""
+    options = [*channel_options(max_message_bytes), *extra_options]
     if not security.tls:
         return grpc.aio.insecure_channel(address, options=options)
     if security.server_name:
