@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from metanode import accounts, edits, files, sharing, users
+from metanode import accounts, edits, files, journal, permissions, sharing, users
 from metanode.db import Conn
 from metanode.model import EntryRow, MemberRow
 from metanode.rpcbase import ON_BEHALF_KEY, change_pb, entry_pb, opt_uuid, parse_path
@@ -219,7 +219,7 @@ class MetadataService(AccountRpcs, WriteRpcs, meta_pb2_grpc.MetadataServicer):
 
         async def body(conn: Conn, uid: uuid.UUID) -> EntryRow:
             t = await self._resolve(conn, uid, request.namespace_id, path, into_mount=False)
-            await files.require_role(conn, uid, t.ns_id, write=False, path=path)
+            await permissions.require_role(conn, uid, t.ns_id, write=False, path=path)
             return await files.stat(conn, t.ns_id, t.path)
 
         return entry_pb(await self._txn(context, body))
@@ -231,7 +231,7 @@ class MetadataService(AccountRpcs, WriteRpcs, meta_pb2_grpc.MetadataServicer):
 
         async def body(conn: Conn, uid: uuid.UUID) -> tuple[list[EntryRow], str]:
             t = await self._resolve(conn, uid, request.namespace_id, path, into_mount=True)
-            await files.require_role(conn, uid, t.ns_id, write=False, path=path)
+            await permissions.require_role(conn, uid, t.ns_id, write=False, path=path)
             return await files.list_folder(
                 conn,
                 t.ns_id,
@@ -252,7 +252,7 @@ class MetadataService(AccountRpcs, WriteRpcs, meta_pb2_grpc.MetadataServicer):
 
         async def body(conn: Conn, uid: uuid.UUID) -> Any:
             t = await self._resolve(conn, uid, request.namespace_id, path, into_mount=True)
-            await files.require_role(conn, uid, t.ns_id, write=False, path=path)
+            await permissions.require_role(conn, uid, t.ns_id, write=False, path=path)
             if not t.path:
                 raise FailedPrecondition(f"{path} is a folder")
             return await files.get_file(conn, t.ns_id, t.path, rev), uid
@@ -323,8 +323,8 @@ class MetadataService(AccountRpcs, WriteRpcs, meta_pb2_grpc.MetadataServicer):
             ns = ns_arg
             if ns is None:
                 ns = (await sharing.resolve(conn, uid, None, "", into_mount=False)).root
-            await files.require_role(conn, uid, ns, write=False)
-            return ns, await files.list_changes(conn, ns, cursor.seq, request.limit)
+            await permissions.require_role(conn, uid, ns, write=False)
+            return ns, await journal.list_changes(conn, ns, cursor.seq, request.limit)
 
         ns, (changes, more, resync, head) = await self._txn(context, body)
         last = changes[-1].seq if changes else (head if resync else cursor.seq)

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import grpc
 
-from metanode import chunks, commits, edits, files, idempotency, sharing
+from metanode import chunks, commits, edits, files, idempotency, permissions, sharing
 from metanode.db import Conn
 from metanode.idempotency import entry_from_json, entry_to_json
 from metanode.model import ChunkRef, CommitSpec, EntryRow, Receipt, Role
@@ -256,7 +256,7 @@ class WriteRpcs(ServiceBase):
             a = await self._resolve(conn, uid, request.namespace_id, src, into_mount=False)
             b = await self._resolve(conn, uid, request.namespace_id, dst, into_mount=False)
             if a.ns_id != b.ns_id:
-                await files.require_role(conn, uid, a.ns_id, write=True, path=src)
+                await permissions.require_role(conn, uid, a.ns_id, write=True, path=src)
                 raise FailedPrecondition(
                     "moving into or out of a shared folder is not supported: copy, then delete"
                 )
