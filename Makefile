@@ -21,9 +21,11 @@ up: venv           ## start a local cluster (etcd, PostgreSQL, metanode, syncnod
 down: venv
 	$(VENV)/bin/tessera down
 
-test: venv         ## the whole suite: protos fresh, lint, unit + integration + fault + k8s tests
+test: venv         ## the whole suite: protos fresh, lint, format, types, unit + integration + fault + k8s tests
 	$(PY) scripts/gen_protos.py --check
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 test-fast: venv    ## unit tests only
@@ -35,9 +37,10 @@ proto: venv        ## regenerate tessera/pb from proto/
 proto-check: venv
 	$(PY) scripts/gen_protos.py --check
 
-lint: venv
+lint: venv         ## ruff, formatting, and mypy (strict on tessera/ and the SDK; see pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: venv
 	$(VENV)/bin/ruff format .
@@ -47,4 +50,4 @@ bench: venv        ## benchmarks: print figures and compare with bench/baseline.
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build *.egg-info

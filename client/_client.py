@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import tempfile
 import uuid
@@ -207,7 +208,7 @@ class Client(AccountCalls):
             if not token:
                 return out
 
-    async def list_tree(self, path: str = "", *, namespace_id: str = "") -> list[Entry]:
+    async def list_tree(self, path: str = "", *, namespace_id: str = "") -> builtins.list[Entry]:
         """Every entry under a folder, at any depth (folders before their contents)."""
         out: list[Entry] = []
         folders = [path]
@@ -218,7 +219,7 @@ class Client(AccountCalls):
                     folders.append(e.path)
         return out
 
-    async def need_chunks(self, hashes: list[bytes]) -> set[bytes]:
+    async def need_chunks(self, hashes: builtins.list[bytes]) -> set[bytes]:
         if not hashes:
             return set()
         resp = await _call(
@@ -351,7 +352,7 @@ class Client(AccountCalls):
     # -- changes ------------------------------------------------------------------------------
     async def list_changes(
         self, cursor: Cursor, *, limit: int = 1000
-    ) -> tuple[list[Change], Cursor, bool, bool]:
+    ) -> tuple[builtins.list[Change], Cursor, bool, bool]:
         """(changes after cursor, next cursor, has_more, resync_required)."""
         req = meta_pb2.ListChangesRequest(
             cursor=common_pb2.Cursor(namespace_id=cursor.namespace_id, seq=cursor.seq), limit=limit
@@ -375,11 +376,11 @@ class Client(AccountCalls):
         return ring.member(ring.owners(key_position(self.user_id), 1)[0]).address
 
     async def subscribe(
-        self, cursors: list[Cursor] | None = None, *, heartbeats: bool = False
+        self, cursors: builtins.list[Cursor] | None = None, *, heartbeats: bool = False
     ) -> AsyncIterator[Change | None]:
         """Changes from the cursors on, then live; re-locates the owner sync node when told to.
         With ``heartbeats``, yields None on each heartbeat (handy for liveness checks)."""
-        known = {c.namespace_id: c.seq for c in cursors or []}
+        known: dict[str, int] = {c.namespace_id: c.seq for c in cursors or []}
         while True:
             address = await self._sync_address()
             async with open_channel(address, self.security, max_message_bytes=64 * 1024 * 1024) as channel:
@@ -446,7 +447,7 @@ class Client(AccountCalls):
                                       device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
         return Entry.from_pb((await _call(self._meta.Restore(req, metadata=self._md, timeout=self.config.timeout))).entry)
 
-    async def history(self, path: str, *, limit: int = 0, namespace_id: str = "") -> list[Entry]:
+    async def history(self, path: str, *, limit: int = 0, namespace_id: str = "") -> builtins.list[Entry]:
         """The revisions of a file, newest first (deletes included), each at its path then."""
         req = meta_pb2.HistoryRequest(namespace_id=namespace_id, path=path, limit=limit)
         resp = await _call(self._meta.History(req, metadata=self._md, timeout=self.config.timeout))
@@ -471,13 +472,13 @@ class Client(AccountCalls):
                                       device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
         await _call(self._meta.Unshare(req, metadata=self._md, timeout=self.config.timeout))
 
-    async def members(self, path: str = "", *, namespace_id: str = "") -> list[Member]:
+    async def members(self, path: str = "", *, namespace_id: str = "") -> builtins.list[Member]:
         """The members of the (shared) folder holding ``path``, owner first."""
         req = meta_pb2.ListMembersRequest(namespace_id=namespace_id, path=path)
         resp = await _call(self._meta.ListMembers(req, metadata=self._md, timeout=self.config.timeout))
         return [Member(m.user_id, m.user_name, _ROLE_NAMES.get(m.role, "?"), m.namespace_id) for m in resp.members]
 
-    async def namespaces(self) -> list[Namespace]:
+    async def namespaces(self) -> builtins.list[Namespace]:
         """Every namespace this user sees: the root (mount path "") and each shared folder."""
         resp = await _call(self._meta.ListNamespaces(meta_pb2.ListNamespacesRequest(), metadata=self._md, timeout=self.config.timeout))
         return [Namespace(n.namespace_id, n.mount_path, _ROLE_NAMES.get(n.role, "?"), n.head_seq, n.oldest_seq)

@@ -68,4 +68,4 @@ def from_rpc_error(e: grpc.aio.AioRpcError) -> SyncError:
 
 
 def code_name(code: grpc.StatusCode) -> str:
-    return code.name.replace("_", " ").lower()
+    return str(code.name).replace("_", " ").lower()

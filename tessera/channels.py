@@ -70,7 +70,7 @@ class ChannelPool:
         stub = self._stubs.get(key)
         if stub is None:
             stub = self._stubs[key] = stub_class(self.channel(address, security))
-        return stub  # type: ignore[no-any-return]
+        return stub
 
     def discard(
         self, address: str, *, grace: float | None = None, security: ChannelSecurity | None = None

@@ -48,7 +48,7 @@ class RetryPolicy:
 
     def ceiling(self, attempt: int) -> float:
         """The longest wait after ``attempt`` failures in a row (``attempt`` from 0)."""
-        return min(self.cap, self.base * 2 ** min(max(attempt, 0), 30))
+        return min(self.cap, self.base * (1 << min(max(attempt, 0), 30)))
 
     def delay(self, attempt: int) -> float:
         """A jittered wait after ``attempt`` failures in a row: uniform in ``[0, ceiling)``."""
@@ -56,7 +56,7 @@ class RetryPolicy:
 
     def retryable(self, error: BaseException) -> bool:
         """Is this failure one another try may cure?"""
-        return isinstance(error, grpc.RpcError) and error.code() in self.retry_on  # type: ignore[attr-defined]
+        return isinstance(error, grpc.RpcError) and error.code() in self.retry_on
 
     def _waits(self) -> list[float]:
         """The waits of one call's retries, cut to the budget."""
