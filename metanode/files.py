@@ -2,9 +2,8 @@
 
 A namespace is a tree of rows in ``files`` linked by ``parent_id``; a file keeps its id across
 renames and moves. Every change writes a revision (numbered per file, ``n``), moves the file's
-head, and appends to the namespace's gap-free journal (``namespaces.head_seq`` is bumped in the
-same transaction, so concurrent changes serialize on it and the journal never has a hole or a
-duplicate). Deletes, moves and restores (``metanode.edits``) and shares (``metanode.sharing``)
+head, and appends to the namespace's gap-free journal (``metanode.journal``) in the same
+transaction; who may write is ``metanode.permissions``'s to say. Deletes, moves and restores (``metanode.edits``) and shares (``metanode.sharing``)
 are built from ``write_change`` too.
 """
 
@@ -13,9 +12,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from metanode import blocklists, chunks
+from metanode import blocklists, chunks, journal
 from metanode.db import Conn
-from metanode.journal import next_seq
 from metanode.model import (
     MAX_LIST_PAGE,
     ROOT_PARENT,
@@ -282,7 +280,7 @@ async def write_change(
     is only used when the row is created (a mount point in a member's root namespace). With a
     cache, no statement waits for its result (pipeline mode) and the cache learns the new row.
     """
-    seq = await next_seq(conn, ns_id, cache)
+    seq = await journal.next_seq(conn, ns_id, cache)
     file_id = row.file_id if row else uuid.uuid4()
     n = (row.revs if row else 0) + 1
     rev_id = uuid.uuid4()
@@ -302,11 +300,7 @@ async def write_change(
         created = (await (await conn.execute(insert + " RETURNING created_at", values)).fetchone())[
             0
         ]
-    await conn.execute(
-        """INSERT INTO journal (ns_id, seq, op, kind, file_id, rev_id, path, old_path)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-        (ns_id, seq, int(op), int(kind), file_id, rev_id, path, old_path),
-    )
+    await journal.append(conn, ns_id, seq, op, kind, file_id, rev_id, path, old_path)
     if chunk_list and not deleted:
         await chunks.add_refs(conn, ns_id, file_id, rev_id, chunk_list)
     if row is None:

@@ -35,6 +35,25 @@ async def next_seq(conn: Conn, ns_id: uuid.UUID, cache: TxCache | None = None) -
     return int(row[0])
 
 
+async def append(
+    conn: Conn,
+    ns_id: uuid.UUID,
+    seq: int,
+    op: Op,
+    kind: Kind,
+    file_id: uuid.UUID,
+    rev_id: uuid.UUID,
+    path: str,
+    old_path: str = "",
+) -> None:
+    """Record one change at ``seq`` (reserved with ``next_seq`` in the same transaction)."""
+    await conn.execute(
+        """INSERT INTO journal (ns_id, seq, op, kind, file_id, rev_id, path, old_path)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+        (ns_id, seq, int(op), int(kind), file_id, rev_id, path, old_path),
+    )
+
+
 async def list_changes(
     conn: Conn, ns_id: uuid.UUID, after: int, limit: int
 ) -> tuple[list[ChangeRow], bool, bool, int]:
