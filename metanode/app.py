@@ -12,7 +12,7 @@ from metanode.db import Database
 from metanode.gc import Collector
 from metanode.notify import Notifier
 from metanode.schema import migrate
-from metanode.service import MetadataService
+from metanode.servicer import MetadataService
 from tessera import membership
 from tessera.auth import Signer
 from tessera.config import MetaConfig
