@@ -20,7 +20,7 @@ import grpc
 from metanode import accounts, users
 from metanode.accounts import DeviceRow
 from metanode.db import Conn
-from metanode.rpcbase import ServiceBase
+from metanode.rpcbase import Handlers
 from tessera import revocation
 from tessera.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
 from tessera.pb import meta_pb2
@@ -44,7 +44,7 @@ def _device_pb(d: DeviceRow, current: str) -> meta_pb2.Device:
     )
 
 
-class AccountRpcs(ServiceBase):
+class AccountRpcs(Handlers):
     """Login, WhoAmI, CreateUser, RevokeToken, ListDevices, RevokeDevice, ChangePassword,
     ListUsers, DeleteUser."""
 

@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 
 from metanode.db import Conn
-from metanode.rpcbase import ServiceBase
+from metanode.rpcbase import Handlers
 from tessera.chunking import MAX_CHUNK
 from tessera.errors import TesseraError
 from tessera.pb import common_pb2, meta_pb2
@@ -25,7 +25,7 @@ def _node_info(rec: Any, up: bool, kind: str) -> common_pb2.NodeInfo:
     )
 
 
-class ClusterRpcs(ServiceBase):
+class ClusterRpcs(Handlers):
     """GetClusterInfo, GetStatus."""
 
     def _cluster_info(self) -> meta_pb2.ClusterInfo:

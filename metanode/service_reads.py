@@ -11,7 +11,7 @@ import grpc
 from metanode import edits, files, journal, permissions, sharing
 from metanode.db import Conn
 from metanode.model import EntryRow, MemberRow
-from metanode.rpcbase import ServiceBase, change_pb, entry_pb, opt_uuid, parse_path
+from metanode.rpcbase import Handlers, change_pb, entry_pb, opt_uuid, parse_path
 from tessera.errors import (
     FailedPrecondition,
 )
@@ -26,7 +26,7 @@ def _member_pb(m: MemberRow) -> meta_pb2.Member:
     )
 
 
-class ReadRpcs(ServiceBase):
+class ReadRpcs(Handlers):
     """Stat, List, GetFile, History, ListMembers, ListNamespaces, ListChanges."""
 
     # -- reads ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from metanode import chunks, commits, edits, files, idempotency, permissions, sh
 from metanode.db import Conn
 from metanode.idempotency import entry_from_json, entry_to_json
 from metanode.model import ChunkRef, CommitSpec, EntryRow, Receipt, Role
-from metanode.rpcbase import ServiceBase, entry_pb, opt_uuid, parse_path, parse_uuid
+from metanode.rpcbase import Handlers, entry_pb, opt_uuid, parse_path, parse_uuid
 from metanode.txcache import TxCache, cached
 from tessera.chunking import MAX_CHUNK
 from tessera.errors import (
@@ -35,7 +35,7 @@ MAX_NEED = 100_000
 HASH_LEN = 32
 
 
-class WriteRpcs(ServiceBase):
+class WriteRpcs(Handlers):
     """Mixin of MetadataService with every RPC that changes something."""
 
     # -- chunks and commits -----------------------------------------------------------------
