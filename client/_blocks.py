@@ -69,6 +69,8 @@ class BlockPool:
         self.ring = ring
         self.replicas = replicas
         self._md = auth_metadata(token)
+        self._max_message_bytes = max_message_bytes
+        self._security = security
         self._pool = ChannelPool(security, max_message_bytes=max_message_bytes)
         self._receipts: OrderedDict[bytes, common_pb2.Receipt] = OrderedDict()
         self.sent_chunks = 0  # chunks streamed to block nodes (retries included)
