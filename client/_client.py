@@ -380,7 +380,7 @@ class Client(AccountCalls):
     ) -> AsyncIterator[Change | None]:
         """Changes from the cursors on, then live; re-locates the owner sync node when told to.
         With ``heartbeats``, yields None on each heartbeat (handy for liveness checks)."""
-        known: dict[str, int] = {c.namespace_id: c.seq for c in cursors or []}
+        known = {c.namespace_id: c.seq for c in cursors or []}
         while True:
             address = await self._sync_address()
             async with open_channel(address, self.security, max_message_bytes=64 * 1024 * 1024) as channel:
