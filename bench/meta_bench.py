@@ -93,8 +93,9 @@ async def concurrent_commits(bench: Bench, n_users: int, seconds: float) -> tupl
     return len(latencies), elapsed, latencies
 
 
-async def batch_versus_single(bench: Bench, files: int) -> tuple[float, float]:
-    """Seconds to commit ``files`` small files as one CommitBatch, then one Commit at a time."""
+async def batch_versus_single(bench: Bench, files: int) -> tuple[float, float, float]:
+    """Seconds to commit ``files`` small files as one CommitBatch, then one Commit at a time,
+    then to delete the latter one Delete at a time."""
     (uid_a, tok_a), (uid_b, tok_b) = await bench.make_users(2)
     async with grpc.aio.insecure_channel(bench.cluster.meta_address, options=channel_options(64 << 20)) as ch:
         stub = meta_pb2_grpc.MetadataStub(ch)
@@ -108,7 +109,14 @@ async def batch_versus_single(bench: Bench, files: int) -> tuple[float, float]:
         for req in singles:
             await stub.Commit(req, metadata=auth_metadata(tok_b), timeout=60)
         single_s = time.perf_counter() - t
-    return batch_s, single_s
+        cpu0 = meta_cpu(bench.cluster)
+        t = time.perf_counter()
+        for i in range(files):  # one Delete RPC per file, as a device deleting them would
+            req = meta_pb2.DeleteRequest(path=f"photos/{i // 200}/img{i}.jpg", device_id="bench", operation_id=uuid.uuid4().hex)
+            await stub.Delete(req, metadata=auth_metadata(tok_b), timeout=60)
+        delete_s = time.perf_counter() - t
+        print(f"metanode CPU per Delete: {_ms((meta_cpu(bench.cluster) - cpu0) / files)}")
+    return batch_s, single_s, delete_s
 
 
 async def populate(bench: Bench, n_users: int, files: int) -> float:
@@ -127,6 +135,18 @@ async def populate(bench: Bench, n_users: int, files: int) -> float:
     return time.perf_counter() - t
 
 
+def meta_cpu(cluster: LocalCluster) -> float:
+    """CPU seconds the metanode processes have used so far (from /proc)."""
+    total = 0
+    for node in cluster.nodes("meta"):
+        try:
+            fields = Path(f"/proc/{node['pid']}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, KeyError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _ms(x: float) -> str:
     return f"{x * 1000:.1f} ms"
 
@@ -139,14 +159,17 @@ async def run(args: argparse.Namespace, cluster: LocalCluster) -> None:
         if args.base_users:
             took = await populate(bench, args.base_users, args.base_files)
             print(f"database populated first: {args.base_users} users x {args.base_files} files in {took:.0f} s")
-        print(f"{'users':>6} {'commits':>8} {'commits/s':>10} {'p50':>10} {'p99':>10}")
+        print(f"{'users':>6} {'commits':>8} {'commits/s':>10} {'p50':>10} {'p99':>10} {'metanode CPU/commit':>20}")
         for n in args.users:
+            cpu0 = meta_cpu(cluster)
             count, elapsed, lat = await concurrent_commits(bench, n, args.seconds)
+            cpu = (meta_cpu(cluster) - cpu0) / max(count, 1)
             q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [lat[0]] * 99
-            print(f"{n:>6} {count:>8} {count / elapsed:>10.0f} {_ms(q[49]):>10} {_ms(q[98]):>10}")
-        batch_s, single_s = await batch_versus_single(bench, args.files)
+            print(f"{n:>6} {count:>8} {count / elapsed:>10.0f} {_ms(q[49]):>10} {_ms(q[98]):>10} {_ms(cpu):>20}")
+        batch_s, single_s, delete_s = await batch_versus_single(bench, args.files)
         print(f"{args.files} small files: one CommitBatch {batch_s:.2f} s ({args.files / batch_s:.0f} files/s), "
               f"one Commit each {single_s:.2f} s ({args.files / single_s:.0f} files/s), batch {single_s / batch_s:.1f}x faster")
+        print(f"{args.files} deletes, one Delete each: {delete_s:.2f} s ({args.files / delete_s:.0f} files/s)")
     finally:
         await bench.db.close()
 

@@ -1,10 +1,11 @@
-"""The block node: content-addressed chunks in RocksDB, replicated on the block ring.
+"""The block node: content-addressed chunks in segment files, replicated on the block ring.
 
-- ``store``: the ``ChunkStore``/``BlockStore`` protocols, ``RocksChunkStore`` and
-  ``MemoryChunkStore`` (tests); ``asyncstore``: ``AsyncChunkStore`` (group commit, reads on
-  threads).
-- ``storeproc``: ``ProcessChunkStore``, the RocksDB store in a child process (rocksdict holds
-  the GIL through every call; the node's event loop must not wait on it).
+- ``segstore``: ``SegmentChunkStore``, the node's store: append-only segment files (pwritev +
+  fdatasync, GIL released) indexed by RocksDB, replay after a crash, compaction after deletes.
+- ``store``: the ``ChunkStore``/``BlockStore`` protocols, ``RocksChunkStore`` (the store of
+  earlier versions, kept to migrate from) and ``MemoryChunkStore`` (tests); ``asyncstore``:
+  ``AsyncChunkStore`` (group commit, reads on threads, compaction scheduling); ``cache``: the
+  hot-chunk LRU of verified reads.
 - ``placement``: the ring as this node sees it, replica sets and hinted-handoff pairing;
   ``ranges``: ring owners per chunk and digests of the ranges two replicas share.
 - ``service``: the Block gRPC service (puts with replication, ticketed reads with repair,

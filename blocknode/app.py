@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import uuid
 from collections.abc import Collection
 from pathlib import Path
@@ -20,8 +21,9 @@ from blocknode.decommission import Decommissioner
 from blocknode.ratelimit import RateLimiter
 from blocknode.replicator import Replicator
 from blocknode.scrubber import Scrubber
+from blocknode.segstore import SegmentChunkStore
 from blocknode.service import NODE_METHODS, SERVICE_NAME, BlockService, add_to_server
-from blocknode.storeproc import ProcessChunkStore
+from blocknode.store import RocksChunkStore
 from tessera.auth import Signer
 from tessera.config import BlockConfig, ConfigError
 from tessera.membership import (
@@ -43,11 +45,47 @@ from tessera.server import Bound
 log = logging.getLogger(__name__)
 
 NODE_ID_FILE = "NODE_ID"
-STORE_DIR = "chunks"
+STORE_DIR = "segstore"  # segment files and their RocksDB index (blocknode.segstore)
+LEGACY_STORE_DIR = "chunks"  # the RocksDB chunk store of earlier versions, migrated on start
+MIGRATE_BATCH = 64 * 1024 * 1024
 KIND = "block"
 READY_TIMEOUT = 10.0  # seconds to wait for our own registration to show in the ring
 MB = 1_000_000
 _PARAM_FIELDS = ("replicas", "write_quorum", "vnodes")  # BlockConfig fields checked against etcd
+
+
+def open_store(data_dir: Path) -> SegmentChunkStore:
+    """The node's segment store, after moving a legacy RocksDB chunk store into it (once).
+
+    Chunks and hint records are copied in synced batches; the old directory is removed only
+    when every one of them is in the segments. An interrupted migration starts over (puts of
+    the same chunk are idempotent).
+    """
+    store = SegmentChunkStore(data_dir / STORE_DIR)
+    legacy = data_dir / LEGACY_STORE_DIR
+    if not (legacy / "CURRENT").exists():
+        return store
+    log.info("moving the chunks of %s into segment files", legacy)
+    old = RocksChunkStore(legacy)
+    try:
+        batch: list[tuple[bytes, bytes]] = []
+        size = 0
+        for chunk_hash in old.scan():
+            data = old.get(chunk_hash)
+            if data is None:
+                continue
+            batch.append((chunk_hash, data))
+            size += len(data)
+            if size >= MIGRATE_BATCH:
+                store.write(batch)
+                batch, size = [], 0
+        store.write(batch, list(old.hints()))
+        moved = old.count()
+    finally:
+        old.close()
+    shutil.rmtree(legacy)
+    log.info("moved %d chunks into segment files; removed %s", moved, legacy)
+    return store
 
 
 class StartupError(Exception):
@@ -104,8 +142,9 @@ class BlockApp:
     def __init__(self, cfg: BlockConfig, registry: CollectorRegistry, node_id: str) -> None:
         self.cfg = cfg
         self.node_id = node_id
-        # RocksDB runs in a child process: rocksdict holds the GIL through every call.
-        self.store = AsyncChunkStore(ProcessChunkStore(Path(cfg.data_dir) / STORE_DIR, readers=4))
+        self.store = AsyncChunkStore(
+            open_store(Path(cfg.data_dir)), cache_bytes=cfg.cache_mb * 1024 * 1024
+        )
         self.service = BlockService(cfg, node_id, self.store, Signer(cfg.cluster_secret), registry)
         service = self.service
         self.replicator = Replicator(

@@ -10,6 +10,7 @@ small thread pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections import deque
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from blocknode.cache import ChunkCache
 from blocknode.store import BlockStore, ChunkCorrupt, StoreError, verify
 
 log = logging.getLogger(__name__)
@@ -55,12 +57,19 @@ class AsyncChunkStore:
         store: The blocking store it fronts (closed by ``close``).
         max_batch_bytes: Upper bound on the chunk bytes of one group commit.
         read_threads: Threads for reads and re-hashing.
+        cache_bytes: Size of the hot-chunk cache of verified reads (0: none).
     """
 
     def __init__(
-        self, store: BlockStore, *, max_batch_bytes: int = 16 * 1024 * 1024, read_threads: int = 4
+        self,
+        store: BlockStore,
+        *,
+        max_batch_bytes: int = 16 * 1024 * 1024,
+        read_threads: int = 4,
+        cache_bytes: int = 0,
     ) -> None:
         self.store = store
+        self.cache = ChunkCache(cache_bytes)
         self._max_batch = max_batch_bytes
         self._queue: deque[_Op] = deque()
         self._wake = asyncio.Event()
@@ -69,6 +78,9 @@ class AsyncChunkStore:
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self.batches = 0  # synced write batches so far (for tests and benchmarks)
+        self.reclaimed = 0  # bytes compaction has given back so far
+        self._compaction: asyncio.Task[None] | None = None
+        self._no_compaction = False  # set by close
 
     async def _submit(
         self,
@@ -94,7 +106,10 @@ class AsyncChunkStore:
     async def delete_many(self, hashes: Sequence[bytes]) -> int:
         """Remove chunks durably; how many were there."""
         items = list(hashes)
-        return int(await self._submit([], [], lambda: self.store.delete_many(items)))
+        self.cache.discard(items)
+        deleted = int(await self._submit([], [], lambda: self.store.delete_many(items)))
+        self._maybe_compact()
+        return deleted
 
     async def finish_hints(self, target: str, hashes: Sequence[bytes]) -> int:
         """Forget ``target``'s hint records for these chunks (delivered, or moot)."""
@@ -104,7 +119,36 @@ class AsyncChunkStore:
     async def drop_unhinted(self, hashes: Sequence[bytes]) -> list[bytes]:
         """Delete the chunks no hint record names; returns those deleted."""
         items = list(hashes)
-        return list(await self._submit([], [], lambda: self.store.drop_unhinted(items)))
+        dropped = list(await self._submit([], [], lambda: self.store.drop_unhinted(items)))
+        self.cache.discard(dropped)
+        self._maybe_compact()
+        return dropped
+
+    def _maybe_compact(self) -> None:
+        """After deletes: compact the sealed segment with the most garbage, in the background.
+
+        One compaction at a time, through the writer queue (it runs alone there, between groups
+        of puts). Stores without segments have nothing to compact.
+        """
+        find = getattr(self.store, "compactable", None)
+        if find is None or self._compaction is not None or self._no_compaction:
+            return
+        seg = find()
+        if seg is None:
+            return
+
+        async def run() -> None:
+            try:
+                reclaimed = await self._submit([], [], lambda: self.store.compact(seg))
+                self.reclaimed += int(reclaimed)
+                log.info("compacted segment %d: %d bytes reclaimed", seg, reclaimed)
+            except Exception as e:
+                log.error("compaction of segment %d failed: %s", seg, e)
+            finally:
+                self._compaction = None
+            self._maybe_compact()  # the next one, if deletes left more garbage
+
+        self._compaction = asyncio.create_task(run(), name="chunkstore-compact")
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -162,8 +206,16 @@ class AsyncChunkStore:
         """The chunk's stored bytes, or None."""
         return await self.run_read(lambda: self.store.get(chunk_hash))
 
-    async def read(self, chunk_hash: bytes) -> tuple[Copy, bytes | None]:
-        """The chunk re-hashed as read: (OK, data), (MISSING, None) or (CORRUPT, None)."""
+    async def read(self, chunk_hash: bytes, *, cached: bool = True) -> tuple[Copy, bytes | None]:
+        """The chunk re-hashed as read: (OK, data), (MISSING, None) or (CORRUPT, None).
+
+        With ``cached`` a chunk verified by an earlier read may come from the hot-chunk cache,
+        and a chunk read and verified now is kept there; without, the disk is read (scrubbing).
+        """
+        if cached and self.cache.max_bytes:
+            hit = self.cache.get(chunk_hash)
+            if hit is not None:
+                return Copy.OK, hit
 
         def read() -> tuple[Copy, bytes | None]:
             try:
@@ -174,6 +226,8 @@ class AsyncChunkStore:
                 return Copy.MISSING, None
             if not verify(chunk_hash, data):
                 return Copy.CORRUPT, None
+            if cached and self.cache.max_bytes:
+                self.cache.put(chunk_hash, data)
             return Copy.OK, data
 
         return await self.run_read(read)
@@ -211,6 +265,10 @@ class AsyncChunkStore:
         """Finish queued writes, stop the threads and close the store (idempotent)."""
         if self._closing:
             return
+        self._no_compaction = True
+        if self._compaction is not None:
+            with contextlib.suppress(Exception):
+                await self._compaction
         self._closing = True
         self._wake.set()
         if self._writer is not None:

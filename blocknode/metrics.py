@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class _CacheCollector(Collector):
+    """The hot-chunk cache's hits, misses and size, read from the cache when scraped."""
+
+    def __init__(self, stats: Callable[[], tuple[int, int, int]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        hits, misses, size = self._stats()
+        yield CounterMetricFamily(
+            "tessera_block_cache_hits", "Chunk reads served from the hot-chunk cache", value=hits
+        )
+        yield CounterMetricFamily(
+            "tessera_block_cache_misses", "Chunk reads the hot-chunk cache missed", value=misses
+        )
+        yield GaugeMetricFamily(
+            "tessera_block_cache_bytes", "Bytes held by the hot-chunk cache", value=size
+        )
 
 
 class BlockMetrics:
@@ -20,7 +41,10 @@ class BlockMetrics:
         *,
         chunk_count: Callable[[], float],
         hint_count: Callable[[], float],
+        cache_stats: Callable[[], tuple[int, int, int]] | None = None,
     ) -> None:
+        if cache_stats is not None:
+            registry.register(_CacheCollector(cache_stats))
         self.chunks_stored = Gauge(
             "tessera_block_chunks_stored", "Chunks held by this node", registry=registry
         )

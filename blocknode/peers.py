@@ -8,12 +8,14 @@ half), so, like ``service``, it speaks protobuf; the background loops (``replica
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
 
 from blocknode.ratelimit import RateLimiter
+from blocknode.replstream import ReplicaStream, StreamBroken
 from blocknode.store import verify
 from tessera.auth import Signer
 from tessera.channels import ChannelPool
@@ -22,6 +24,8 @@ from tessera.errors import Unavailable
 from tessera.pb import block_pb2, block_pb2_grpc
 from tessera.ring import Member
 from tessera.rpc import ChannelSecurity, auth_metadata
+
+log = logging.getLogger(__name__)
 
 PEER_TIMEOUT = 30.0  # seconds for one small node-to-node call
 PUSH_TIMEOUT = 600.0  # seconds for one background push stream (rate-limited)
@@ -37,7 +41,11 @@ RECONNECT_OPTIONS = [
 class PeerError(Unavailable):
     """A call to another node failed; ``code`` is its gRPC status (``status`` here)."""
 
-    def __init__(self, member: Member, e: grpc.aio.AioRpcError) -> None:
+    def __init__(self, member: Member, e: grpc.aio.AioRpcError | StreamBroken) -> None:
+        if isinstance(e, StreamBroken):
+            super().__init__(f"{member.node_id}: {e.status.name} {e}")
+            self.status = e.status
+            return
         super().__init__(f"{member.node_id}: {e.code().name} {e.details()}")
         self.status = e.code()
 
@@ -76,6 +84,8 @@ class PeerClient:
         )
         self.metadata = auth_metadata(signer.node_token(node_id))
         self._addresses: dict[str, str] = {}  # node id -> the address last dialled
+        self._streams: dict[str, ReplicaStream] = {}
+        self._legacy: set[str] = set()  # peers without ReplicateStream (older nodes)
 
     def stub(self, member: Member) -> block_pb2_grpc.BlockStub:
         """The stub for a peer, dialling (or redialling) its advertised address."""
@@ -86,6 +96,10 @@ class PeerClient:
 
     def reset(self, node_id: str) -> None:
         """Redial a peer on its next call (it just came back: skip the reconnect backoff)."""
+        stream = self._streams.pop(node_id, None)
+        if stream is not None:
+            stream.close()
+        self._legacy.discard(node_id)  # it may have been upgraded
         address = self._addresses.pop(node_id, None)
         if address is not None:  # calls in flight on it may finish first
             self._pool.discard(address, grace=PEER_TIMEOUT)
@@ -95,9 +109,27 @@ class PeerClient:
     ) -> None:
         """Store one chunk of a client's put on a replica (durable when this returns).
 
+        Sent on the peer's long-lived ``ReplicateStream`` (opened on first use, replaced when it
+        fails); a peer that does not know that call gets a ``Replicate`` call of its own.
+
         Raises:
             PeerError: The replica did not store it.
         """
+        if member.node_id not in self._legacy:
+            stream = self._streams.get(member.node_id)
+            if stream is None or stream.broken is not None or stream.address != member.address:
+                if stream is not None:
+                    stream.close()
+                stream = ReplicaStream(self.stub(member), self.metadata, member.address)
+                self._streams[member.node_id] = stream
+            try:
+                await stream.send(chunk_hash, data, hint_for, PEER_TIMEOUT)
+                return
+            except StreamBroken as e:
+                if e.status != grpc.StatusCode.UNIMPLEMENTED:
+                    raise PeerError(member, e) from None
+                log.info("%s has no ReplicateStream: one Replicate call per copy", member.node_id)
+                self._legacy.add(member.node_id)
         request = block_pb2.ReplicateRequest(hash=chunk_hash, data=data, hint_for=hint_for)
         try:
             await self.stub(member).Replicate(
@@ -226,5 +258,10 @@ class PeerClient:
         return None
 
     async def close(self) -> None:
-        """Close every channel."""
+        """Close every replication stream and channel."""
+        streams = list(self._streams.values())
+        self._streams.clear()
+        for stream in streams:
+            stream.close()
+            await stream.wait_closed()
         await self._pool.close(grace=1.0)

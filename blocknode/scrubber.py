@@ -83,7 +83,7 @@ class Scrubber:
         while True:
             page = await self._store.scan_page(start, None, PAGE)
             for chunk_hash in page:
-                state, data = await self._store.read(chunk_hash)
+                state, data = await self._store.read(chunk_hash, cached=False)
                 size = len(data) if data is not None else 0
                 await self._limiter.take(max(size, 4096))
                 if state is Copy.MISSING:

@@ -35,6 +35,7 @@ from blocknode.metrics import BlockMetrics
 from blocknode.peers import PeerClient, PeerError
 from blocknode.placement import RingTracker
 from blocknode.ranges import OwnerIndex, bucket_bounds, digests, placement_fingerprint
+from blocknode.replica_rpcs import ReplicaRpcs
 from blocknode.store import HASH_LEN, verify
 from tessera.auth import Principal, Signer
 from tessera.chunking import MAX_CHUNK
@@ -63,6 +64,7 @@ NODE_METHODS = tuple(
     for m in (
         "HasChunks",
         "Replicate",
+        "ReplicateStream",
         "DeleteChunks",
         "RangeDigests",
         "ListRange",
@@ -73,7 +75,6 @@ PUT_WINDOW = 8  # chunks of one PutChunks stream in flight at once
 GET_WINDOW = 4  # chunks of one GetChunks stream read ahead
 MAX_HASHES = 10_000  # hashes in one HasChunks / DeleteChunks / GetChunks call
 MAX_BUCKETS = 65_536  # RangeDigests / ListRange
-REPLICATE_WINDOW = 8  # chunks of one Replicate stream being stored at once
 MAX_BACKGROUND = 256  # replica writes left running after acks; past this, puts wait for all
 DRAIN_SECONDS = 2.0  # after a bad chunk, read the rest of the stream this long before failing
 DRAIN_BYTES = 64 * 1024 * 1024  # ... or this many bytes
@@ -97,7 +98,7 @@ def _check_hashes(hashes: Sequence[bytes]) -> None:
             raise InvalidArgument(f"a chunk hash is 32 bytes (SHA-256), got {len(h)}")
 
 
-class BlockService(block_pb2_grpc.BlockServicer):
+class BlockService(ReplicaRpcs, block_pb2_grpc.BlockServicer):
     """The Block servicer of one node.
 
     Args:
@@ -121,8 +122,12 @@ class BlockService(block_pb2_grpc.BlockServicer):
         self._store = store
         self._signer = signer
         self.peers = PeerClient(cfg, signer, node_id)
+        cache = store.cache
         self.metrics = BlockMetrics(
-            registry, chunk_count=store.store.count, hint_count=store.store.hint_count
+            registry,
+            chunk_count=store.store.count,
+            hint_count=store.store.hint_count,
+            cache_stats=lambda: (cache.hits, cache.misses, cache.size),
         )
         self.rings = RingTracker(
             node_id, DEFAULT_PARAMS.with_overrides(cfg.replicas, cfg.write_quorum, cfg.vnodes)
@@ -309,56 +314,6 @@ class BlockService(block_pb2_grpc.BlockServicer):
             self.metrics.replication_failures.inc()
             raise Unavailable(f"replica {e}") from None
         self.metrics.bytes_out.labels("replica").inc(len(data))
-
-    async def Replicate(
-        self,
-        request_iterator: AsyncIterator[block_pb2.ReplicateRequest],
-        context: grpc.aio.ServicerContext,
-    ) -> block_pb2.ReplicateResponse:
-        """Node-only: store replicas, hinted-handoff copies and background copies from a peer.
-
-        Up to ``REPLICATE_WINDOW`` chunks of the stream are stored at once (one group commit);
-        the answer comes when every one is durable.
-        """
-        stored = 0
-        refused: list[bytes] = []
-        window = asyncio.Semaphore(REPLICATE_WINDOW)
-        writes: list[asyncio.Task[None]] = []
-
-        async def store(chunk_hash: bytes, data: bytes, source: str, hint_for: str) -> None:
-            try:
-                await self._store_local(chunk_hash, data, source, hint_for)
-            finally:
-                window.release()
-
-        try:
-            async for request in request_iterator:
-                chunk_hash, data, hint_for = request.hash, request.data, request.hint_for
-                if len(chunk_hash) != HASH_LEN or len(data) > MAX_CHUNK:
-                    raise InvalidArgument("a replica needs a 32-byte hash and at most 4 MiB")
-                if hint_for and (len(hint_for.encode()) > 255 or "\x00" in hint_for):
-                    raise InvalidArgument("hint_for is not a node id")
-                if not await asyncio.to_thread(verify, chunk_hash, data):
-                    raise InvalidArgument(f"chunk {chunk_hash.hex()} does not match its hash")
-                self.metrics.bytes_in.labels("replica").inc(len(data))
-                if request.repair and chunk_hash in self._recent_deletes:
-                    refused.append(chunk_hash)
-                    continue
-                if hint_for:
-                    source = "hint"
-                elif request.repair:
-                    source = "repair"
-                else:
-                    source = "replica"
-                await window.acquire()
-                writes.append(asyncio.create_task(store(chunk_hash, data, source, hint_for)))
-                stored += 1
-            if writes:
-                await asyncio.gather(*writes)
-        finally:
-            for task in writes:
-                task.cancel()  # no-op for those done; the stream failed for the others
-        return block_pb2.ReplicateResponse(stored=stored, refused=refused)
 
     # -- reads ------------------------------------------------------------------------------
     def _check_ticket(

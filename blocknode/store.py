@@ -1,4 +1,8 @@
-"""Chunk stores: a narrow Protocol, RocksDB (``rocksdict``) for real, a dict for unit tests.
+"""Chunk stores: a narrow Protocol, the RocksDB store of earlier versions, a dict for tests.
+
+The node's store is ``blocknode.segstore.SegmentChunkStore`` (segment files, RocksDB as the
+index). ``RocksChunkStore`` below is what earlier versions used; a node opening a data directory
+of that kind copies it into segments (``blocknode.app.open_store``).
 
 A chunk is stored under its SHA-256. ``RocksChunkStore`` keeps four column families:
 
@@ -13,10 +17,9 @@ A chunk is stored under its SHA-256. ``RocksChunkStore`` keeps four column famil
 
 Every write is one ``WriteBatch`` across the families, durable before it returns: RocksDB syncs
 the WAL itself (``WriteOptions.sync``). rocksdict holds the GIL through the call, fsync
-included, which is why the node runs the store in a child process (``blocknode.storeproc``);
-``blocknode.asyncstore`` adds group commit on top, so that one sync covers a batch of puts.
+included (earlier versions ran it in a child process for that reason).
 Writes use ``no_slowdown``: a RocksDB write stall comes back at once and is retried after a
-sleep that releases the GIL, so the child's reader threads keep serving meanwhile.
+sleep that releases the GIL.
 
 A copy RocksDB finds corrupt (a blob record failing its checksum) raises ``ChunkCorrupt``; a
 copy corrupted in a way RocksDB cannot see comes back as stored and fails the caller's re-hash.
@@ -126,6 +129,31 @@ def _hint_index_key(target: str, chunk_hash: bytes) -> bytes:
     return chunk_hash + target.encode()
 
 
+def scan_keys(table: Rdict, start: bytes, end: bytes | None) -> Iterator[bytes]:
+    """Keys of a RocksDB table (or column family) in ``[start, end)``, in byte order."""
+    opts = ReadOptions()
+    if end is not None:
+        opts.set_iterate_upper_bound(end)
+    for key in table.keys(from_key=start, read_opt=opts):
+        yield bytes(key)
+
+
+def hint_records(hints: Rdict, target: str | None) -> Iterator[tuple[str, bytes]]:
+    """(target, hash) of the records of a hints column family, all or for one target."""
+    start, end = (
+        (b"", None) if target is None else (_hint_key(target, b""), target.encode() + b"\x01")
+    )
+    for key in scan_keys(hints, start, end):
+        yield _split_hint_key(key)
+
+
+def is_hinted(hint_index: Rdict, chunk_hash: bytes) -> bool:
+    """Whether a hint_index column family names this chunk."""
+    for key in hint_index.keys(from_key=chunk_hash):
+        return bytes(key).startswith(chunk_hash)
+    return False
+
+
 class RocksChunkStore:
     """The block node's RocksDB store: blob files for chunk bytes, every write synced.
 
@@ -204,11 +232,7 @@ class RocksChunkStore:
     def scan(self, start: bytes = b"", end: bytes | None = None) -> Iterator[bytes]:
         """Stored hashes in ``[start, end)``."""
         self._check_open()
-        opts = ReadOptions()
-        if end is not None:
-            opts.set_iterate_upper_bound(end)
-        for key in self._index.keys(from_key=start, read_opt=opts):
-            yield bytes(key)
+        yield from scan_keys(self._index, start, end)
 
     def count(self) -> int:
         """How many chunks are stored."""
@@ -279,13 +303,7 @@ class RocksChunkStore:
     def hints(self, target: str | None = None) -> Iterator[tuple[str, bytes]]:
         """(target, hash) hint records, all or for one target node."""
         self._check_open()
-        opts = ReadOptions()
-        start = b""
-        if target is not None:
-            start = _hint_key(target, b"")
-            opts.set_iterate_upper_bound(target.encode() + b"\x01")
-        for key in self._hints.keys(from_key=start, read_opt=opts):
-            yield _split_hint_key(bytes(key))
+        yield from hint_records(self._hints, target)
 
     def delete_hint(self, target: str, chunk_hash: bytes) -> None:
         """Forget one hint record."""
@@ -311,9 +329,7 @@ class RocksChunkStore:
 
     def _hinted(self, chunk_hash: bytes) -> bool:
         """Whether any hint record names this chunk."""
-        for key in self._hint_index.keys(from_key=chunk_hash):
-            return bytes(key).startswith(chunk_hash)
-        return False
+        return is_hinted(self._hint_index, chunk_hash)
 
     def drop_unhinted(self, hashes: Sequence[bytes]) -> list[bytes]:
         """Delete the chunks no hint record names, in one durable batch; which were deleted."""

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from client._accounts import AccountCalls
+from client._batch import RemoteFile, file_versions, get_files, upload_chunks
 from client._blocks import BlockPool, ring_from_pb
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
 from client._modes import file_mode, is_executable
@@ -254,22 +255,8 @@ class Client(AccountCalls):
                     raise
                 parent_revision = ""
         blocks = await self._block_pool()
-        refs: list[common_pb2.ChunkRef] = []
-        receipts: list[common_pb2.Receipt] = []
         wire_chunks, wire_bytes = blocks.sent_chunks, blocks.sent_bytes   # what crosses the wire
-        with local.open("rb") as f:
-            chunks = iter_chunks(f)
-            while True:
-                batch: list[Chunk] = await asyncio.to_thread(
-                    _take, chunks, self.config.batch_chunks
-                )
-                if not batch:
-                    break
-                refs.extend(common_pb2.ChunkRef(hash=c.hash, size=c.size) for c in batch)
-                missing = await self.need_chunks([c.hash for c in batch])
-                todo = list({c.hash: c for c in batch if c.hash in missing}.values())
-                if todo:
-                    receipts.extend(await blocks.put(todo))
+        refs, receipts = await upload_chunks(self, local)  # chunking overlaps the uploads
         req = meta_pb2.CommitRequest(
             namespace_id=namespace_id,
             path=remote,
@@ -315,6 +302,25 @@ class Client(AccountCalls):
         )
 
     # -- download -----------------------------------------------------------------------------
+    async def _meta_call(self, method: str, request: Any) -> Any:
+        """One unary Metadata call with this client's credentials and timeout."""
+        call = getattr(self._meta, method)
+        return await _call(call(request, metadata=self._md, timeout=self.config.timeout))
+
+    async def file_versions(
+        self, remotes: builtins.list[str], *, namespace_id: str = ""
+    ) -> tuple[builtins.list[RemoteFile | SyncError], common_pb2.ReadTicket]:
+        """Blocklists of up to 1,000 files in one call and one read ticket for all their chunks
+        (see ``client._batch``); per file a ``RemoteFile`` or that file's error."""
+        return await file_versions(self, remotes, namespace_id=namespace_id)
+
+    async def get_files(
+        self, items: builtins.list[tuple[str, Path]], *, namespace_id: str = ""
+    ) -> builtins.list[Entry | SyncError]:
+        """Download many (remote, local) files: batched metadata, one GetChunks stream per node
+        for all their chunks; per file its entry or its error (see ``client._batch``)."""
+        return await get_files(self, items, namespace_id=namespace_id)
+
     async def get_file(
         self, remote: str, local: Path, *, revision: str = "", namespace_id: str = ""
     ) -> Entry:
@@ -507,15 +513,6 @@ def _chunks_of(local: Path, wanted: set[bytes]) -> list[Chunk]:
     """The chunks of a file whose hashes are in ``wanted`` (one streaming pass)."""
     with local.open("rb") as f:
         return list({c.hash: c for c in iter_chunks(f) if c.hash in wanted}.values())
-
-
-def _take(chunks: Any, n: int) -> list[Chunk]:
-    out: list[Chunk] = []
-    for c in chunks:
-        out.append(c)
-        if len(out) >= n:
-            break
-    return out
 
 
 

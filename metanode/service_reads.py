@@ -10,14 +10,14 @@ import grpc
 
 from metanode import edits, files, journal, permissions, sharing
 from metanode.db import Conn
-from metanode.model import EntryRow, MemberRow
+from metanode.model import EntryRow, FileVersion, MemberRow
 from metanode.rpcbase import Handlers, change_pb, entry_pb, opt_uuid, parse_path
-from tessera.errors import (
-    FailedPrecondition,
-)
+from tessera.errors import FailedPrecondition, InvalidArgument, TesseraError
 from tessera.pb import common_pb2, meta_pb2
 
 log = logging.getLogger(__name__)
+
+MAX_GET_FILES = 1000  # files of one GetFiles call
 
 
 def _member_pb(m: MemberRow) -> meta_pb2.Member:
@@ -27,7 +27,7 @@ def _member_pb(m: MemberRow) -> meta_pb2.Member:
 
 
 class ReadRpcs(Handlers):
-    """Stat, List, GetFile, History, ListMembers, ListNamespaces, ListChanges."""
+    """Stat, List, GetFile, GetFiles, History, ListMembers, ListNamespaces, ListChanges."""
 
     # -- reads ------------------------------------------------------------------------------
     async def Stat(
@@ -87,6 +87,53 @@ class ReadRpcs(Handlers):
                 user_id=str(uid), hashes=hashes, expires_at=expires_at, signature=sig
             ),
         )
+
+    async def GetFiles(
+        self, request: meta_pb2.GetFilesRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.GetFilesResponse:
+        if len(request.files) > MAX_GET_FILES:
+            raise InvalidArgument(
+                f"GetFiles takes at most {MAX_GET_FILES} files, got {len(request.files)}"
+            )
+        asked = [
+            (f.namespace_id, parse_path(f.path), opt_uuid(f.revision_id, "revision"))
+            for f in request.files
+        ]
+
+        async def body(conn: Conn, uid: uuid.UUID) -> Any:
+            out: list[FileVersion | TesseraError] = []
+            for ns, path, rev in asked:
+                try:
+                    t = await self._resolve(conn, uid, ns, path, into_mount=True)
+                    await permissions.require_role(conn, uid, t.ns_id, write=False, path=path)
+                    if not t.path:
+                        raise FailedPrecondition(f"{path} is a folder")
+                    out.append(await files.get_file(conn, t.ns_id, t.path, rev))
+                except TesseraError as e:  # reads only: the transaction goes on
+                    out.append(e)
+            return out, uid
+
+        found, uid = await self._txn(context, body)
+        results, hashes = [], []
+        for v in found:
+            if isinstance(v, TesseraError):
+                results.append(meta_pb2.GetFileResult(code=v.code.value[0], message=v.message))
+                continue
+            hashes.extend(c.hash for c in v.chunks)
+            results.append(
+                meta_pb2.GetFileResult(
+                    entry=entry_pb(v.entry),
+                    blocklist=common_pb2.Blocklist(
+                        chunks=[common_pb2.ChunkRef(hash=c.hash, size=c.size) for c in v.chunks]
+                    ),
+                )
+            )
+        named = list(dict.fromkeys(hashes))
+        expires_at, sig = self.signer.sign_ticket(str(uid), named, self.ticket_ttl)
+        ticket = common_pb2.ReadTicket(
+            user_id=str(uid), hashes=named, expires_at=expires_at, signature=sig
+        )
+        return meta_pb2.GetFilesResponse(results=results, ticket=ticket)
 
     async def History(
         self, request: meta_pb2.HistoryRequest, context: grpc.aio.ServicerContext

@@ -128,7 +128,7 @@ class BlockConfig(NodeConfig):
     listen: str = field(
         default=f"127.0.0.1:{BLOCK_PORT}", metadata=_help("gRPC listen address host:port")
     )
-    data_dir: str = field(default="data/block", metadata=_help("RocksDB directory"))
+    data_dir: str = field(default="data/block", metadata=_help("data directory (chunk segments, index)"))
     # The cluster's parameters live in etcd (tessera.membership.ClusterParams): these three seed
     # a new cluster, and when given (flag or variable) must agree with the cluster's.
     replicas: int = field(
@@ -170,6 +170,9 @@ class BlockConfig(NodeConfig):
     scrub_interval: float = field(
         default=3600.0, metadata=_help("seconds the scrubber rests after re-hashing every chunk once")
     )
+    cache_mb: int = field(
+        default=64, metadata=_help("hot-chunk read cache in MiB (verified chunks; 0 disables)")
+    )
 
     kind: str = field(default="block", init=False, metadata={"flag": False})
 
@@ -185,6 +188,8 @@ class BlockConfig(NodeConfig):
             raise ConfigError("--repair-interval and --scrub-interval must be positive")
         if self.down_grace < 0:
             raise ConfigError("--down-grace must be >= 0")
+        if self.cache_mb < 0:
+            raise ConfigError("--cache-mb must be >= 0 (0 disables the cache)")
         return self
 
 

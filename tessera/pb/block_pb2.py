@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tessera.pb import common_pb2 as tessera_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tessera/v1/block.proto\x12\ntessera.v1\x1a\x17tessera/v1/common.proto\"O\n\x0fPutChunkRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\tbase_hash\x18\x03 \x01(\x0c\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x0c\"V\n\x0ePutChunkResult\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12$\n\x07receipt\x18\x02 \x01(\x0b\x32\x13.tessera.v1.Receipt\x12\x10\n\x08replicas\x18\x03 \x01(\r\"J\n\x10GetChunksRequest\x12&\n\x06ticket\x18\x01 \x01(\x0b\x32\x16.tessera.v1.ReadTicket\x12\x0e\n\x06hashes\x18\x02 \x03(\x0c\"\'\n\tChunkData\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x10\n\x0eGetRingRequest\"\"\n\x10HasChunksRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"$\n\x11HasChunksResponse\x12\x0f\n\x07present\x18\x01 \x03(\x08\"P\n\x10ReplicateRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x10\n\x08hint_for\x18\x03 \x01(\t\x12\x0e\n\x06repair\x18\x04 \x01(\x08\"4\n\x11ReplicateResponse\x12\x0e\n\x06stored\x18\x01 \x01(\r\x12\x0f\n\x07refused\x18\x02 \x03(\x0c\"%\n\x13\x44\x65leteChunksRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"\'\n\x14\x44\x65leteChunksResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"N\n\x13RangeDigestsRequest\x12\x0f\n\x07\x62uckets\x18\x01 \x01(\r\x12\x13\n\x0bshared_with\x18\x02 \x01(\t\x12\x11\n\tplacement\x18\x03 \x01(\x0c\"\'\n\x14RangeDigestsResponse\x12\x0f\n\x07\x64igests\x18\x01 \x03(\x0c\"[\n\x10ListRangeRequest\x12\x0f\n\x07\x62uckets\x18\x01 \x01(\r\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\r\x12\x13\n\x0bshared_with\x18\x03 \x01(\t\x12\x11\n\tplacement\x18\x04 \x01(\x0c\"#\n\x11ListRangeResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"_\n\x13GetSignatureRequest\x12&\n\x06ticket\x18\x01 \x01(\x0b\x32\x16.tessera.v1.ReadTicket\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\x12\x12\n\nblock_size\x18\x03 \x01(\r\"P\n\x0e\x43hunkSignature\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x12\n\nblock_size\x18\x02 \x01(\r\x12\x0c\n\x04weak\x18\x03 \x03(\r\x12\x0e\n\x06strong\x18\x04 \x03(\x0c\"\x13\n\x11NodeStatusRequest\"\xa7\x02\n\x12NodeStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x04\x12\x17\n\x0fhandoff_backlog\x18\x03 \x01(\x04\x12\x19\n\x11replication_queue\x18\x04 \x01(\x04\x12\x18\n\x10under_replicated\x18\x05 \x01(\x04\x12\x14\n\x0clast_pass_at\x18\x06 \x01(\x03\x12\x14\n\x0crepair_bytes\x18\x07 \x01(\x04\x12\x17\n\x0frebalance_bytes\x18\x08 \x01(\x04\x12\x15\n\rhandoff_bytes\x18\t \x01(\x04\x12\x15\n\rring_revision\x18\n \x01(\x03\x12\x17\n\x0fscrubbed_chunks\x18\x0b \x01(\x04\x12\x16\n\x0e\x63orrupt_chunks\x18\x0c \x01(\x04\x32\xf2\x05\n\x05\x42lock\x12H\n\tPutChunks\x12\x1b.tessera.v1.PutChunkRequest\x1a\x1a.tessera.v1.PutChunkResult(\x01\x30\x01\x12\x42\n\tGetChunks\x12\x1c.tessera.v1.GetChunksRequest\x1a\x15.tessera.v1.ChunkData0\x01\x12;\n\x07GetRing\x12\x1a.tessera.v1.GetRingRequest\x1a\x14.tessera.v1.RingInfo\x12H\n\tHasChunks\x12\x1c.tessera.v1.HasChunksRequest\x1a\x1d.tessera.v1.HasChunksResponse\x12J\n\tReplicate\x12\x1c.tessera.v1.ReplicateRequest\x1a\x1d.tessera.v1.ReplicateResponse(\x01\x12Q\n\x0c\x44\x65leteChunks\x12\x1f.tessera.v1.DeleteChunksRequest\x1a .tessera.v1.DeleteChunksResponse\x12Q\n\x0cRangeDigests\x12\x1f.tessera.v1.RangeDigestsRequest\x1a .tessera.v1.RangeDigestsResponse\x12H\n\tListRange\x12\x1c.tessera.v1.ListRangeRequest\x1a\x1d.tessera.v1.ListRangeResponse\x12K\n\x0cGetSignature\x12\x1f.tessera.v1.GetSignatureRequest\x1a\x1a.tessera.v1.ChunkSignature\x12K\n\nNodeStatus\x12\x1d.tessera.v1.NodeStatusRequest\x1a\x1e.tessera.v1.NodeStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tessera/v1/block.proto\x12\ntessera.v1\x1a\x17tessera/v1/common.proto\"O\n\x0fPutChunkRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\tbase_hash\x18\x03 \x01(\x0c\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x0c\"V\n\x0ePutChunkResult\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12$\n\x07receipt\x18\x02 \x01(\x0b\x32\x13.tessera.v1.Receipt\x12\x10\n\x08replicas\x18\x03 \x01(\r\"J\n\x10GetChunksRequest\x12&\n\x06ticket\x18\x01 \x01(\x0b\x32\x16.tessera.v1.ReadTicket\x12\x0e\n\x06hashes\x18\x02 \x03(\x0c\"\'\n\tChunkData\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x10\n\x0eGetRingRequest\"\"\n\x10HasChunksRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"$\n\x11HasChunksResponse\x12\x0f\n\x07present\x18\x01 \x03(\x08\"]\n\x10ReplicateRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x10\n\x08hint_for\x18\x03 \x01(\t\x12\x0e\n\x06repair\x18\x04 \x01(\x08\x12\x0b\n\x03seq\x18Z \x01(\x04\"6\n\x0cReplicateAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"4\n\x11ReplicateResponse\x12\x0e\n\x06stored\x18\x01 \x01(\r\x12\x0f\n\x07refused\x18\x02 \x03(\x0c\"%\n\x13\x44\x65leteChunksRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"\'\n\x14\x44\x65leteChunksResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"N\n\x13RangeDigestsRequest\x12\x0f\n\x07\x62uckets\x18\x01 \x01(\r\x12\x13\n\x0bshared_with\x18\x02 \x01(\t\x12\x11\n\tplacement\x18\x03 \x01(\x0c\"\'\n\x14RangeDigestsResponse\x12\x0f\n\x07\x64igests\x18\x01 \x03(\x0c\"[\n\x10ListRangeRequest\x12\x0f\n\x07\x62uckets\x18\x01 \x01(\r\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\r\x12\x13\n\x0bshared_with\x18\x03 \x01(\t\x12\x11\n\tplacement\x18\x04 \x01(\x0c\"#\n\x11ListRangeResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"_\n\x13GetSignatureRequest\x12&\n\x06ticket\x18\x01 \x01(\x0b\x32\x16.tessera.v1.ReadTicket\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\x12\x12\n\nblock_size\x18\x03 \x01(\r\"P\n\x0e\x43hunkSignature\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x12\n\nblock_size\x18\x02 \x01(\r\x12\x0c\n\x04weak\x18\x03 \x03(\r\x12\x0e\n\x06strong\x18\x04 \x03(\x0c\"\x13\n\x11NodeStatusRequest\"\xa7\x02\n\x12NodeStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x04\x12\x17\n\x0fhandoff_backlog\x18\x03 \x01(\x04\x12\x19\n\x11replication_queue\x18\x04 \x01(\x04\x12\x18\n\x10under_replicated\x18\x05 \x01(\x04\x12\x14\n\x0clast_pass_at\x18\x06 \x01(\x03\x12\x14\n\x0crepair_bytes\x18\x07 \x01(\x04\x12\x17\n\x0frebalance_bytes\x18\x08 \x01(\x04\x12\x15\n\rhandoff_bytes\x18\t \x01(\x04\x12\x15\n\rring_revision\x18\n \x01(\x03\x12\x17\n\x0fscrubbed_chunks\x18\x0b \x01(\x04\x12\x16\n\x0e\x63orrupt_chunks\x18\x0c \x01(\x04\x32\xc1\x06\n\x05\x42lock\x12H\n\tPutChunks\x12\x1b.tessera.v1.PutChunkRequest\x1a\x1a.tessera.v1.PutChunkResult(\x01\x30\x01\x12\x42\n\tGetChunks\x12\x1c.tessera.v1.GetChunksRequest\x1a\x15.tessera.v1.ChunkData0\x01\x12;\n\x07GetRing\x12\x1a.tessera.v1.GetRingRequest\x1a\x14.tessera.v1.RingInfo\x12H\n\tHasChunks\x12\x1c.tessera.v1.HasChunksRequest\x1a\x1d.tessera.v1.HasChunksResponse\x12J\n\tReplicate\x12\x1c.tessera.v1.ReplicateRequest\x1a\x1d.tessera.v1.ReplicateResponse(\x01\x12M\n\x0fReplicateStream\x12\x1c.tessera.v1.ReplicateRequest\x1a\x18.tessera.v1.ReplicateAck(\x01\x30\x01\x12Q\n\x0c\x44\x65leteChunks\x12\x1f.tessera.v1.DeleteChunksRequest\x1a .tessera.v1.DeleteChunksResponse\x12Q\n\x0cRangeDigests\x12\x1f.tessera.v1.RangeDigestsRequest\x1a .tessera.v1.RangeDigestsResponse\x12H\n\tListRange\x12\x1c.tessera.v1.ListRangeRequest\x1a\x1d.tessera.v1.ListRangeResponse\x12K\n\x0cGetSignature\x12\x1f.tessera.v1.GetSignatureRequest\x1a\x1a.tessera.v1.ChunkSignature\x12K\n\nNodeStatus\x12\x1d.tessera.v1.NodeStatusRequest\x1a\x1e.tessera.v1.NodeStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,29 +47,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HASCHUNKSRESPONSE']._serialized_start=403
   _globals['_HASCHUNKSRESPONSE']._serialized_end=439
   _globals['_REPLICATEREQUEST']._serialized_start=441
-  _globals['_REPLICATEREQUEST']._serialized_end=521
-  _globals['_REPLICATERESPONSE']._serialized_start=523
-  _globals['_REPLICATERESPONSE']._serialized_end=575
-  _globals['_DELETECHUNKSREQUEST']._serialized_start=577
-  _globals['_DELETECHUNKSREQUEST']._serialized_end=614
-  _globals['_DELETECHUNKSRESPONSE']._serialized_start=616
-  _globals['_DELETECHUNKSRESPONSE']._serialized_end=655
-  _globals['_RANGEDIGESTSREQUEST']._serialized_start=657
-  _globals['_RANGEDIGESTSREQUEST']._serialized_end=735
-  _globals['_RANGEDIGESTSRESPONSE']._serialized_start=737
-  _globals['_RANGEDIGESTSRESPONSE']._serialized_end=776
-  _globals['_LISTRANGEREQUEST']._serialized_start=778
-  _globals['_LISTRANGEREQUEST']._serialized_end=869
-  _globals['_LISTRANGERESPONSE']._serialized_start=871
-  _globals['_LISTRANGERESPONSE']._serialized_end=906
-  _globals['_GETSIGNATUREREQUEST']._serialized_start=908
-  _globals['_GETSIGNATUREREQUEST']._serialized_end=1003
-  _globals['_CHUNKSIGNATURE']._serialized_start=1005
-  _globals['_CHUNKSIGNATURE']._serialized_end=1085
-  _globals['_NODESTATUSREQUEST']._serialized_start=1087
-  _globals['_NODESTATUSREQUEST']._serialized_end=1106
-  _globals['_NODESTATUSRESPONSE']._serialized_start=1109
-  _globals['_NODESTATUSRESPONSE']._serialized_end=1404
-  _globals['_BLOCK']._serialized_start=1407
-  _globals['_BLOCK']._serialized_end=2161
+  _globals['_REPLICATEREQUEST']._serialized_end=534
+  _globals['_REPLICATEACK']._serialized_start=536
+  _globals['_REPLICATEACK']._serialized_end=590
+  _globals['_REPLICATERESPONSE']._serialized_start=592
+  _globals['_REPLICATERESPONSE']._serialized_end=644
+  _globals['_DELETECHUNKSREQUEST']._serialized_start=646
+  _globals['_DELETECHUNKSREQUEST']._serialized_end=683
+  _globals['_DELETECHUNKSRESPONSE']._serialized_start=685
+  _globals['_DELETECHUNKSRESPONSE']._serialized_end=724
+  _globals['_RANGEDIGESTSREQUEST']._serialized_start=726
+  _globals['_RANGEDIGESTSREQUEST']._serialized_end=804
+  _globals['_RANGEDIGESTSRESPONSE']._serialized_start=806
+  _globals['_RANGEDIGESTSRESPONSE']._serialized_end=845
+  _globals['_LISTRANGEREQUEST']._serialized_start=847
+  _globals['_LISTRANGEREQUEST']._serialized_end=938
+  _globals['_LISTRANGERESPONSE']._serialized_start=940
+  _globals['_LISTRANGERESPONSE']._serialized_end=975
+  _globals['_GETSIGNATUREREQUEST']._serialized_start=977
+  _globals['_GETSIGNATUREREQUEST']._serialized_end=1072
+  _globals['_CHUNKSIGNATURE']._serialized_start=1074
+  _globals['_CHUNKSIGNATURE']._serialized_end=1154
+  _globals['_NODESTATUSREQUEST']._serialized_start=1156
+  _globals['_NODESTATUSREQUEST']._serialized_end=1175
+  _globals['_NODESTATUSRESPONSE']._serialized_start=1178
+  _globals['_NODESTATUSRESPONSE']._serialized_end=1473
+  _globals['_BLOCK']._serialized_start=1476
+  _globals['_BLOCK']._serialized_end=2309
 # @@protoc_insertion_point(module_scope)

@@ -62,16 +62,28 @@ class HasChunksResponse(_message.Message):
     def __init__(self, present: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class ReplicateRequest(_message.Message):
-    __slots__ = ("hash", "data", "hint_for", "repair")
+    __slots__ = ("hash", "data", "hint_for", "repair", "seq")
     HASH_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     HINT_FOR_FIELD_NUMBER: _ClassVar[int]
     REPAIR_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     hash: bytes
     data: bytes
     hint_for: str
     repair: bool
-    def __init__(self, hash: _Optional[bytes] = ..., data: _Optional[bytes] = ..., hint_for: _Optional[str] = ..., repair: _Optional[bool] = ...) -> None: ...
+    seq: int
+    def __init__(self, hash: _Optional[bytes] = ..., data: _Optional[bytes] = ..., hint_for: _Optional[str] = ..., repair: _Optional[bool] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class ReplicateAck(_message.Message):
+    __slots__ = ("seq", "ok", "error")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    ok: bool
+    error: str
+    def __init__(self, seq: _Optional[int] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ReplicateResponse(_message.Message):
     __slots__ = ("stored", "refused")

@@ -62,6 +62,11 @@ class BlockStub:
                 request_serializer=tessera_dot_v1_dot_block__pb2.ReplicateRequest.SerializeToString,
                 response_deserializer=tessera_dot_v1_dot_block__pb2.ReplicateResponse.FromString,
                 _registered_method=True)
+        self.ReplicateStream = channel.stream_stream(
+                '/tessera.v1.Block/ReplicateStream',
+                request_serializer=tessera_dot_v1_dot_block__pb2.ReplicateRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_block__pb2.ReplicateAck.FromString,
+                _registered_method=True)
         self.DeleteChunks = channel.unary_unary(
                 '/tessera.v1.Block/DeleteChunks',
                 request_serializer=tessera_dot_v1_dot_block__pb2.DeleteChunksRequest.SerializeToString,
@@ -132,6 +137,15 @@ class BlockServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplicateStream(self, request_iterator, context):
+        """Node-only: the replica copies of clients' puts, as one long-lived stream per peer. Each
+        request carries a `seq`; the peer answers each once it is durable (in any order). The
+        peer trusts the bytes: the authenticated primary verified them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteChunks(self, request, context):
         """Node-only: garbage collection of chunks no revision references.
         """
@@ -196,6 +210,11 @@ def add_BlockServicer_to_server(servicer, server):
                     servicer.Replicate,
                     request_deserializer=tessera_dot_v1_dot_block__pb2.ReplicateRequest.FromString,
                     response_serializer=tessera_dot_v1_dot_block__pb2.ReplicateResponse.SerializeToString,
+            ),
+            'ReplicateStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ReplicateStream,
+                    request_deserializer=tessera_dot_v1_dot_block__pb2.ReplicateRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_block__pb2.ReplicateAck.SerializeToString,
             ),
             'DeleteChunks': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteChunks,
@@ -360,6 +379,33 @@ class Block:
             '/tessera.v1.Block/Replicate',
             tessera_dot_v1_dot_block__pb2.ReplicateRequest.SerializeToString,
             tessera_dot_v1_dot_block__pb2.ReplicateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplicateStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tessera.v1.Block/ReplicateStream',
+            tessera_dot_v1_dot_block__pb2.ReplicateRequest.SerializeToString,
+            tessera_dot_v1_dot_block__pb2.ReplicateAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -311,6 +311,32 @@ class GetFileResponse(_message.Message):
     ticket: _common_pb2.ReadTicket
     def __init__(self, entry: _Optional[_Union[_common_pb2.Entry, _Mapping]] = ..., blocklist: _Optional[_Union[_common_pb2.Blocklist, _Mapping]] = ..., ticket: _Optional[_Union[_common_pb2.ReadTicket, _Mapping]] = ...) -> None: ...
 
+class GetFilesRequest(_message.Message):
+    __slots__ = ("files",)
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[GetFileRequest]
+    def __init__(self, files: _Optional[_Iterable[_Union[GetFileRequest, _Mapping]]] = ...) -> None: ...
+
+class GetFileResult(_message.Message):
+    __slots__ = ("entry", "blocklist", "code", "message")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    BLOCKLIST_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    entry: _common_pb2.Entry
+    blocklist: _common_pb2.Blocklist
+    code: int
+    message: str
+    def __init__(self, entry: _Optional[_Union[_common_pb2.Entry, _Mapping]] = ..., blocklist: _Optional[_Union[_common_pb2.Blocklist, _Mapping]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class GetFilesResponse(_message.Message):
+    __slots__ = ("results", "ticket")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    TICKET_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[GetFileResult]
+    ticket: _common_pb2.ReadTicket
+    def __init__(self, results: _Optional[_Iterable[_Union[GetFileResult, _Mapping]]] = ..., ticket: _Optional[_Union[_common_pb2.ReadTicket, _Mapping]] = ...) -> None: ...
+
 class HistoryRequest(_message.Message):
     __slots__ = ("namespace_id", "path", "limit")
     NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -117,6 +117,11 @@ class MetadataStub:
                 request_serializer=tessera_dot_v1_dot_meta__pb2.GetFileRequest.SerializeToString,
                 response_deserializer=tessera_dot_v1_dot_meta__pb2.GetFileResponse.FromString,
                 _registered_method=True)
+        self.GetFiles = channel.unary_unary(
+                '/tessera.v1.Metadata/GetFiles',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.GetFilesRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.GetFilesResponse.FromString,
+                _registered_method=True)
         self.History = channel.unary_unary(
                 '/tessera.v1.Metadata/History',
                 request_serializer=tessera_dot_v1_dot_meta__pb2.HistoryRequest.SerializeToString,
@@ -287,6 +292,14 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFiles(self, request, context):
+        """Many files at once (at most 1,000): one transaction, each file's blocklist or its error,
+        and one read ticket for every chunk of them all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def History(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -451,6 +464,11 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.GetFile,
                     request_deserializer=tessera_dot_v1_dot_meta__pb2.GetFileRequest.FromString,
                     response_serializer=tessera_dot_v1_dot_meta__pb2.GetFileResponse.SerializeToString,
+            ),
+            'GetFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFiles,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.GetFilesRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.GetFilesResponse.SerializeToString,
             ),
             'History': grpc.unary_unary_rpc_method_handler(
                     servicer.History,
@@ -947,6 +965,33 @@ class Metadata:
             '/tessera.v1.Metadata/GetFile',
             tessera_dot_v1_dot_meta__pb2.GetFileRequest.SerializeToString,
             tessera_dot_v1_dot_meta__pb2.GetFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/GetFiles',
+            tessera_dot_v1_dot_meta__pb2.GetFilesRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.GetFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

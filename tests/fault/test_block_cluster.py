@@ -170,11 +170,11 @@ async def test_write_with_replica_down_then_hint_delivered(blocks: Blocks) -> No
     print(f"\n{len(hinted)} hints delivered and handoff copies dropped {took:.1f} s after restart")
 
 
-def flip_in_blobs(data_dir: Path, data: bytes) -> int:
-    """Flip one bit inside every on-disk copy of a chunk's bytes (an old, not yet collected
-    blob may hold one too); returns how many copies were hit."""
+def flip_on_disk(data_dir: Path, data: bytes) -> int:
+    """Flip one bit inside every on-disk copy of a chunk's bytes (an old, not yet compacted
+    segment may hold one too); returns how many copies were hit."""
     piece, hits = data[:100], 0  # starts with the chunk's own tag and index: unique
-    for blob in data_dir.glob("chunks/*.blob"):
+    for blob in data_dir.glob("segstore/segments/*.seg"):
         raw = bytearray(blob.read_bytes())
         at = raw.find(piece)
         while at >= 0:
@@ -200,14 +200,14 @@ async def test_flipped_byte_read_right_and_scrubbed(blocks: Blocks) -> None:
         return misplacement(ring, await blocks.holdings(hashes), hashes, RF) == ([], [])
 
     await wait_until(placed, 15, "every chunk on its owners before the restart")
-    # A clean restart flushes the memtable: the chunk bytes are in blob files on disk.
+    # A restart: nothing of these chunks in the node's hot-chunk cache.
     await asyncio.to_thread(blocks.cluster.restart, "block", index_of(node))
     await all_up(blocks)
     record = blocks.records()[index_of(node)]
     data_dir = Path(record["data_dir"])
     (read_h, read_d), (scrub_h, scrub_d) = mine[:2]
     for _, d in mine[:2]:
-        assert flip_in_blobs(data_dir, d) >= 1  # bit rot under a running node
+        assert flip_on_disk(data_dir, d) >= 1  # bit rot under a running node
     # A read through that node still returns the right bytes (from another replica).
     assert await blocks.get(record["grpc"], [read_h]) == [read_d]
 

@@ -155,6 +155,8 @@ async def test_node_only_calls_refuse_users(single: Cluster) -> None:
         )
         code = await status_without_writing(stub.Replicate(metadata=USER_MD))
         assert code == grpc.StatusCode.PERMISSION_DENIED
+        code = await status_without_writing(stub.ReplicateStream(metadata=USER_MD))
+        assert code == grpc.StatusCode.PERMISSION_DENIED
         assert await has(stub, [h]) == [False]
 
 
@@ -217,6 +219,25 @@ async def test_replicate_with_hint_and_checks(single: Cluster) -> None:
         )
         assert reply.stored == 1
         assert await has(stub, [h]) == [True]
+
+
+async def test_replicate_stream_acks_each_copy_once_durable(single: Cluster) -> None:
+    chunks = [make_chunk(n) for n in (10, 70_000, 1024 * 1024)]
+    hint = make_chunk(500)
+    requests = [
+        block_pb2.ReplicateRequest(hash=h, data=d, seq=i + 1) for i, (h, d) in enumerate(chunks)
+    ]
+    requests.append(block_pb2.ReplicateRequest(hash=b"short", data=b"x", seq=7))
+    requests.append(block_pb2.ReplicateRequest(hash=hint[0], data=hint[1], seq=9, hint_for="nx"))
+    async with block_stub(single.nodes[0]) as stub:
+        acks = await alist(stub.ReplicateStream(iter(requests), metadata=NODE_MD))
+        by_seq = {a.seq: a for a in acks}
+        assert sorted(by_seq) == [1, 2, 3, 7, 9]  # one ack per copy, refusals included
+        assert all(by_seq[s].ok for s in (1, 2, 3, 9))
+        assert not by_seq[7].ok and "32-byte hash" in by_seq[7].error
+        assert await has(stub, [h for h, _ in chunks] + [hint[0]]) == [True] * 4
+        got = await get(stub, [h for h, _ in chunks])
+        assert [(c.hash, c.data) for c in got] == chunks
 
 
 async def test_unimplemented_calls(single: Cluster) -> None:

@@ -1,5 +1,5 @@
-"""Contract tests for the chunk stores (in-memory, RocksDB, RocksDB in a child process) and the
-asyncio front."""
+"""Contract tests for the chunk stores (in-memory, RocksDB, segment files with a RocksDB index)
+and the asyncio front."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from blocknode.asyncstore import AsyncChunkStore, Copy
+from blocknode.segstore import SegmentChunkStore
 from blocknode.store import (
     BlockStore,
     ChunkCorrupt,
@@ -23,7 +24,6 @@ from blocknode.store import (
     RocksChunkStore,
     StoreError,
 )
-from blocknode.storeproc import ProcessChunkStore
 
 
 def chunk(data: bytes) -> tuple[bytes, bytes]:
@@ -35,10 +35,10 @@ def open_store(kind: str, path: Path) -> BlockStore:
         return MemoryChunkStore()
     if kind == "rocks":
         return RocksChunkStore(path)
-    return ProcessChunkStore(path)
+    return SegmentChunkStore(path)
 
 
-@pytest.fixture(params=["memory", "rocks", "process"])
+@pytest.fixture(params=["memory", "rocks", "segment"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlockStore]:
     s = open_store(request.param, tmp_path / "db")
     yield s
@@ -142,7 +142,7 @@ def test_closed_store_refuses(store: BlockStore) -> None:
     store.close()  # idempotent
 
 
-@pytest.mark.parametrize("kind", ["rocks", "process"])
+@pytest.mark.parametrize("kind", ["rocks", "segment"])
 def test_rocks_durable_across_reopen(kind: str, tmp_path: Path) -> None:
     path = tmp_path / "db"
     items = [chunk(os.urandom(size)) for size in (10, 70 * 1024, 1024 * 1024)]
@@ -181,7 +181,7 @@ def test_rocks_second_open_fails_cleanly(tmp_path: Path) -> None:
         s.close()
 
 
-@pytest.mark.parametrize("kind", ["memory", "rocks", "process"])
+@pytest.mark.parametrize("kind", ["memory", "rocks", "segment"])
 async def test_async_store_group_commits(kind: str, tmp_path: Path) -> None:
     base = open_store(kind, tmp_path / "db")
     store = AsyncChunkStore(base)
@@ -219,48 +219,6 @@ async def test_async_store_survives_a_failed_write(tmp_path: Path) -> None:
     await store.close()
 
 
-def test_scan_pages_through_many_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("blocknode.storeproc.SCAN_PAGE", 7)
-    s = ProcessChunkStore(tmp_path / "db")
-    try:
-        keys = sorted(os.urandom(32) for _ in range(50))
-        s.write([(k, b"v") for k in keys])
-        assert list(s.scan()) == keys
-        assert list(s.scan(keys[10], keys[40])) == keys[10:40]
-    finally:
-        s.close()
-
-
-def test_process_store_reports_open_errors_and_exits(tmp_path: Path) -> None:
-    s = ProcessChunkStore(tmp_path / "db")
-    try:
-        with pytest.raises(StoreError, match="lock"):
-            RocksChunkStore(tmp_path / "db")
-    finally:
-        s.close()
-    assert not s._proc.is_alive()
-    with pytest.raises(StoreError, match="closed"):
-        s.get(bytes(32))
-    (tmp_path / "file").write_text("not a directory")
-    with pytest.raises(StoreError):
-        ProcessChunkStore(tmp_path / "file" / "db")
-
-
-def test_process_store_exits_when_its_parent_goes(tmp_path: Path) -> None:
-    s = ProcessChunkStore(tmp_path / "db")
-    s.put(*chunk(b"kept"))
-    # What a killed node leaves: its ends of the pipes closed without a "close" request.
-    for conn in [s._writer, *s._reader_conns]:
-        conn.close()
-    s._proc.join(20)
-    assert s._proc.exitcode == 0
-    again = RocksChunkStore(tmp_path / "db")  # the lock is free, the chunk is there
-    try:
-        assert again.get(chunk(b"kept")[0]) == b"kept"
-    finally:
-        again.close()
-
-
 async def test_corrupt_blob_is_reported_as_corrupt(tmp_path: Path) -> None:
     h, data = chunk(os.urandom(200 * 1024))
     s = RocksChunkStore(tmp_path / "db")
@@ -278,7 +236,7 @@ async def test_corrupt_blob_is_reported_as_corrupt(tmp_path: Path) -> None:
             s.get(h)
     finally:
         s.close()
-    store = AsyncChunkStore(ProcessChunkStore(tmp_path / "db"))
+    store = AsyncChunkStore(RocksChunkStore(tmp_path / "db"))
     try:
         assert await store.read(h) == (Copy.CORRUPT, None)
         await store.put(h, data)  # a repair: the chunk written again
@@ -326,3 +284,32 @@ def test_rocks_keeps_acknowledged_writes_when_the_process_is_killed(tmp_path: Pa
             assert s.get(h) == data
     finally:
         s.close()
+
+
+async def test_hot_chunk_cache_serves_verified_reads_and_forgets_deletes(tmp_path: Path) -> None:
+    base = SegmentChunkStore(tmp_path / "db")
+    store = AsyncChunkStore(base, cache_bytes=1024 * 1024)
+    try:
+        items = [chunk(os.urandom(100 * 1024)) for _ in range(12)]
+        for h, d in items:
+            await store.put(h, d)
+        assert await store.read(items[0][0]) == (Copy.OK, items[0][1])  # miss, then cached
+        assert (store.cache.hits, store.cache.misses) == (0, 1)
+        base.delete(items[0][0])  # behind the cache's back: a hit no longer reads the disk
+        assert await store.read(items[0][0]) == (Copy.OK, items[0][1])
+        assert store.cache.hits == 1
+        assert await store.read(items[0][0], cached=False) == (Copy.MISSING, None)  # scrubbing
+        for h, _ in items[1:]:
+            await store.read(h)
+        assert store.cache.size <= 1024 * 1024  # bounded: the oldest went
+        assert await store.read(items[0][0]) == (Copy.MISSING, None)
+        await store.delete_many([items[-1][0]])  # a delete drops the cached copy too
+        assert await store.read(items[-1][0]) == (Copy.MISSING, None)
+        await store.put(*chunk(b"corrupt?"))
+        h = items[5][0]
+        await store.put(h, b"not the bytes")  # a corrupt copy is never cached
+        store.cache.discard([h])
+        assert await store.read(h) == (Copy.CORRUPT, None)
+        assert store.cache.get(h) is None
+    finally:
+        await store.close()
