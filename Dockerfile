@@ -54,6 +54,7 @@ COPY client ./client
 COPY cli ./cli
 COPY devcluster ./devcluster
 COPY loadtest ./loadtest
+COPY web ./web
 RUN pip wheel --no-deps --wheel-dir /wheels . \
  && pip install --no-deps /wheels/*.whl \
  && python -m compileall -q /opt/venv/lib
@@ -87,7 +88,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 # Ports (tessera/config.py): block 7100, sync 7300, meta 7420, Prometheus metrics 9100. Nodes
 # default to 127.0.0.1; in a container set TESSERA_LISTEN=0.0.0.0:<port> and
 # TESSERA_METRICS_LISTEN=0.0.0.0:9100 (the Kubernetes manifests do).
-EXPOSE 7100 7300 7420 9100
+EXPOSE 7100 7300 7420 7480 9100
 
 USER 10001:10001
 WORKDIR /var/lib/tessera

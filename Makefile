@@ -21,7 +21,8 @@ up: venv           ## start a local cluster (etcd, PostgreSQL, metanode, syncnod
 down: venv
 	$(VENV)/bin/tessera down
 
-test: venv         ## the whole suite: protos fresh, lint, format, types, unit + integration + fault + k8s tests
+test: venv         ## the whole suite: protos fresh, lint, format, types, unit + integration + fault + k8s + browser tests
+	command -v chromium || (apt-get update && apt-get install -y chromium)
 	$(PY) scripts/gen_protos.py --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

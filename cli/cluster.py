@@ -20,7 +20,7 @@ from typing import Any
 
 from cli import userconfig
 from devcluster import ClusterError, LocalCluster, stop_from_file
-from tessera.config import META_PORT
+from tessera.config import META_PORT, WEB_PORT
 from tessera.membership import DEFAULT_PARAMS, ClusterParams
 
 DEFAULT_DIR = Path(".tessera") / "cluster"
@@ -72,6 +72,14 @@ def add_cluster_commands(subparsers: Any) -> None:
         metavar="PORT",
         help=f"the first metanode's port; 0 picks one [default: {META_PORT}]",
     )
+    up.add_argument(
+        "--web-port",
+        type=_count,
+        default=WEB_PORT,
+        metavar="PORT",
+        help=f"the web interface's port; 0 picks one [default: {WEB_PORT}]",
+    )
+    up.add_argument("--no-web", action="store_true", help="do not start the web interface")
     up.add_argument(
         "--etcd", default=None, metavar="URL", help="use this etcd instead of starting one"
     )
@@ -178,6 +186,9 @@ def _usage(cluster: LocalCluster, cluster_dir: Path, saved: Path | None, detach:
     lines = [
         f"Tessera is up: {counts}; healthy in {cluster.healthy_after:.1f} s.",
         f"  endpoint  {endpoint}{endpoint_note}",
+        f"  web       {cluster.web_url}   (log in with a user's name and password)"
+        if cluster.web_url
+        else "  web       (not started)",
         f"  admin     logged in as admin: token saved to {saved}; "
         f"password in {cluster.dir / 'admin.json'}"
         if saved
@@ -201,7 +212,11 @@ def _save_admin(cluster: LocalCluster) -> Path | None:
     current = userconfig.load()
     return userconfig.save(
         dataclasses.replace(
-            current, endpoint=cluster.meta_address, token=cluster.admin_token, user="admin"
+            current,
+            endpoint=cluster.meta_address,
+            token=cluster.admin_token,
+            user="admin",
+            web_url=cluster.web_url,
         )
     )
 
@@ -245,6 +260,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 detach=args.detach,
                 timeout=args.timeout,
                 params=_params(args),
+                web_port=None if args.no_web else args.web_port,
             )
             saved = _save_admin(cluster)
             print(_usage(cluster, cluster_dir, saved, args.detach), flush=True)

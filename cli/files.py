@@ -1,4 +1,4 @@
-"""``tessera rm|mv|history|restore|share|unshare|members``: the metadata commands of the CLI.
+"""``tessera rm|mv|history|share|unshare|members``: the metadata commands of the CLI.
 
 Each is a ``(client, args) -> int`` coroutine run by ``cli.common._with_client``; mistakes
 raise ``CliError`` or an SDK error, which ``cli.main.main`` prints as one line.
@@ -56,17 +56,11 @@ async def _history(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _restore(client: Client, args: argparse.Namespace) -> int:
-    path = _remote(args.path)
-    entry = await client.restore(path, args.revision)
-    print(f"restored {path} to revision {args.revision} (now revision {entry.revision})")
-    return 0
-
-
 async def _share(client: Client, args: argparse.Namespace) -> int:
     path = _remote(args.path)
     ns = await client.share(path, args.user, role=args.role)
-    print(f"shared {path} with {args.user} as {args.role} (shared folder {ns})")
+    what = "folder" if (await client.stat(path)).is_folder else "file"
+    print(f"shared {path} with {args.user} as {args.role} (shared {what} {ns})")
     return 0
 
 
@@ -104,19 +98,16 @@ def add_meta_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     mv.add_argument("dst", help="new path, or an existing folder (or one ending in /) to move into")
     mv.set_defaults(func=with_client(_mv))
 
-    history = sub.add_parser("history", help="the revisions of a file, newest first")
+    history = sub.add_parser(
+        "history", help="the revisions of a file (a folder: of everything in it), newest first"
+    )
     history.add_argument("path")
     history.add_argument(
         "--limit", type=int, default=0, help="at most this many (default: all kept)"
     )
     history.set_defaults(func=with_client(_history))
 
-    restore = sub.add_parser("restore", help="make an earlier revision the newest again")
-    restore.add_argument("path")
-    restore.add_argument("revision", help="a revision id from `tessera history PATH`")
-    restore.set_defaults(func=with_client(_restore))
-
-    share = sub.add_parser("share", help="share a folder with another user")
+    share = sub.add_parser("share", help="share a folder or a file with another user")
     share.add_argument("path")
     share.add_argument("user")
     share.add_argument("--role", choices=("editor", "viewer"), default="editor")

@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.files import add_meta_commands
 
     add_meta_commands(sub)
+    from cli.recover import add_recover_commands
+
+    add_recover_commands(sub)
 
     user = sub.add_parser("user", help="manage users (admin)")
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)

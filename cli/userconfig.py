@@ -22,6 +22,7 @@ class UserConfig:
     token: str = ""
     user: str = ""
     device_id: str = ""
+    web_url: str = ""  # the web gateway (share links point there)
 
 
 def config_dir() -> Path:

@@ -16,6 +16,8 @@ from client._errors import (
     SyncError,
     UnavailableError,
 )
+from client._links import LinkVisitor
+from client._recover import Link, Restored, SharedFile, TrashItem
 from client._types import (
     Change,
     ChangeOp,
@@ -42,10 +44,15 @@ __all__ = [
     "EntryKind",
     "FileVersion",
     "InvalidRequestError",
+    "Link",
+    "LinkVisitor",
     "Me",
     "NotFoundError",
     "PermissionDeniedError",
+    "Restored",
+    "SharedFile",
     "SyncError",
+    "TrashItem",
     "UnavailableError",
     "UploadStats",
     "UserInfo",

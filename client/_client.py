@@ -19,6 +19,7 @@ from client._batch import RemoteFile, file_versions, get_files, upload_chunks
 from client._blocks import BlockPool, ring_from_pb
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
 from client._modes import file_mode, is_executable
+from client._recover import RecoverMixin
 from client._types import Change, Cursor, Deletion, Entry, FileVersion, UploadStats
 from tessera.chunking import Chunk, iter_chunks
 from tessera.errors import error_detail
@@ -63,7 +64,7 @@ async def _call(coro: Any) -> Any:
         raise from_rpc_error(e) from None
 
 
-class Client(AccountCalls):
+class Client(AccountCalls, RecoverMixin):
     """Connect with ``await Client.connect(endpoint, token=...)``; close with ``await client.close()``."""
 
     def __init__(self, target: str, token: str, config: ClientConfig) -> None:
@@ -460,10 +461,11 @@ class Client(AccountCalls):
         return [Entry.from_pb(e) for e in resp.revisions]
 
     async def share(self, path: str, user: str, *, role: str = "editor", namespace_id: str = "", operation_id: str = "") -> str:
-        """Share a folder with a user as "editor" or "viewer" (again: change the role).
+        """Share a folder or a file with a user as "editor" or "viewer" (again: change the role).
 
         Returns:
-            The shared folder's namespace id.
+            The shared folder's namespace id; for a file, its share id (the member passes it
+            as ``namespace_id`` to reach the file, see ``shared_files``).
         """
         if role not in ("editor", "viewer"):
             raise InvalidRequestError(f"role must be editor or viewer, not {role!r}", grpc.StatusCode.INVALID_ARGUMENT)

@@ -86,6 +86,7 @@ class LocalCluster:
         detach: bool = False,
         timeout: float = 60.0,
         params: ClusterParams | None = None,
+        web_port: int | None = None,
     ) -> LocalCluster:
         """Start a whole cluster and return once every node is healthy and the admin exists.
 
@@ -104,6 +105,7 @@ class LocalCluster:
             params: the block ring's RF, W and vnodes, published in etcd before any block node
                 starts (block nodes take the cluster's); None: the defaults for a new cluster,
                 the existing ones for a cluster started before.
+            web_port: also start the web gateway on this port (0 picks one); None: no gateway.
 
         Returns:
             The running cluster.
@@ -123,6 +125,9 @@ class LocalCluster:
             self._wait_ready([first, *blocks])
             rest = [self._spawn_node("meta") for _ in range(meta_nodes - 1)]
             rest += [self._spawn_node("sync") for _ in range(sync_nodes)]
+            if web_port is not None:
+                free = web_port if web_port and port_free(web_port) else 0
+                rest.append(self._spawn_node("web", free))
             self._wait_ready(rest)
             self._write_state()
             self.bootstrap_admin()
@@ -169,6 +174,11 @@ class LocalCluster:
         return [str(p.info.get("grpc", "")) for p in self._nodes["sync"]]
 
     @property
+    def web_url(self) -> str:
+        """The web gateway's URL ("" when it was not started)."""
+        return str(self._nodes["web"][0].info.get("url", "")) if self._nodes["web"] else ""
+
+    @property
     def logs_dir(self) -> Path:
         """Where every process's log file is."""
         return self.dir / "logs"
@@ -196,7 +206,7 @@ class LocalCluster:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop nodes (SIGTERM), then PostgreSQL (SIGINT: fast shutdown), then etcd; wait for all."""
-        nodes = [p for kind in ("sync", "block", "meta") for p in self._nodes[kind]]
+        nodes = [p for kind in ("web", "sync", "block", "meta") for p in self._nodes[kind]]
         stop_procs(nodes, signal.SIGTERM, timeout)
         backends = self._backends
         if backends.postgres:
@@ -336,7 +346,7 @@ class LocalCluster:
             port,
             etcd_url=self.etcd_url,
             db_dsn=self.db_dsn,
-            meta_address=self.meta_address if proc.kind == "sync" else "",
+            meta_address=self.meta_address if proc.kind in ("sync", "web") else "",
             env=node_env(self._secret, self.extra_env),
             cwd=self.dir,
             detach=self.detach,
@@ -388,6 +398,7 @@ class LocalCluster:
             "meta": self.nodes("meta"),
             "block": self.nodes("block"),
             "sync": self.nodes("sync"),
+            "web_url": self.web_url,
             "etcd_pid": pid_of(self._backends.etcd),
             "postgres_pid": pid_of(self._backends.postgres),
             "secret": self._secret,

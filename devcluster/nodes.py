@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devcluster.procs import ClusterError, Proc, log_tail, port_free, read_json, spawn
 
-NODE_KINDS = ("meta", "block", "sync")
+NODE_KINDS = ("meta", "block", "sync", "web")
 ZONES = ("zone-a", "zone-b", "zone-c")
 
 
@@ -80,6 +80,14 @@ def launch_node(
     """
     assert proc.ready_file is not None
     proc.ready_file.unlink(missing_ok=True)
+    if proc.kind == "web":  # the HTTP gateway: a client of the metanode, no etcd, no metrics
+        argv = [
+            sys.executable, "-m", "web", "--endpoint", meta_address,
+            "--listen", f"127.0.0.1:{port}", "--ready-file", str(proc.ready_file),
+            "--spool", str(cwd / "web-spool"),
+        ]  # fmt: skip
+        spawn(proc, argv, cwd=cwd, detach=detach, env=env)
+        return
     metrics = proc.metrics_port if proc.metrics_port and port_free(proc.metrics_port) else 0
     argv = [
         sys.executable, "-m", proc.program,
@@ -138,6 +146,8 @@ def _ready(proc: Proc, channels: dict[str, grpc.Channel]) -> bool:
         return etcd_healthy(f"http://127.0.0.1:{proc.port}", timeout=0.5)
     if proc.kind == "postgres":
         return postgres_ready(proc.port)
+    if proc.kind == "web":
+        return _web_ready(proc)
     if not proc.info:
         assert proc.ready_file is not None
         info = read_json(proc.ready_file)
@@ -160,3 +170,22 @@ def _ready(proc: Proc, channels: dict[str, grpc.Channel]) -> bool:
 
 
 # -- bookkeeping ----------------------------------------------------------------------
+
+
+def _web_ready(proc: Proc) -> bool:
+    """The web gateway wrote its ready file and answers ``/healthz``."""
+    import urllib.request
+
+    assert proc.ready_file is not None
+    info = read_json(proc.ready_file)
+    if not info.get("url") or info.get("pid") != proc.pid:
+        return False
+    try:
+        with urllib.request.urlopen(f"http://{info['address']}/healthz", timeout=1.0) as resp:
+            ok = resp.status == 200
+    except OSError:
+        return False
+    if ok:
+        proc.info = info
+        proc.port = port_of(str(info["address"])) or proc.port
+    return ok

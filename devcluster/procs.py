@@ -30,6 +30,7 @@ PROGRAMS = {
     "meta": "metanode",
     "block": "blocknode",
     "sync": "syncnode",
+    "web": "web",
     "etcd": "etcd",
     "postgres": "postgres",
 }

@@ -102,7 +102,7 @@ def stop_from_file(dir: Path, timeout: float = 15.0) -> list[str]:
     if not path.exists():
         raise ClusterError(f"no cluster in {dir} (no {STATE_FILE})")
     running = running_processes(read_json(path))
-    nodes = [t for t in running if t[2] in {"metanode", "blocknode", "syncnode"}]
+    nodes = [t for t in running if t[2] in {"web", "metanode", "blocknode", "syncnode"}]
     _signal_and_wait(nodes, signal.SIGTERM, timeout)
     _signal_and_wait([t for t in running if t[2] == "postgres"], signal.SIGINT, timeout)
     _signal_and_wait([t for t in running if t[2] == "etcd"], signal.SIGTERM, timeout)

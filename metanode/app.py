@@ -28,7 +28,7 @@ class MetaApp:
     """Stateless over the database: any number of metanodes can serve at once."""
 
     service_names = ("tessera.v1.Metadata",)
-    public_methods = frozenset({"/tessera.v1.Metadata/Login"})
+    public_methods = frozenset({"/tessera.v1.Metadata/Login", "/tessera.v1.Metadata/OpenLink"})
     node_methods: frozenset[str] = frozenset()
 
     def __init__(self, cfg: MetaConfig, registry: CollectorRegistry, node_id: str) -> None:

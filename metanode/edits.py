@@ -126,7 +126,7 @@ async def delete(
             and not await _written_by(conn, ns_id, [row], device_id)
         ):
             raise Conflict(f"{path} changed after journal seq {seen_seq}", str(row.head_rev))
-        gone = await write_delete(conn, ns_id, row, stored, device_id)
+        gone = await write_delete(conn, ns_id, row, stored, device_id, user_id)
         return Deletion(gone, 0, gone.seq)
     inside = await subtree(conn, ns_id, row.file_id, live_only=True)
     for s in inside:
@@ -147,12 +147,14 @@ async def delete(
         s = inside[i]
         if s.row.file_id not in keep:
             last = (
-                await write_delete(conn, ns_id, s.row, join_path(stored, s.rel_path), device_id)
+                await write_delete(
+                    conn, ns_id, s.row, join_path(stored, s.rel_path), device_id, user_id
+                )
             ).seq
     if keep or any(r.file_id == row.file_id and r.file_id not in own for r in newer):
         head = await files.entry(conn, ns_id, row.file_id, row.head_rev, stored)
         return Deletion(head, len(keep), last)
-    gone = await write_delete(conn, ns_id, row, stored, device_id)
+    gone = await write_delete(conn, ns_id, row, stored, device_id, user_id)
     return Deletion(gone, 0, gone.seq)
 
 
@@ -171,7 +173,12 @@ async def _written_by(
 
 
 async def write_delete(
-    conn: Conn, ns_id: uuid.UUID, row: FileRow, path: str, device_id: str
+    conn: Conn,
+    ns_id: uuid.UUID,
+    row: FileRow,
+    path: str,
+    device_id: str,
+    user_id: uuid.UUID | None = None,
 ) -> EntryRow:
     return await files.write_change(
         conn,
@@ -185,6 +192,7 @@ async def write_delete(
         op=Op.DELETE,
         device_id=device_id,
         deleted=True,
+        user_id=user_id,
     )
 
 
@@ -288,34 +296,45 @@ async def restore(
 async def history(
     conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID, path: str, limit: int
 ) -> list[EntryRow]:
-    """The revisions of the file at ``path`` (live or deleted), newest first, each at its path then."""
+    """The revisions of the file at ``path`` (live or deleted), newest first, each at its path then;
+    for a folder, the revisions of everything ever in it too."""
     await permissions.require_role(conn, user_id, ns_id, write=False, path=path)
     found = await files.lookup_any(conn, ns_id, path)
     if found is None:
         raise files.not_found(path)
     row = found[0]
     limit = max(1, min(limit or MAX_HISTORY, MAX_HISTORY))
+    if row.kind is Kind.FOLDER:
+        return await folder_history(conn, ns_id, row, limit)
     cur = await conn.execute(
         """SELECT rev_id, path, kind, size, deleted, created_at, seq, device_id, client_mtime_ns, content_hash,
                   executable
            FROM revisions WHERE ns_id = %s AND file_id = %s ORDER BY n DESC, created_at DESC LIMIT %s""",
         (ns_id, row.file_id, limit),
     )
-    return [
-        EntryRow(
-            ns_id,
-            row.file_id,
-            r[1],
-            Kind(r[2]),
-            r[3],
-            r[0],
-            files.us(r[5]),
-            r[4],
-            r[6],
-            r[7],
-            r[8],
-            bytes(r[9]),
-            r[10],
-        )
-        for r in await cur.fetchall()
-    ]
+    return [_rev_entry(ns_id, row.file_id, r) for r in await cur.fetchall()]
+
+
+async def folder_history(
+    conn: Conn, ns_id: uuid.UUID, folder: FileRow, limit: int
+) -> list[EntryRow]:
+    """Every revision of a folder and of everything ever in it, newest first."""
+    inside = await subtree(conn, ns_id, folder.file_id, live_only=False)
+    ids = [folder.file_id] + [s.row.file_id for s in inside]
+    cur = await conn.execute(
+        """SELECT rev_id, path, kind, size, deleted, created_at, seq, device_id, client_mtime_ns, content_hash,
+                  executable, file_id
+           FROM revisions WHERE ns_id = %s AND file_id = ANY(%s)
+           ORDER BY created_at DESC, seq DESC LIMIT %s""",
+        (ns_id, ids, limit),
+    )
+    return [_rev_entry(ns_id, r[11], r) for r in await cur.fetchall()]
+
+
+def _rev_entry(ns_id: uuid.UUID, file_id: uuid.UUID, r: tuple) -> EntryRow:
+    """An entry from a history row (rev_id, path, kind, size, deleted, created_at, seq,
+    device_id, client_mtime_ns, content_hash, executable)."""
+    return EntryRow(
+        ns_id, file_id, r[1], Kind(r[2]), r[3], r[0], files.us(r[5]), r[4], r[6], r[7], r[8],
+        bytes(r[9]), r[10],
+    )  # fmt: skip

@@ -254,6 +254,22 @@ async def get_file(
     return FileVersion(e, await blocklist_of(conn, ns_id, row.file_id, rev))
 
 
+async def path_of(conn: Conn, ns_id: uuid.UUID, row: FileRow) -> str:
+    """The stored path of a row, walking up its parents."""
+    names = [row.name]
+    parent = row.parent_id
+    while parent != ROOT_PARENT:
+        cur = await conn.execute(
+            "SELECT parent_id, name FROM files WHERE ns_id = %s AND file_id = %s", (ns_id, parent)
+        )
+        up = await cur.fetchone()
+        if up is None:
+            break
+        names.append(up[1])
+        parent = up[0]
+    return "/".join(reversed(names))
+
+
 # -- writes --------------------------------------------------------------------------------
 async def write_change(
     conn: Conn,
@@ -273,11 +289,13 @@ async def write_change(
     mount_ns: uuid.UUID | None = None,
     executable: bool = False,
     cache: TxCache | None = None,
+    user_id: uuid.UUID | None = None,
 ) -> EntryRow:
     """One change to one file: a new revision, the file's head moved to it, a journal record.
 
     ``row`` is the file's current row (None for a new file, which gets a fresh id); ``mount_ns``
-    is only used when the row is created (a mount point in a member's root namespace). With a
+    is only used when the row is created (a mount point in a member's root namespace);
+    ``user_id`` records who made the change (shown in the trash). With a
     cache, no statement waits for its result (pipeline mode) and the cache learns the new row.
     """
     seq = await journal.next_seq(conn, ns_id, cache)
@@ -288,11 +306,11 @@ async def write_change(
     digest = blocklists.content_hash(chunk_list) if chunk_list else EMPTY_HASH
     values = (
         ns_id, file_id, rev_id, row.head_rev if row else None, seq, n, int(kind), size, deleted, path,
-        blocklists.encode(chunk_list), digest, device_id, client_mtime_ns, executable,
+        blocklists.encode(chunk_list), digest, device_id, client_mtime_ns, executable, user_id,
     )  # fmt: skip
     insert = """INSERT INTO revisions (ns_id, file_id, rev_id, parent_rev, seq, n, kind, size, deleted, path,
-                                       blocklist, content_hash, device_id, client_mtime_ns, executable)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+                                       blocklist, content_hash, device_id, client_mtime_ns, executable, user_id)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
     if cache is not None and cache.now is not None:
         await conn.execute(insert, values)  # created_at defaults to now(): the transaction's time
         created = cache.now

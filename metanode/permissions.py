@@ -28,7 +28,11 @@ async def role_of(
         "SELECT role FROM members WHERE user_id = %s AND ns_id = %s", (user_id, ns_id)
     )
     row = await cur.fetchone()
-    role = Role[row[0].upper()] if row else None
+    if row is None:  # a shared file's member, for this one call (never cached)
+        from metanode.fileshares import granted_role
+
+        return granted_role(user_id, ns_id)
+    role = Role[row[0].upper()]
     if cache is not None:
         cache.roles[(user_id, ns_id)] = role
     return role

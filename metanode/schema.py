@@ -214,6 +214,42 @@ MIGRATIONS: list[tuple[int, str, list[Step]]] = [
         "the executable bit of each revision",
         ["ALTER TABLE revisions ADD COLUMN IF NOT EXISTS executable BOOL NOT NULL DEFAULT false"],
     ),
+    (
+        6,
+        "who made a revision (trash), share links, shared files",
+        [
+            "ALTER TABLE revisions ADD COLUMN IF NOT EXISTS user_id UUID NULL",
+            # A link is a capability: only the SHA-256 of its token is stored.
+            """CREATE TABLE IF NOT EXISTS links (
+                owner_id UUID NOT NULL,
+                link_id UUID NOT NULL,
+                ns_id UUID NOT NULL,
+                file_id UUID NOT NULL,
+                token_hash BYTEA NOT NULL,
+                password_hash TEXT NOT NULL DEFAULT '',
+                created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                expires_at TIMESTAMPTZ NULL,
+                downloads INT8 NOT NULL DEFAULT 0,
+                last_used_at TIMESTAMPTZ NULL,
+                failures INT8 NOT NULL DEFAULT 0,
+                window_start TIMESTAMPTZ NOT NULL DEFAULT now(),
+                PRIMARY KEY (owner_id, link_id)
+            )""",
+            "CREATE UNIQUE INDEX IF NOT EXISTS links_by_token ON links (token_hash)",
+            # A shared file: a grant per member (metanode.fileshares), one share id per file.
+            """CREATE TABLE IF NOT EXISTS file_shares (
+                ns_id UUID NOT NULL,
+                file_id UUID NOT NULL,
+                user_id UUID NOT NULL,
+                share_id UUID NOT NULL,
+                role TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                PRIMARY KEY (ns_id, file_id, user_id)
+            )""",
+            "CREATE INDEX IF NOT EXISTS file_shares_by_share ON file_shares (share_id, user_id)",
+            "CREATE INDEX IF NOT EXISTS file_shares_by_user ON file_shares (user_id)",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

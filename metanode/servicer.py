@@ -2,7 +2,8 @@
 
 One servicer composed of handler objects by subject, each serving a few RPCs on the same
 ``ServiceState``: ``service_accounts`` (sessions, devices, users), ``service_cluster`` (rings
-and status), ``service_reads`` and ``service_writes``; their shared helpers are in
+and status), ``service_reads``, ``service_writes``, ``service_restore`` (restores at a time,
+trash, shared files) and ``service_links`` (share links); their shared helpers are in
 ``rpcbase``. All SQL lives in the ``files``, ``journal``, ``permissions``, ``edits``,
 ``sharing``, ``chunks``, ``users`` and ``gc`` modules. A new RPC goes in the handler of its
 subject (or a new handler listed in ``HANDLERS``): the servicer refuses to start with an RPC
@@ -24,13 +25,22 @@ from metanode.notify import Notifier
 from metanode.rpcbase import Handlers, ServiceState
 from metanode.service_accounts import AccountRpcs
 from metanode.service_cluster import ClusterRpcs
+from metanode.service_links import LinkRpcs
 from metanode.service_reads import ReadRpcs
+from metanode.service_restore import RestoreRpcs
 from metanode.service_writes import WriteRpcs
 from tessera.auth import Signer
 from tessera.membership import Watcher
 from tessera.pb import meta_pb2, meta_pb2_grpc
 
-HANDLERS: tuple[type[Handlers], ...] = (AccountRpcs, ClusterRpcs, ReadRpcs, WriteRpcs)
+HANDLERS: tuple[type[Handlers], ...] = (
+    AccountRpcs,
+    ClusterRpcs,
+    ReadRpcs,
+    WriteRpcs,
+    RestoreRpcs,
+    LinkRpcs,
+)
 SERVICE = meta_pb2.DESCRIPTOR.services_by_name["Metadata"]
 
 

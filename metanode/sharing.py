@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from metanode import blocklists, chunks, edits, files, permissions, tree
+from metanode import blocklists, chunks, edits, files, fileshares, permissions, tree
 from metanode.db import Conn
 from metanode.model import ROOT_PARENT, ChunkRef, Kind, MemberRow, NamespaceRow, Op, Role
 from metanode.txcache import TxCache
@@ -42,6 +42,7 @@ class Target:
     path: str
     root: uuid.UUID
     mounts: tuple[tree.Mount, ...]
+    share_id: uuid.UUID | None = None  # reached through a file share (metanode.fileshares)
 
     @property
     def in_root(self) -> bool:
@@ -61,8 +62,10 @@ async def resolve(
     """Map a request's namespace and path to the namespace that holds the path.
 
     With no namespace (or the caller's root), a path inside a mounted shared folder resolves
-    into that folder's namespace (``tree.resolve``).
+    into that folder's namespace (``tree.resolve``). A namespace id that is a file share of
+    the caller's resolves to the shared file in its owner's namespace (``fileshares``).
     """
+    fileshares.drop_grant()
     known = cache.resolved.get("mounts") if cache is not None else None
     if known is None:
         cur = await conn.execute(
@@ -80,6 +83,9 @@ async def resolve(
             cache.roles[(user_id, known[0])] = Role.OWNER  # everyone owns their root namespace
     root, mounts = known
     if ns_id is not None and ns_id != root:
+        shared = await fileshares.resolve(conn, user_id, ns_id, path)
+        if shared is not None:
+            return Target(shared[0], shared[1], root, mounts, shared[2])
         return Target(ns_id, path, root, mounts)
     ns, rest = tree.resolve(mounts, root, path, into_mount=into_mount)
     return Target(ns, rest, root, mounts)  # type: ignore[arg-type]
@@ -148,8 +154,12 @@ async def share(
         if found is None:
             raise files.not_found(target.path)
         row, stored = found
-        if row.kind is not Kind.FOLDER:
-            raise FailedPrecondition(f"{stored} is a file: only folders can be shared")
+        if row.kind is Kind.FILE:
+            member_id, _, _ = await _user_by_name(conn, user_name)
+            share_id = await fileshares.share_file(
+                conn, user_id, target.ns_id, row, member_id, role
+            )
+            return share_id, []
         ns_id, notices = await _convert(conn, user_id, target.root, row, stored, device_id)
         folder_name = row.name
     else:
@@ -362,8 +372,16 @@ async def unshare(
     The member's mount point is deleted from their root (a journal record there), and from
     this transaction on every call of theirs on the namespace is NOT_FOUND.
     """
-    if target.in_root:
-        raise FailedPrecondition(f"{target.path or 'your root folder'} is not a shared folder")
+    if target.share_id is not None or target.in_root:
+        found = await files.lookup(conn, target.ns_id, target.path) if target.path else None
+        if found is None or found[0].kind is not Kind.FILE:
+            raise FailedPrecondition(f"{target.path or 'your root folder'} is not a shared folder")
+        member_id, _, name = await _user_by_name(conn, user_name)
+        await fileshares.unshare_file(
+            conn, user_id, target.ns_id, found[0].file_id, member_id, name,
+            owner=target.share_id is None,
+        )  # fmt: skip
+        return []
     caller = await permissions.require_role(conn, user_id, target.ns_id, write=False, path=target.path)
     if target.path:
         raise FailedPrecondition(f"{target.path} is inside a shared folder, not one itself")
@@ -385,23 +403,7 @@ async def unshare(
     notices: list[Notice] = []
     for raw in await cur.fetchall():
         row = files.file_row(raw)
-        path = await _path_of(conn, member_root, row)
+        path = await files.path_of(conn, member_root, row)
         e = await edits.write_delete(conn, member_root, row, path, device_id)
         notices.append((member_root, e.seq))
     return notices
-
-
-async def _path_of(conn: Conn, ns_id: uuid.UUID, row: files.FileRow) -> str:
-    """The stored path of a row, walking up its parents."""
-    names = [row.name]
-    parent = row.parent_id
-    while parent != ROOT_PARENT:
-        cur = await conn.execute(
-            "SELECT parent_id, name FROM files WHERE ns_id = %s AND file_id = %s", (ns_id, parent)
-        )
-        up = await cur.fetchone()
-        if up is None:
-            break
-        names.append(up[1])
-        parent = up[0]
-    return "/".join(reversed(names))

@@ -491,6 +491,184 @@ class RunGCResponse(_message.Message):
     chunks_failed: int
     def __init__(self, revisions_pruned: _Optional[int] = ..., journal_pruned: _Optional[int] = ..., chunks_deleted: _Optional[int] = ..., chunks_referenced: _Optional[int] = ..., chunks_waiting: _Optional[int] = ..., chunks_failed: _Optional[int] = ...) -> None: ...
 
+class RestoreTreeRequest(_message.Message):
+    __slots__ = ("namespace_id", "path", "at_us", "file_id", "device_id", "operation_id")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    AT_US_FIELD_NUMBER: _ClassVar[int]
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    at_us: int
+    file_id: str
+    device_id: str
+    operation_id: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., at_us: _Optional[int] = ..., file_id: _Optional[str] = ..., device_id: _Optional[str] = ..., operation_id: _Optional[str] = ...) -> None: ...
+
+class RestoreTreeResponse(_message.Message):
+    __slots__ = ("entry", "changed", "changes")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    entry: _common_pb2.Entry
+    changed: int
+    changes: _containers.RepeatedCompositeFieldContainer[_common_pb2.Entry]
+    def __init__(self, entry: _Optional[_Union[_common_pb2.Entry, _Mapping]] = ..., changed: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[_common_pb2.Entry, _Mapping]]] = ...) -> None: ...
+
+class ListTrashRequest(_message.Message):
+    __slots__ = ("namespace_id", "path", "limit")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    limit: int
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class TrashEntry(_message.Message):
+    __slots__ = ("entry", "deleted_by", "restorable_until_us", "files_inside")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    DELETED_BY_FIELD_NUMBER: _ClassVar[int]
+    RESTORABLE_UNTIL_US_FIELD_NUMBER: _ClassVar[int]
+    FILES_INSIDE_FIELD_NUMBER: _ClassVar[int]
+    entry: _common_pb2.Entry
+    deleted_by: str
+    restorable_until_us: int
+    files_inside: int
+    def __init__(self, entry: _Optional[_Union[_common_pb2.Entry, _Mapping]] = ..., deleted_by: _Optional[str] = ..., restorable_until_us: _Optional[int] = ..., files_inside: _Optional[int] = ...) -> None: ...
+
+class ListTrashResponse(_message.Message):
+    __slots__ = ("entries", "retention_seconds")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[TrashEntry]
+    retention_seconds: int
+    def __init__(self, entries: _Optional[_Iterable[_Union[TrashEntry, _Mapping]]] = ..., retention_seconds: _Optional[int] = ...) -> None: ...
+
+class CreateLinkRequest(_message.Message):
+    __slots__ = ("namespace_id", "path", "expires_in_seconds", "password")
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    namespace_id: str
+    path: str
+    expires_in_seconds: int
+    password: str
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., expires_in_seconds: _Optional[int] = ..., password: _Optional[str] = ...) -> None: ...
+
+class ShareLink(_message.Message):
+    __slots__ = ("link_id", "path", "is_folder", "created_at_us", "expires_at_us", "has_password", "downloads", "last_used_us", "namespace_id")
+    LINK_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    IS_FOLDER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_US_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_US_FIELD_NUMBER: _ClassVar[int]
+    HAS_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_US_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    link_id: str
+    path: str
+    is_folder: bool
+    created_at_us: int
+    expires_at_us: int
+    has_password: bool
+    downloads: int
+    last_used_us: int
+    namespace_id: str
+    def __init__(self, link_id: _Optional[str] = ..., path: _Optional[str] = ..., is_folder: _Optional[bool] = ..., created_at_us: _Optional[int] = ..., expires_at_us: _Optional[int] = ..., has_password: _Optional[bool] = ..., downloads: _Optional[int] = ..., last_used_us: _Optional[int] = ..., namespace_id: _Optional[str] = ...) -> None: ...
+
+class CreateLinkResponse(_message.Message):
+    __slots__ = ("link", "token")
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    link: ShareLink
+    token: str
+    def __init__(self, link: _Optional[_Union[ShareLink, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ListLinksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListLinksResponse(_message.Message):
+    __slots__ = ("links",)
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    links: _containers.RepeatedCompositeFieldContainer[ShareLink]
+    def __init__(self, links: _Optional[_Iterable[_Union[ShareLink, _Mapping]]] = ...) -> None: ...
+
+class RevokeLinkRequest(_message.Message):
+    __slots__ = ("link_id",)
+    LINK_ID_FIELD_NUMBER: _ClassVar[int]
+    link_id: str
+    def __init__(self, link_id: _Optional[str] = ...) -> None: ...
+
+class RevokeLinkResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class OpenLinkRequest(_message.Message):
+    __slots__ = ("token", "password", "path", "download")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOAD_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    password: str
+    path: str
+    download: bool
+    def __init__(self, token: _Optional[str] = ..., password: _Optional[str] = ..., path: _Optional[str] = ..., download: _Optional[bool] = ...) -> None: ...
+
+class OpenLinkResponse(_message.Message):
+    __slots__ = ("entry", "children", "blocklist", "ticket", "name", "needs_password", "read_token")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    BLOCKLIST_FIELD_NUMBER: _ClassVar[int]
+    TICKET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    READ_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    entry: _common_pb2.Entry
+    children: _containers.RepeatedCompositeFieldContainer[_common_pb2.Entry]
+    blocklist: _common_pb2.Blocklist
+    ticket: _common_pb2.ReadTicket
+    name: str
+    needs_password: bool
+    read_token: str
+    def __init__(self, entry: _Optional[_Union[_common_pb2.Entry, _Mapping]] = ..., children: _Optional[_Iterable[_Union[_common_pb2.Entry, _Mapping]]] = ..., blocklist: _Optional[_Union[_common_pb2.Blocklist, _Mapping]] = ..., ticket: _Optional[_Union[_common_pb2.ReadTicket, _Mapping]] = ..., name: _Optional[str] = ..., needs_password: _Optional[bool] = ..., read_token: _Optional[str] = ...) -> None: ...
+
+class ListSharedFilesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SharedFile(_message.Message):
+    __slots__ = ("share_id", "name", "path", "owner_name", "role", "size", "modified_at_us", "members")
+    SHARE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OWNER_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_AT_US_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    share_id: str
+    name: str
+    path: str
+    owner_name: str
+    role: Role
+    size: int
+    modified_at_us: int
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, share_id: _Optional[str] = ..., name: _Optional[str] = ..., path: _Optional[str] = ..., owner_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., size: _Optional[int] = ..., modified_at_us: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+
+class ListSharedFilesResponse(_message.Message):
+    __slots__ = ("files",)
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[SharedFile]
+    def __init__(self, files: _Optional[_Iterable[_Union[SharedFile, _Mapping]]] = ...) -> None: ...
+
 class Device(_message.Message):
     __slots__ = ("device_id", "name", "created_at_us", "last_seen_at_us", "expires_at", "current")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -157,6 +157,41 @@ class MetadataStub:
                 request_serializer=tessera_dot_v1_dot_meta__pb2.RunGCRequest.SerializeToString,
                 response_deserializer=tessera_dot_v1_dot_meta__pb2.RunGCResponse.FromString,
                 _registered_method=True)
+        self.RestoreTree = channel.unary_unary(
+                '/tessera.v1.Metadata/RestoreTree',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.RestoreTreeRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.RestoreTreeResponse.FromString,
+                _registered_method=True)
+        self.ListTrash = channel.unary_unary(
+                '/tessera.v1.Metadata/ListTrash',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.ListTrashRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.ListTrashResponse.FromString,
+                _registered_method=True)
+        self.ListSharedFiles = channel.unary_unary(
+                '/tessera.v1.Metadata/ListSharedFiles',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.ListSharedFilesRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.ListSharedFilesResponse.FromString,
+                _registered_method=True)
+        self.CreateLink = channel.unary_unary(
+                '/tessera.v1.Metadata/CreateLink',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.CreateLinkRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.CreateLinkResponse.FromString,
+                _registered_method=True)
+        self.ListLinks = channel.unary_unary(
+                '/tessera.v1.Metadata/ListLinks',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.ListLinksRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.ListLinksResponse.FromString,
+                _registered_method=True)
+        self.RevokeLink = channel.unary_unary(
+                '/tessera.v1.Metadata/RevokeLink',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.RevokeLinkRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.RevokeLinkResponse.FromString,
+                _registered_method=True)
+        self.OpenLink = channel.unary_unary(
+                '/tessera.v1.Metadata/OpenLink',
+                request_serializer=tessera_dot_v1_dot_meta__pb2.OpenLinkRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_meta__pb2.OpenLinkResponse.FromString,
+                _registered_method=True)
         self.ListDevices = channel.unary_unary(
                 '/tessera.v1.Metadata/ListDevices',
                 request_serializer=tessera_dot_v1_dot_meta__pb2.ListDevicesRequest.SerializeToString,
@@ -345,6 +380,58 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RestoreTree(self, request, context):
+        """A file or a whole folder (its subtree, deleted files included) as it was at a time, or
+        (at_us 0) as it was just before it was deleted: new revisions, no data copied, one
+        serializable transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrash(self, request, context):
+        """Deleted files and folders under a path, who deleted them and when, and the retention.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSharedFiles(self, request, context):
+        """Files shared with the caller (use share_id as the namespace id to reach one) and files the
+        caller shared, with their members.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateLink(self, request, context):
+        """Share links: capabilities for a file or folder, usable without an account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLinks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeLink(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenLink(self, request, context):
+        """Public (no token): what a link shows (a file, or a folder page) and, for a file, a read
+        ticket. A wrong, revoked or expired token is NOT_FOUND; a wrong password
+        PERMISSION_DENIED; too many attempts RESOURCE_EXHAUSTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDevices(self, request, context):
         """Devices and accounts. Each Login is a device (its token's id is the device id); ending a
         device, a password or a user reaches every node within seconds (see tessera/revocation.py).
@@ -504,6 +591,41 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.RunGC,
                     request_deserializer=tessera_dot_v1_dot_meta__pb2.RunGCRequest.FromString,
                     response_serializer=tessera_dot_v1_dot_meta__pb2.RunGCResponse.SerializeToString,
+            ),
+            'RestoreTree': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreTree,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.RestoreTreeRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.RestoreTreeResponse.SerializeToString,
+            ),
+            'ListTrash': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrash,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.ListTrashRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.ListTrashResponse.SerializeToString,
+            ),
+            'ListSharedFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSharedFiles,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.ListSharedFilesRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.ListSharedFilesResponse.SerializeToString,
+            ),
+            'CreateLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateLink,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.CreateLinkRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.CreateLinkResponse.SerializeToString,
+            ),
+            'ListLinks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLinks,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.ListLinksRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.ListLinksResponse.SerializeToString,
+            ),
+            'RevokeLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeLink,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.RevokeLinkRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.RevokeLinkResponse.SerializeToString,
+            ),
+            'OpenLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenLink,
+                    request_deserializer=tessera_dot_v1_dot_meta__pb2.OpenLinkRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_meta__pb2.OpenLinkResponse.SerializeToString,
             ),
             'ListDevices': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDevices,
@@ -1181,6 +1303,195 @@ class Metadata:
             '/tessera.v1.Metadata/RunGC',
             tessera_dot_v1_dot_meta__pb2.RunGCRequest.SerializeToString,
             tessera_dot_v1_dot_meta__pb2.RunGCResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreTree(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/RestoreTree',
+            tessera_dot_v1_dot_meta__pb2.RestoreTreeRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.RestoreTreeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrash(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/ListTrash',
+            tessera_dot_v1_dot_meta__pb2.ListTrashRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.ListTrashResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSharedFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/ListSharedFiles',
+            tessera_dot_v1_dot_meta__pb2.ListSharedFilesRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.ListSharedFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/CreateLink',
+            tessera_dot_v1_dot_meta__pb2.CreateLinkRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.CreateLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLinks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/ListLinks',
+            tessera_dot_v1_dot_meta__pb2.ListLinksRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.ListLinksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/RevokeLink',
+            tessera_dot_v1_dot_meta__pb2.RevokeLinkRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.RevokeLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.v1.Metadata/OpenLink',
+            tessera_dot_v1_dot_meta__pb2.OpenLinkRequest.SerializeToString,
+            tessera_dot_v1_dot_meta__pb2.OpenLinkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -192,6 +192,8 @@ def test_up_detach_then_down_leaves_no_process(tmp_path: Path) -> None:
         "0",
         "--block-nodes",
         "1",
+        "--web-port",
+        "0",
         env=env,
     )
     state = (
@@ -203,13 +205,18 @@ def test_up_detach_then_down_leaves_no_process(tmp_path: Path) -> None:
     try:
         assert up.returncode == 0, up.stderr
         assert "tessera user add alice" in up.stdout and "healthy in" in up.stdout
-        assert len(pids) == 5  # etcd, postgres, meta, block, sync
+        assert len(pids) == 6  # etcd, postgres, meta, block, sync, web
         assert all(pid_alive(p) for p in pids)  # they outlived the detached launcher
+        web_url = state["web_url"]
+        assert web_url.startswith("http://127.0.0.1:") and f"web       {web_url}" in up.stdout
+        with urllib.request.urlopen(f"{web_url}/login", timeout=10) as page:
+            assert page.status == 200 and b"Log in" in page.read()
         saved = json.loads((tmp_path / "config" / "tessera" / "config.json").read_text())
         assert (
             saved["endpoint"] == state["meta"][0]["grpc"]
             and saved["user"] == "admin"
             and saved["token"]
+            and saved["web_url"] == web_url
         )
 
         again = run_cli("up", "--detach", "--dir", str(cluster_dir), "--meta-port", "0", env=env)
@@ -370,6 +377,8 @@ def test_foreground_up_stops_everything_on_sigterm(tmp_path: Path) -> None:
         "0",
         "--block-nodes",
         "1",
+        "--web-port",
+        "0",
     ]
     up = subprocess.Popen(
         argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -385,7 +394,7 @@ def test_foreground_up_stops_everything_on_sigterm(tmp_path: Path) -> None:
         )
         state = json.loads((tmp_path / "c" / "cluster.json").read_text())
         pids = [p["pid"] for p in state["processes"]]
-        assert len(pids) == 5 and all(pid_alive(p) for p in pids)
+        assert len(pids) == 6 and all(pid_alive(p) for p in pids)  # the web gateway too
         up.send_signal(signal.SIGTERM)
         assert up.wait(60) == 0
         assert wait_dead(pids, timeout=0) == []
