@@ -6,12 +6,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv up down test test-fast proto proto-check lint format bench clean
+.PHONY: venv up down test test-fast promtool proto proto-check lint format bench clean
 
 $(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing Tessera with its dependencies (a minute or two the first time)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
+	@touch $(STAMP)
+	@echo "==> installed: $(VENV)/bin/tessera (or: source $(VENV)/bin/activate, then tessera)"
 
 venv: $(STAMP)
 
@@ -21,13 +23,18 @@ up: venv           ## start a local cluster (etcd, PostgreSQL, metanode, syncnod
 down: venv
 	$(VENV)/bin/tessera down
 
-test: venv         ## the whole suite: protos fresh, lint, format, types, unit + integration + fault + k8s + browser tests
+test: venv promtool ## the whole suite: protos fresh, lint, format, types, alert rules, unit + integration + fault + k8s + browser tests
 	command -v chromium || (apt-get update && apt-get install -y chromium)
 	$(PY) scripts/gen_protos.py --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	promtool check rules k8s/components/monitoring/alerts.yaml
+	cd k8s/components/monitoring && promtool test rules alerts_test.yaml
 	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+promtool:          ## promtool (Debian's prometheus package) checks the alert rules
+	@command -v promtool >/dev/null || (apt-get update && apt-get install -y prometheus)
 
 test-fast: venv    ## unit tests only
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit

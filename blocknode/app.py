@@ -138,6 +138,7 @@ class BlockApp:
     service_names: tuple[str, ...] = (SERVICE_NAME,)
     public_methods: Collection[str] = ()
     node_methods: Collection[str] = NODE_METHODS
+    admin_methods: Collection[str] = (f"/{SERVICE_NAME}/NodeStatus",)  # tessera status
 
     def __init__(self, cfg: BlockConfig, registry: CollectorRegistry, node_id: str) -> None:
         self.cfg = cfg
@@ -147,6 +148,7 @@ class BlockApp:
         )
         self.service = BlockService(cfg, node_id, self.store, Signer(cfg.cluster_secret), registry)
         service = self.service
+        service.metrics.watch_disk(Path(cfg.data_dir), Path(cfg.data_dir) / STORE_DIR)
         self.replicator = Replicator(
             node_id,
             self.store,
@@ -223,6 +225,7 @@ class BlockApp:
             await self.revocations.start(self._etcd)
         except Exception as e:  # aetcd's errors; membership is the module that knows etcd
             raise StartupError(f"cannot reach etcd at {self.cfg.etcd}: {e}") from e
+        self.service.metrics.address = bound.metrics_address
         record = NodeRecord(
             self.node_id, bound.grpc_address, self.cfg.zone, self.cfg.weight, bound.metrics_address
         )

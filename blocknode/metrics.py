@@ -2,11 +2,101 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+
+def store_usage(path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """(files, bytes) by ``file_kind`` under ``path``; zeros if it is missing."""
+    files: dict[str, int] = dict.fromkeys(("segment", "table", "blob", "wal", "other"), 0)
+    sizes = dict(files)
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                size = os.stat(os.path.join(root, name)).st_size
+            except OSError:  # compacted away meanwhile
+                continue
+            kind = file_kind(name)
+            files[kind] += 1
+            sizes[kind] += size
+    return files, sizes
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (what a node's store takes on disk); 0 if missing."""
+    return sum(store_usage(path)[1].values())
+
+
+def file_kind(name: str) -> str:
+    """What a file of the chunk store is: ``segment`` (chunk bytes, appended), ``table``
+    (RocksDB sorted tables: the index), ``blob`` (RocksDB blob files of the legacy store),
+    ``wal`` (write-ahead log), or ``other`` (manifest, options)."""
+    if name.endswith(".seg"):
+        return "segment"
+    if name.endswith(".sst"):
+        return "table"
+    if name.endswith(".blob"):
+        return "blob"
+    if name.endswith(".log") and name != "LOG":
+        return "wal"
+    return "other"
+
+
+class _StoreCollector(Collector):
+    """The chunk store's files by kind, its bytes on disk, and the disk's free space: one walk
+    of the store per scrape."""
+
+    def __init__(self, data_dir: Path, store_dir: Path) -> None:
+        self._data_dir, self._store_dir = data_dir, store_dir
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        files, sizes = store_usage(self._store_dir)
+        yield GaugeMetricFamily(
+            "tessera_block_store_bytes",
+            "Bytes the chunk store takes on disk (chunks, index, write-ahead log)",
+            value=sum(sizes.values()),
+        )
+        by_kind = GaugeMetricFamily(
+            "tessera_block_store_files",
+            "Files of the chunk store by kind (segment, table, blob, wal, other)",
+            labels=["kind"],
+        )
+        kind_bytes = GaugeMetricFamily(
+            "tessera_block_store_file_bytes",
+            "Bytes of the chunk store by file kind",
+            labels=["kind"],
+        )
+        for kind in files:
+            by_kind.add_metric([kind], files[kind])
+            kind_bytes.add_metric([kind], sizes[kind])
+        yield by_kind
+        yield kind_bytes
+        free, total = disk_usage(self._data_dir)
+        yield GaugeMetricFamily(
+            "tessera_block_disk_free_bytes",
+            "Free bytes on the file system of the data directory",
+            value=free,
+        )
+        yield GaugeMetricFamily(
+            "tessera_block_disk_total_bytes",
+            "Size of the file system of the data directory",
+            value=total,
+        )
+
+
+def disk_usage(path: Path) -> tuple[int, int]:
+    """(free, total) bytes of the file system holding ``path`` (0, 0 when it cannot be read)."""
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return 0, 0
+    return usage.free, usage.total
 
 
 class _CacheCollector(Collector):
@@ -141,6 +231,16 @@ class BlockMetrics:
             "Nodes this node removed from the ring after their down grace",
             registry=registry,
         )
+        self.scrub_progress = Gauge(
+            "tessera_block_scrub_progress_ratio",
+            "How far the current scrub pass is through the hash space (0 to 1)",
+            registry=registry,
+        )
+        self.scrub_passes = Counter(
+            "tessera_block_scrub_passes", "Scrub passes completed", registry=registry
+        )
+        self._registry = registry
+        self.address = ""  # where /metrics is served, once bound
         self.under_replicated = 0
         self.transferred = dict.fromkeys(self._transfer, 0)
         self.scrubbed = 0
@@ -175,8 +275,19 @@ class BlockMetrics:
         self.last_pass_at = at
         self.last_pass_gauge.set(at)
 
-    def scrubbed_one(self, nbytes: int) -> None:
-        """Count one chunk re-hashed by the scrubber."""
+    def scrubbed_one(self, nbytes: int, chunk_hash: bytes = b"") -> None:
+        """Count one chunk re-hashed by the scrubber (its hash tells how far the pass is)."""
         self.scrubbed += 1
         self.scrubbed_counter.inc()
         self.scrub_bytes.inc(nbytes)
+        if chunk_hash:
+            self.scrub_progress.set(int.from_bytes(chunk_hash[:8], "big") / 2**64)
+
+    def scrub_pass_done(self) -> None:
+        """A scrub pass reached the end of the hash space."""
+        self.scrub_passes.inc()
+        self.scrub_progress.set(1.0)
+
+    def watch_disk(self, data_dir: Path, store_dir: Path) -> None:
+        """Store and disk figures, read from the file system at scrape time."""
+        self._registry.register(_StoreCollector(data_dir, store_dir))

@@ -89,13 +89,14 @@ class Scrubber:
                 if state is Copy.MISSING:
                     continue  # deleted since the scan
                 checked += 1
-                self._metrics.scrubbed_one(size)
+                self._metrics.scrubbed_one(size, chunk_hash)
                 if state is Copy.CORRUPT:
                     repaired += await self.repair(chunk_hash)
             if len(page) < PAGE:
                 break
             start = page[-1] + b"\x00"
         self.passes += 1
+        self._metrics.scrub_pass_done()
         log.info(
             "scrub pass: %d chunks re-hashed in %.1f s, %d repaired",
             checked,

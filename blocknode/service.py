@@ -35,6 +35,7 @@ from blocknode.metrics import BlockMetrics
 from blocknode.peers import PeerClient, PeerError
 from blocknode.placement import RingTracker
 from blocknode.ranges import OwnerIndex, bucket_bounds, digests, placement_fingerprint
+from blocknode.recount import node_figures
 from blocknode.replica_rpcs import ReplicaRpcs
 from blocknode.store import HASH_LEN, verify
 from tessera.auth import Principal, Signer
@@ -509,7 +510,9 @@ class BlockService(ReplicaRpcs, block_pb2_grpc.BlockServicer):
         counts = await self._store.run_read(lambda: (store.count(), store.hint_count()))
         under, last_pass_at = self.metrics.under_replicated, self.metrics.last_pass_at
         moved = self.metrics.transferred
+        extra = await node_figures(self, request)
         return block_pb2.NodeStatusResponse(
+            **extra,
             node_id=self._node_id,
             chunks=counts[0],
             handoff_backlog=counts[1],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import signal
 import sys
 import time
@@ -70,7 +71,7 @@ def add_cluster_commands(subparsers: Any) -> None:
         type=_count,
         default=META_PORT,
         metavar="PORT",
-        help=f"the first metanode's port; 0 picks one [default: {META_PORT}]",
+        help=f"the first metanode's port; 0: the previous run's if free, else any [default: {META_PORT}]",
     )
     up.add_argument(
         "--web-port",
@@ -195,15 +196,54 @@ def _usage(cluster: LocalCluster, cluster_dir: Path, saved: Path | None, detach:
         else "  admin     (no token: bootstrap skipped)",
         f"  cluster   {cluster.state_path}",
         f"  logs      {cluster.logs_dir}/",
+        "  metrics   (Prometheus, every node)",
+        *(
+            f"    {node['name']:<9} http://{node['metrics']}/metrics"
+            for kind in ("meta", "block", "sync")
+            for node in cluster.nodes(kind)
+            if node.get("metrics")
+        ),
         "",
-        "Try:",
-        "  tessera user add alice",
-        "  tessera login alice --switch   (replaces admin here; log back in as admin the same way)",
-        "  tessera put ./notes.txt /notes.txt",
-        "  tessera ls",
-        f"  {stop}",
+        "Try:" + activate_hint(),
+        *(
+            f"  {command_hint()} {c}"
+            for c in (
+                "user add alice",
+                "login alice --switch   (replaces admin here; log back in as admin the same way)",
+                "put ./notes.txt /notes.txt",
+                "ls",
+                "status                 (as admin: every node, probed now)",
+            )
+        ),
+        f"  {command_hint()} {stop.removeprefix('tessera ')}",
     ]
     return "\n".join(lines)
+
+
+def command_hint() -> str:
+    """How to type ``tessera`` here: bare when that is the one on the PATH, else the path of the
+    one running (``.venv/bin/tessera`` after ``make up``), else the console script beside this
+    Python, else ``python -m cli``."""
+    here = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    on_path = shutil.which("tessera")
+    if here is not None and here.name == "tessera" and here.exists():
+        if on_path and Path(on_path).resolve() == here.resolve():
+            return "tessera"
+        return str(here) if here.is_absolute() or "/" in str(here) else f"./{here}"
+    if on_path:
+        return "tessera"
+    beside = Path(sys.executable).parent / "tessera"  # the venv's console script
+    if beside.exists():
+        return str(beside)
+    return f"{sys.executable} -m cli"
+
+
+def activate_hint() -> str:
+    """A note on putting ``tessera`` on the PATH, when it is not there yet."""
+    hint = command_hint()
+    if hint == "tessera" or not hint.endswith("/tessera"):
+        return ""
+    return f"   (or `source {Path(hint).parent}/activate` once, then just `tessera`)"
 
 
 def _save_admin(cluster: LocalCluster) -> Path | None:

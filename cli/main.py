@@ -11,7 +11,6 @@ import asyncio
 import socket
 import sys
 import time
-from pathlib import Path
 
 import grpc
 
@@ -67,60 +66,7 @@ async def _end(endpoint: str, token: str, config: ClientConfig) -> str:
         await client.close()
 
 
-async def _status(client: Client, args: argparse.Namespace) -> int:
-    st = await client.status()
-    ring = st.cluster.block_ring
-    up = sum(1 for n in ring.nodes if n.up)
-    print(f"database  {'ok' if st.database_ok else 'DOWN'}  {st.database_version}")
-    print(f"etcd      {'ok' if st.etcd_ok else 'DOWN'}")
-    print(f"users     {st.users}   files {st.files}")
-    print(
-        f"block ring  revision {ring.revision}  RF={ring.replicas} W={ring.write_quorum} vnodes={ring.vnodes}  {up}/{len(ring.nodes)} up  "
-        f"under-replicated chunks: {st.under_replicated_chunks}"
-    )
-    for n in ring.nodes:
-        print(f"  {'up  ' if n.up else 'DOWN'}  {n.id:<24} {n.address:<22} zone {n.zone}")
-    print(
-        f"sync nodes  {sum(1 for n in st.cluster.sync_nodes if n.up)}/{len(st.cluster.sync_nodes)} up"
-    )
-    for n in st.cluster.sync_nodes:
-        print(f"  {'up  ' if n.up else 'DOWN'}  {n.id:<24} {n.address}")
-    return 0
-
-
 # -- files ---------------------------------------------------------------------------------------
-async def _put(client: Client, args: argparse.Namespace) -> int:
-    local = Path(args.local)
-    if not local.is_file():
-        raise CliError(f"{local}: no such file")
-    remote = args.remote
-    if remote.endswith("/") or remote in ("", "/"):
-        remote = remote.rstrip("/") + "/" + local.name
-    remote = _remote(remote)
-    start = time.perf_counter()
-    version = await client.put_file(local, remote)
-    took = time.perf_counter() - start
-    s = version.stats
-    print(
-        f"{remote}  {_human(version.entry.size)}  revision {version.entry.revision}  "
-        f"({s.chunks_sent}/{s.chunks} chunks sent, {_human(s.bytes_sent)} in {took:.2f}s)"
-    )
-    return 0
-
-
-async def _get(client: Client, args: argparse.Namespace) -> int:
-    remote = _remote(args.remote)
-    local = Path(args.local)
-    try:
-        if local.is_dir():
-            local = local / remote.rpartition("/")[2]
-        entry = await client.get_file(remote, local, revision=args.revision or "")
-    except OSError as e:
-        raise CliError(f"cannot write {local}: {e.strerror or e}") from None
-    print(f"{local}  {_human(entry.size)}  revision {entry.revision}")
-    return 0
-
-
 async def _ls(client: Client, args: argparse.Namespace) -> int:
     path = _remote(args.path, allow_root=True)
     try:
@@ -198,35 +144,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_account_commands(sub, user_sub)
 
-    put = sub.add_parser(
-        "put",
-        help="upload a file",
-        description="Upload a file; its executable bit is part of the new revision.",
-    )
-    put.add_argument("local")
-    put.add_argument("remote", help="remote path (ending in / keeps the local name)")
-    put.set_defaults(func=_with_client(_put))
+    from cli.transfer import add_transfer_commands
 
-    get = sub.add_parser(
-        "get",
-        help="download a file",
-        description="Download a file: mode 0666 less your umask, plus execute (where the umask "
-        "allows) when the revision is executable.",
-    )
-    get.add_argument("remote")
-    get.add_argument("local")
-    get.add_argument(
-        "--revision", help="a revision id from `tessera history` (default: the newest)"
-    )
-    get.set_defaults(func=_with_client(_get))
+    add_transfer_commands(sub)
 
     ls = sub.add_parser("ls", help="list a folder")
     ls.add_argument("path", nargs="?", default="")
     ls.set_defaults(func=_with_client(_ls))
 
-    status = sub.add_parser("status", help="the cluster at a glance (admin)")
-    status.set_defaults(func=_with_client(_status))
+    from cli.status import status as cluster_status
+
+    status = sub.add_parser(
+        "status",
+        help="the cluster at a glance, every node probed now (admin)",
+        description="Ask the metanode, then probe every block and sync node directly with a "
+        "1 s deadline: a node that does not answer is DOWN even while its etcd lease runs. "
+        "Live block nodes count under-replicated chunks afresh from what they hold now.",
+    )
+    status.set_defaults(func=_with_client(cluster_status))
     return parser
+
+
+def _where_it_went(endpoint: str) -> str:
+    """A hint after a failed dial: the local cluster's address when it moved, else `tessera up`."""
+    import json
+
+    from cli.cluster import default_dir
+
+    try:
+        state = json.loads((default_dir() / "cluster.json").read_text())
+        meta = state["meta"][0]["grpc"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return "is it running? (tessera up)"
+    if meta and meta != endpoint:
+        return (
+            f"the local cluster in {default_dir()} listens on {meta}: "
+            f"use --endpoint {meta}, or log in again there"
+        )
+    return "is it running? (tessera up)"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -243,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     except UnavailableError as e:
         endpoint = userconfig.resolve_endpoint(getattr(args, "endpoint", None))
         print(
-            f"tessera: cannot reach the cluster at {endpoint} ({e.message}); is it running? (tessera up)",
+            f"tessera: cannot reach the cluster at {endpoint} ({e.message}); "
+            + _where_it_went(endpoint),
             file=sys.stderr,
         )
         code = 1

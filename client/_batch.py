@@ -43,10 +43,34 @@ def _take(chunks: Any, n: int) -> list[Chunk]:
     return out
 
 
+class UploadHooks:
+    """What ``put_file(resume=…)`` uses: receipts already held (by chunk hash), callbacks for
+    receipts of newly sent chunks and for progress, and a way to stop early. Subclass and
+    override what you need."""
+
+    def __init__(self, known: dict[bytes, common_pb2.Receipt] | None = None) -> None:
+        self.known = dict(known or {})
+
+    def sent(self, receipts: list[common_pb2.Receipt]) -> None:
+        """Chunks just stored on the cluster (save the receipts to resume later)."""
+
+    def progressed(self, nbytes: int) -> None:
+        """``nbytes`` more of the file were chunked, checked and sent where needed."""
+
+    def stopping(self) -> bool:
+        """True to read no further: the batches in flight finish, then ``stopped`` is called."""
+        return False
+
+    def stopped(self) -> None:
+        """Called once the upload stopped early, every batch in flight stored: raise here."""
+        raise asyncio.CancelledError
+
+
 async def upload_chunks(
-    client: Client, local: Path
+    client: Client, local: Path, resume: UploadHooks | None = None
 ) -> tuple[list[common_pb2.ChunkRef], list[common_pb2.Receipt]]:
-    """Chunk a file and store the chunks the cluster lacks; (blocklist, receipts).
+    """Chunk a file and store the chunks the cluster lacks; (blocklist, receipts). With
+    ``resume``: chunks it holds receipts for are not sent again, and it hears of each batch.
 
     Raises:
         SyncError: A batch failed (the first failure; the batches after it are cancelled).
@@ -55,12 +79,22 @@ async def upload_chunks(
     refs: list[common_pb2.ChunkRef] = []
     window = asyncio.Semaphore(UPLOAD_DEPTH)
     tasks: list[asyncio.Task[list[common_pb2.Receipt]]] = []
+    stopping = False
 
     async def send(batch: list[Chunk]) -> list[common_pb2.Receipt]:
         try:
             missing = await client.need_chunks([c.hash for c in batch])
+            reused = {}
+            if resume is not None:  # sent by an interrupted attempt: its receipt will do
+                reused = {h: resume.known[h] for h in missing if h in resume.known}
+                missing -= reused.keys()
             todo = list({c.hash: c for c in batch if c.hash in missing}.values())
-            return await blocks.put(todo) if todo else []
+            sent = await blocks.put(todo) if todo else []
+            if resume is not None:
+                if sent:
+                    resume.sent(sent)
+                resume.progressed(sum(c.size for c in batch))
+            return [*reused.values(), *sent]
         finally:
             window.release()
 
@@ -71,12 +105,17 @@ async def upload_chunks(
                 await window.acquire()
                 if any(t.done() and not t.cancelled() and t.exception() for t in tasks):
                     break  # a batch failed: stop reading; its error is raised below
+                if resume is not None and resume.stopping():
+                    stopping = True
+                    break
                 batch = await asyncio.to_thread(_take, chunks, client.config.batch_chunks)
                 if not batch:
                     break
                 refs.extend(common_pb2.ChunkRef(hash=c.hash, size=c.size) for c in batch)
                 tasks.append(asyncio.create_task(send(batch)))
         receipts = [r for t in tasks for r in await t]
+        if stopping and resume is not None:
+            resume.stopped()
     finally:
         for t in tasks:
             t.cancel()

@@ -7,7 +7,7 @@ import builtins
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from client._accounts import AccountCalls
-from client._batch import RemoteFile, file_versions, get_files, upload_chunks
+from client._batch import RemoteFile, UploadHooks, file_versions, get_files, upload_chunks
 from client._blocks import BlockPool, ring_from_pb
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
 from client._modes import file_mode, is_executable
@@ -243,11 +243,14 @@ class Client(AccountCalls, RecoverMixin):
         namespace_id: str = "",
         overwrite: bool = True,
         executable: bool | None = None,
+        resume: UploadHooks | None = None,
     ) -> FileVersion:
         """Upload a file: chunk while streaming from disk, send only chunks the cluster lacks for
         this user, then commit. ``parent_revision=None`` with ``overwrite`` commits on top of the
         current head (plain ``tessera put``); a stale explicit parent raises ConflictError.
-        ``executable`` (default: the local file's owner execute bit) is part of the revision."""
+        ``executable`` (default: the local file's owner execute bit) is part of the revision.
+        ``resume`` hands in receipts of chunks an interrupted attempt already sent (not sent
+        again), is told of each new batch of receipts, and of the bytes processed so far."""
         if parent_revision is None and overwrite:
             try:
                 parent_revision = (await self.stat(remote, namespace_id=namespace_id)).revision
@@ -257,7 +260,7 @@ class Client(AccountCalls, RecoverMixin):
                 parent_revision = ""
         blocks = await self._block_pool()
         wire_chunks, wire_bytes = blocks.sent_chunks, blocks.sent_bytes   # what crosses the wire
-        refs, receipts = await upload_chunks(self, local)  # chunking overlaps the uploads
+        refs, receipts = await upload_chunks(self, local, resume)  # chunking overlaps the uploads
         req = meta_pb2.CommitRequest(
             namespace_id=namespace_id,
             path=remote,
@@ -323,10 +326,17 @@ class Client(AccountCalls, RecoverMixin):
         return await get_files(self, items, namespace_id=namespace_id)
 
     async def get_file(
-        self, remote: str, local: Path, *, revision: str = "", namespace_id: str = ""
+        self,
+        remote: str,
+        local: Path,
+        *,
+        revision: str = "",
+        namespace_id: str = "",
+        progress: Callable[[int], None] | None = None,
     ) -> Entry:
         """Download a revision (default: head) into a temporary file, verified, renamed into place,
-        with the user's umask and the revision's executable bit."""
+        with the user's umask and the revision's executable bit. ``progress`` is called with the
+        bytes written as each chunk lands."""
         req = meta_pb2.GetFileRequest(namespace_id=namespace_id, path=remote, revision_id=revision)
         resp = await _call(self._meta.GetFile(req, metadata=self._md, timeout=self.config.timeout))
         offsets: dict[bytes, list[int]] = {}
@@ -344,6 +354,8 @@ class Client(AccountCalls, RecoverMixin):
                 async for h, data in blocks.get(resp.ticket, list(offsets)):
                     for off in offsets[h]:
                         await asyncio.to_thread(os.pwrite, fd, data, off)
+                    if progress is not None:
+                        progress(len(data) * len(offsets[h]))
             os.fchmod(fd, file_mode(resp.entry.executable))
             await asyncio.to_thread(os.fsync, fd)
             os.close(fd)

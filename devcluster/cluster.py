@@ -97,7 +97,9 @@ class LocalCluster:
             meta_nodes: number of metanodes; the first listens on ``meta_port``.
             etcd_url: use this etcd instead of starting one.
             db_dsn: use this PostgreSQL or CockroachDB instead of starting PostgreSQL.
-            meta_port: the first metanode's port (7420 is the clients' default; 0 picks one).
+            meta_port: the first metanode's port (7420 is the clients' default; 0: the previous
+                run's in this directory when it is free, so that logged-in clients find the
+                cluster again, else any free port).
             fast: trade durability for speed (fsync off in etcd and PostgreSQL), for tests.
             env: extra environment for the node processes (``TESSERA_*`` settings).
             detach: let the processes outlive this Python process (``tessera up --detach``).
@@ -120,7 +122,7 @@ class LocalCluster:
         try:
             self._start_backends(etcd_url, db_dsn)
             self.params = publish_params(self.etcd_url, params, self.dir)
-            first = self._spawn_node("meta", meta_port)
+            first = self._spawn_node("meta", meta_port or None)
             blocks = [self._spawn_node("block") for _ in range(block_nodes)]
             self._wait_ready([first, *blocks])
             rest = [self._spawn_node("meta") for _ in range(meta_nodes - 1)]

@@ -41,6 +41,7 @@ class MetaApp:
         self.etcd = membership.connect(cfg.etcd_endpoints())
         self.block_watch = membership.Watcher(self.etcd, "block")
         self.sync_watch = membership.Watcher(self.etcd, "sync")
+        self.meta_watch = membership.Watcher(self.etcd, "meta")  # for tessera status
         security = ChannelSecurity.for_node(cfg)
         self.notifier = Notifier(
             self.db, self.sync_watch, self.signer.node_token(node_id), security=security
@@ -67,6 +68,7 @@ class MetaApp:
             collector=self.collector,
             blocks=self.blocks,
             etcd=self.etcd,
+            meta_watch=self.meta_watch,
         )
         self.registration: membership.Registration | None = None
         self.revocations = Revocations()
@@ -80,6 +82,7 @@ class MetaApp:
         await self.revocations.start(self.etcd)
         await self.block_watch.start()
         await self.sync_watch.start()
+        await self.meta_watch.start()
         record = membership.NodeRecord(
             self.node_id, bound.grpc_address, self.cfg.zone, 1.0, bound.metrics_address
         )
@@ -92,6 +95,7 @@ class MetaApp:
             await self.registration.stop(leave=True)
         await self.block_watch.stop()
         await self.sync_watch.stop()
+        await self.meta_watch.stop()
         await self.revocations.stop()
         await self.notifier.close()
         await self.collector.stop()

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import psycopg
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -56,6 +56,21 @@ class Database:
             "Serializable transactions retried after 40001",
             registry=registry,
         )
+        self.file_commits = Counter(
+            "tessera_meta_file_commits",
+            "File revisions committed (Commit and each entry of CommitBatch)",
+            registry=registry,
+        )
+        for stat, text in (
+            ("pool_size", "Connections the pool holds (in use or idle)"),
+            ("pool_available", "Idle connections in the pool"),
+            ("requests_waiting", "Transactions waiting for a connection"),
+        ):
+            gauge = Gauge(f"tessera_meta_db_{stat}", text, registry=registry)
+            gauge.set_function(lambda stat=stat: self.pool.get_stats().get(stat, 0))
+        Gauge(
+            "tessera_meta_db_pool_max", "Most connections the pool may open", registry=registry
+        ).set(max_size)
         self.cockroach = False
 
     @staticmethod

@@ -100,6 +100,7 @@ class ServiceState:
     collector: Collector | None = None
     blocks: BlockClient | None = None
     etcd: aetcd.Client | None = None
+    meta_watch: Watcher | None = None  # the metanodes' membership, listed in ClusterInfo
     # One lock per user with writes in flight; entries vanish once no call holds them.
     write_locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary
@@ -126,6 +127,7 @@ class Handlers:
         self.collector = state.collector
         self.blocks = state.blocks
         self.etcd = state.etcd
+        self.meta_watch = state.meta_watch
 
     def _caller(self, context: grpc.aio.ServicerContext) -> uuid.UUID:
         """The user a call acts for: the token's user, or for a node the x-tessera-user it names."""

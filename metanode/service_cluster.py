@@ -45,6 +45,12 @@ class ClusterRpcs(Handlers):
                     ],
                 )
             )
+        if self.meta_watch is not None:
+            view = self.meta_watch.view
+            info.meta_nodes.extend(
+                _node_info(n, n.node_id in view.alive, "meta")
+                for n in sorted(view.nodes.values(), key=lambda n: n.node_id)
+            )
         if self.sync_watch is not None:
             view = self.sync_watch.view
             info.sync_nodes.extend(

@@ -142,6 +142,7 @@ class WriteRpcs(Handlers):
             lambda present: self._write_txn(context, lambda conn, uid: body(conn, uid, present))
         )
         self._notify([(entry.ns_id, entry.seq)])
+        self.db.file_commits.inc()
         return meta_pb2.CommitResponse(entry=entry_pb(entry))
 
     async def CommitBatch(
@@ -185,6 +186,7 @@ class WriteRpcs(Handlers):
             lambda present: self._write_txn(context, lambda conn, uid: body(conn, uid, present))
         )
         self._notify((uuid.UUID(r.entry.namespace_id), r.entry.seq) for r in results if r.code == 0)
+        self.db.file_commits.inc(sum(r.code == 0 for r in results))
         return meta_pb2.CommitBatchResponse(results=results)
 
     # -- tree changes ----------------------------------------------------------------------

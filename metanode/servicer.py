@@ -83,6 +83,7 @@ class MetadataService(meta_pb2_grpc.MetadataServicer):
         collector: Collector | None = None,
         blocks: BlockClient | None = None,
         etcd: aetcd.Client | None = None,
+        meta_watch: Watcher | None = None,
     ) -> None:
         self.state = ServiceState(
             db,
@@ -95,6 +96,7 @@ class MetadataService(meta_pb2_grpc.MetadataServicer):
             collector=collector,
             blocks=blocks,
             etcd=etcd,
+            meta_watch=meta_watch,
         )
         self.handlers = [handler(self.state) for handler in HANDLERS]
         for name, method in bind_rpcs(SERVICE, self.handlers).items():

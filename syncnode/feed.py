@@ -90,6 +90,7 @@ class Subscription:
     dirty: set[str] = field(default_factory=set)
     refresh: bool = False       # re-read the namespace list (membership changed)
     moved: bool = False
+    queue: asyncio.Queue[Any] | None = None  # events buffered for the stream
 
 
 class Feed:
@@ -129,6 +130,19 @@ class Feed:
         """Open subscriptions on this node."""
         return sum(len(s) for s in self._subs.values())
 
+    def _queues(self) -> list[int]:
+        return [s.queue.qsize() for subs in self._subs.values() for s in subs if s.queue]
+
+    @property
+    def queued_events(self) -> int:
+        """Events buffered for all open streams, not yet sent."""
+        return sum(self._queues())
+
+    @property
+    def longest_queue(self) -> int:
+        """Events buffered for the most backed-up stream."""
+        return max(self._queues(), default=0)
+
     def notify(self, ns_id: str, user_ids: list[str], seq: int = -1) -> None:
         """A namespace moved forward (``seq`` > 0) or its membership changed (``seq`` == 0)."""
         for uid in user_ids:
@@ -158,6 +172,7 @@ class Feed:
         sub = Subscription(user_id)
         self._subs[user_id].add(sub)        # registered before replay: nothing slips between
         queue: asyncio.Queue[Any] = asyncio.Queue(self._max_queue)
+        sub.queue = queue
         producer = asyncio.create_task(self._produce(sub, dict(cursors), queue))
         try:
             while True:

@@ -87,6 +87,24 @@ class SyncService(sync_pb2_grpc.SyncServicer):
         self.feed = feed
         self.streams = Gauge("tessera_sync_streams", "Open Subscribe streams", registry=registry)
         self.streams.set_function(lambda: feed.stream_count)
+        queued = Gauge(
+            "tessera_sync_queued_events",
+            "Events buffered for streams, not yet sent (all streams)",
+            registry=registry,
+        )
+        queued.set_function(lambda: feed.queued_events)
+        longest = Gauge(
+            "tessera_sync_queue_depth_max",
+            "Events buffered for the most backed-up stream",
+            registry=registry,
+        )
+        longest.set_function(lambda: feed.longest_queue)
+        behind = Gauge(
+            "tessera_sync_streams_ended_behind",
+            "Streams ended because their client did not keep up",
+            registry=registry,
+        )
+        behind.set_function(lambda: feed.ended_behind)
 
     async def Subscribe(
         self, request: sync_pb2.SubscribeRequest, context: grpc.aio.ServicerContext

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -18,11 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from tessera.auth import AuthError, Principal, Signer
 from tessera.errors import TesseraError, wire_trailers
 from tessera.revocation import Revocations, RevokedError, StaleError
+from tessera.rpcmetrics import (
+    RpcMetrics,
+    client_interceptors,
+    rpc_type,
+    split_method,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +131,10 @@ class _HookInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(self.skip_prefixes):
             return handler
+        return self.wrapped(handler, method)
+
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """``handler`` run inside ``self.hook`` (a subclass may wrap more)."""
         return _wrap(handler, method, self.hook)
 
     def hook(
@@ -141,7 +152,8 @@ def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Checks the bearer token of every call; node-only methods need node credentials.
+    """Checks the bearer token of every call; node-only methods need node credentials, except
+    those in ``admin_too``, which an admin's token may call as well (operator read-outs).
 
     With ``revocations`` (every node has them), a revoked credential is UNAUTHENTICATED, and
     a response stream open under a credential that gets revoked ends with UNAUTHENTICATED.
@@ -155,11 +167,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         *,
         public: Collection[str] = (),
         node_only: Collection[str] = (),
+        admin_too: Collection[str] = (),
         revocations: Revocations | None = None,
     ) -> None:
         self._signer = signer
         self._public = frozenset(public)
         self._node_only = frozenset(node_only)
+        self._admin_too = frozenset(admin_too)
         self._revocations = revocations
 
     async def intercept_service(
@@ -188,9 +202,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 grpc.StatusCode.UNAUTHENTICATED, f"{e}: log in again (tessera login)"
             )
         if method in self._node_only and not principal.is_node:
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED, "this call is only for cluster nodes"
-            )
+            if not (principal.is_admin and method in self._admin_too):
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED, "this call is only for cluster nodes"
+                )
         if self._revocations is not None:
             try:
                 self._revocations.check(principal)
@@ -357,41 +372,56 @@ class ErrorInterceptor(_HookInterceptor):
 
 
 class MetricsInterceptor(_HookInterceptor):
-    """RPC latency histogram and counter by method and status code."""
+    """Server RPC metrics under the standard gRPC Prometheus names (see ``RpcMetrics``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.latency = Histogram(
-            "tessera_rpc_duration_seconds",
-            "RPC latency by method and status code",
-            ["method", "code"],
-            registry=registry,
-            buckets=(
-                0.001,
-                0.0025,
-                0.005,
-                0.01,
-                0.025,
-                0.05,
-                0.1,
-                0.25,
-                0.5,
-                1,
-                2.5,
-                5,
-                10,
-                30,
-                60,
-            ),
-        )
-        self.total = Counter(
-            "tessera_rpc_total",
-            "RPCs by method and status code",
-            ["method", "code"],
-            registry=registry,
+        self.metrics = RpcMetrics(registry, "server")
+
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        counted = self._counting(handler, method)
+        return _wrap(counted, method, functools.partial(self._hook, rpc_type(handler)))
+
+    def _counting(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """``handler`` counting the messages it receives and sends (``grpc_server_msg_*``)."""
+        labels = (rpc_type(handler), *split_method(method))
+        received = self.metrics.received.labels(*labels)
+        sent = self.metrics.sent.labels(*labels)
+        inner = (
+            handler.unary_unary
+            or handler.unary_stream
+            or handler.stream_unary
+            or handler.stream_stream
         )
 
+        async def counted_requests(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for item in requests:
+                received.inc()
+                yield item
+
+        def requests_of(request: Any) -> Any:
+            if handler.request_streaming:
+                return counted_requests(request)
+            received.inc()
+            return request
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            response = await inner(requests_of(request), context)
+            sent.inc()
+            return response
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for item in inner(requests_of(request), context):
+                sent.inc()
+                yield item
+
+        return _replace_behaviour(handler, streaming if handler.response_streaming else unary)
+
     @contextlib.asynccontextmanager
-    async def hook(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    async def _hook(
+        self, kind: str, method: str, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[None]:
+        service, name = split_method(method)
+        self.metrics.start(kind, service, name)
         start = time.perf_counter()
         code = "OK"
         try:
@@ -406,8 +436,7 @@ class MetricsInterceptor(_HookInterceptor):
             code = "UNKNOWN"
             raise
         finally:
-            self.latency.labels(method, code).observe(time.perf_counter() - start)
-            self.total.labels(method, code).inc()
+            self.metrics.done(kind, service, name, code, time.perf_counter() - start)
 
 
 class LoggingInterceptor(_HookInterceptor):
@@ -438,9 +467,7 @@ KEEPALIVE_TIME_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 10_000
 
 
-def keepalive_options(
-    time_ms: int = KEEPALIVE_TIME_MS, *, server: bool
-) -> list[tuple[str, Any]]:
+def keepalive_options(time_ms: int = KEEPALIVE_TIME_MS, *, server: bool) -> list[tuple[str, Any]]:
     """The keepalive half of the options; the server's accepts what the client's sends."""
     options: list[tuple[str, Any]] = [
         ("grpc.keepalive_time_ms", time_ms),
@@ -480,7 +507,9 @@ class ChannelSecurity:
 
     tls: bool = False
     ca_pem: bytes | None = None
-    server_name: str = ""   # verify peers' certificates against this name instead of the host dialled
+    server_name: str = (
+        ""  # verify peers' certificates against this name instead of the host dialled
+    )
 
     @classmethod
     def from_files(cls, *, tls: bool, ca_file: str = "", server_name: str = "") -> ChannelSecurity:
@@ -491,7 +520,9 @@ class ChannelSecurity:
     @classmethod
     def for_node(cls, cfg: Any) -> ChannelSecurity:
         """A node dials its peers with TLS whenever it serves TLS itself (or has a CA)."""
-        return cls.from_files(tls=bool(cfg.tls_cert), ca_file=cfg.tls_ca, server_name=cfg.tls_server_name)
+        return cls.from_files(
+            tls=bool(cfg.tls_cert), ca_file=cfg.tls_ca, server_name=cfg.tls_server_name
+        )
 
 
 PLAINTEXT = ChannelSecurity()
@@ -508,12 +539,13 @@ def open_channel(
 
     Long-lived callers take channels from ``tessera.channels.ChannelPool`` instead."""
     options = [*channel_options(max_message_bytes), *extra_options]
+    interceptors = client_interceptors()
     if not security.tls:
-        return grpc.aio.insecure_channel(address, options=options)
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
     if security.server_name:
         options.append(("grpc.ssl_target_name_override", security.server_name))
     creds = grpc.ssl_channel_credentials(root_certificates=security.ca_pem)
-    return grpc.aio.secure_channel(address, creds, options=options)
+    return grpc.aio.secure_channel(address, creds, options=options, interceptors=interceptors)
 
 
 def auth_metadata(token: str) -> tuple[tuple[str, str], ...]:

@@ -22,7 +22,13 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    start_http_server,
+)
 
 from tessera.auth import Signer
 from tessera.config import NodeConfig
@@ -36,6 +42,7 @@ from tessera.rpc import (
     MetricsInterceptor,
     server_options,
 )
+from tessera.rpcmetrics import enable_client_metrics
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,7 @@ class NodeApp(Protocol):
     public_methods: Collection[str]
     node_methods: Collection[str]
     revocations: Revocations  # started by ``start``; checked on every call
+    # Optional ``admin_methods``: node-only methods an admin's token may call too.
 
     def register(self, server: grpc.aio.Server) -> None:
         """Add the node's servicers to the server."""
@@ -119,15 +127,18 @@ async def run_node(
 ) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then stop gracefully."""
     signer = Signer(cfg.cluster_secret)
+    metrics = MetricsInterceptor(registry)
+    metrics.metrics.initialize(app.service_names)
     server = grpc.aio.server(
         interceptors=[
-            MetricsInterceptor(registry),
+            metrics,
             LoggingInterceptor(),
             DecodeInterceptor(),
             AuthInterceptor(
                 signer,
                 public=app.public_methods,
                 node_only=app.node_methods,
+                admin_too=getattr(app, "admin_methods", ()),
                 revocations=app.revocations,
             ),
             ErrorInterceptor(),
@@ -174,10 +185,20 @@ async def run_node(
     log.info("%s %s stopped", cfg.kind, node_id)
 
 
+def node_registry() -> CollectorRegistry:
+    """A node's registry: process, platform and GC collectors, and ``grpc_client_*`` for
+    every channel the node opens (the server side is added by ``run_node``)."""
+    registry = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    enable_client_metrics(registry)
+    return registry
+
+
 def main_for(cfg: NodeConfig, app_factory: type, *, node_id: str) -> None:
     """Common ``main`` tail: logging, registry, event loop."""
     setup_logging(cfg.log_level, json_lines=cfg.log_json, name=node_id)
-    registry = CollectorRegistry()
+    registry = node_registry()
 
     async def _main() -> None:
         app = app_factory(cfg, registry, node_id)  # inside the loop: channels bind to it

@@ -162,11 +162,15 @@ class ChunkSignature(_message.Message):
     def __init__(self, hash: _Optional[bytes] = ..., block_size: _Optional[int] = ..., weak: _Optional[_Iterable[int]] = ..., strong: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class NodeStatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("recount", "down_nodes")
+    RECOUNT_FIELD_NUMBER: _ClassVar[int]
+    DOWN_NODES_FIELD_NUMBER: _ClassVar[int]
+    recount: bool
+    down_nodes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, recount: _Optional[bool] = ..., down_nodes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NodeStatusResponse(_message.Message):
-    __slots__ = ("node_id", "chunks", "handoff_backlog", "replication_queue", "under_replicated", "last_pass_at", "repair_bytes", "rebalance_bytes", "handoff_bytes", "ring_revision", "scrubbed_chunks", "corrupt_chunks")
+    __slots__ = ("node_id", "chunks", "handoff_backlog", "replication_queue", "under_replicated", "last_pass_at", "repair_bytes", "rebalance_bytes", "handoff_bytes", "ring_revision", "scrubbed_chunks", "corrupt_chunks", "store_bytes", "disk_free_bytes", "disk_total_bytes", "under_replicated_now", "metrics_address")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_BACKLOG_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +183,11 @@ class NodeStatusResponse(_message.Message):
     RING_REVISION_FIELD_NUMBER: _ClassVar[int]
     SCRUBBED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     CORRUPT_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    STORE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISK_FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISK_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    UNDER_REPLICATED_NOW_FIELD_NUMBER: _ClassVar[int]
+    METRICS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     chunks: int
     handoff_backlog: int
@@ -191,4 +200,9 @@ class NodeStatusResponse(_message.Message):
     ring_revision: int
     scrubbed_chunks: int
     corrupt_chunks: int
-    def __init__(self, node_id: _Optional[str] = ..., chunks: _Optional[int] = ..., handoff_backlog: _Optional[int] = ..., replication_queue: _Optional[int] = ..., under_replicated: _Optional[int] = ..., last_pass_at: _Optional[int] = ..., repair_bytes: _Optional[int] = ..., rebalance_bytes: _Optional[int] = ..., handoff_bytes: _Optional[int] = ..., ring_revision: _Optional[int] = ..., scrubbed_chunks: _Optional[int] = ..., corrupt_chunks: _Optional[int] = ...) -> None: ...
+    store_bytes: int
+    disk_free_bytes: int
+    disk_total_bytes: int
+    under_replicated_now: int
+    metrics_address: str
+    def __init__(self, node_id: _Optional[str] = ..., chunks: _Optional[int] = ..., handoff_backlog: _Optional[int] = ..., replication_queue: _Optional[int] = ..., under_replicated: _Optional[int] = ..., last_pass_at: _Optional[int] = ..., repair_bytes: _Optional[int] = ..., rebalance_bytes: _Optional[int] = ..., handoff_bytes: _Optional[int] = ..., ring_revision: _Optional[int] = ..., scrubbed_chunks: _Optional[int] = ..., corrupt_chunks: _Optional[int] = ..., store_bytes: _Optional[int] = ..., disk_free_bytes: _Optional[int] = ..., disk_total_bytes: _Optional[int] = ..., under_replicated_now: _Optional[int] = ..., metrics_address: _Optional[str] = ...) -> None: ...

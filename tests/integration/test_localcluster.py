@@ -150,7 +150,7 @@ def test_every_node_exports_rpc_metrics(cluster: LocalCluster) -> None:
     for node in all_nodes(state):
         with urllib.request.urlopen(f"http://{node['metrics']}/metrics", timeout=5) as resp:
             text = resp.read().decode()
-        assert "tessera_rpc" in text, node["name"]
+        assert "grpc_server_handled_total" in text, node["name"]
 
 
 def test_admin_was_bootstrapped(cluster: LocalCluster) -> None:
