@@ -6,8 +6,7 @@ async with await Client.connect("127.0.0.1:7420", token=token) as c:
 """
 
 from client._accounts import DeletedUser, Device, Me, UserInfo
-from client._batch import UploadHooks
-from client._client import Client, ClientConfig
+from client._client import Client, ClientConfig, UploadHooks
 from client._errors import (
     AuthenticationError,
     ConflictError,
