@@ -30,6 +30,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from blocknode.asyncstore import AsyncChunkStore, Copy
+from blocknode.deltas import DeltaCalls
 from blocknode.gcguard import RecentDeletes
 from blocknode.metrics import BlockMetrics
 from blocknode.peers import PeerClient, PeerError
@@ -99,7 +100,7 @@ def _check_hashes(hashes: Sequence[bytes]) -> None:
             raise InvalidArgument(f"a chunk hash is 32 bytes (SHA-256), got {len(h)}")
 
 
-class BlockService(ReplicaRpcs, block_pb2_grpc.BlockServicer):
+class BlockService(DeltaCalls, ReplicaRpcs, block_pb2_grpc.BlockServicer):
     """The Block servicer of one node.
 
     Args:
@@ -230,18 +231,17 @@ class BlockService(ReplicaRpcs, block_pb2_grpc.BlockServicer):
     async def _put_request(
         self, request: block_pb2.PutChunkRequest, principal: Principal
     ) -> block_pb2.PutChunkResult:
-        chunk_hash, data = request.hash, request.data
-        if request.delta or request.base_hash:
-            raise Unimplemented("delta uploads are not supported yet; send the chunk's bytes")
+        chunk_hash = request.hash
         if len(chunk_hash) != HASH_LEN:
             raise InvalidArgument(f"a chunk hash is 32 bytes (SHA-256), got {len(chunk_hash)}")
+        data, wire = await self._incoming_data(request, principal)  # whole, delta or zstd
         if len(data) > MAX_CHUNK:
             raise InvalidArgument(
                 f"chunk {_hex(chunk_hash)} is {len(data)} bytes, over the {MAX_CHUNK} limit"
             )
         if not await asyncio.to_thread(verify, chunk_hash, data):
             raise InvalidArgument(f"chunk {chunk_hash.hex()} does not match its hash")
-        self.metrics.bytes_in.labels("client").inc(len(data))
+        self.metrics.bytes_in.labels("client").inc(wire)
         copies = await self._store_replicated(chunk_hash, data)
         expires_at, signature = self._signer.sign_receipt(
             chunk_hash, len(data), principal.user_id, self._cfg.receipt_ttl
@@ -347,6 +347,7 @@ class BlockService(ReplicaRpcs, block_pb2_grpc.BlockServicer):
         if not principal.is_node:
             self._check_ticket(request.ticket, principal, hashes)
         dest = "node" if principal.is_node else "client"
+        bases = self._delta_bases(request)
         reads: deque[tuple[bytes, asyncio.Task[bytes]]] = deque()
         todo = iter(hashes)
         try:
@@ -359,8 +360,11 @@ class BlockService(ReplicaRpcs, block_pb2_grpc.BlockServicer):
                     return
                 chunk_hash, task = reads.popleft()
                 data = await task
-                self.metrics.bytes_out.labels(dest).inc(len(data))
-                yield block_pb2.ChunkData(hash=chunk_hash, data=data)
+                out = await self._outgoing(
+                    chunk_hash, data, bases.get(chunk_hash), request.accept_zstd
+                )
+                self.metrics.bytes_out.labels(dest).inc(out.ByteSize())
+                yield out
         finally:
             for _, task in reads:
                 task.cancel()
@@ -526,12 +530,6 @@ class BlockService(ReplicaRpcs, block_pb2_grpc.BlockServicer):
             scrubbed_chunks=self.metrics.scrubbed,
             corrupt_chunks=self.metrics.corrupt_seen,
         )
-
-    async def GetSignature(
-        self, request: block_pb2.GetSignatureRequest, context: grpc.aio.ServicerContext
-    ) -> block_pb2.ChunkSignature:
-        """Not served yet (delta transfer)."""
-        raise Unimplemented("GetSignature is not implemented yet")
 
 
 def add_to_server(service: BlockService, server: grpc.aio.Server) -> None:

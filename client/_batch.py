@@ -29,6 +29,7 @@ from tessera.pb import common_pb2, meta_pb2
 
 if TYPE_CHECKING:
     from client._client import Client
+    from client._delta import DeltaBase
 
 UPLOAD_DEPTH = 3  # batches of one upload in flight at once
 GET_FILES_PAGE = 500  # files per GetFiles call (the server takes up to 1,000)
@@ -67,10 +68,15 @@ class UploadHooks:
 
 
 async def upload_chunks(
-    client: Client, local: Path, resume: UploadHooks | None = None
+    client: Client,
+    local: Path,
+    resume: UploadHooks | None = None,
+    *,
+    base: DeltaBase | None = None,
 ) -> tuple[list[common_pb2.ChunkRef], list[common_pb2.Receipt]]:
     """Chunk a file and store the chunks the cluster lacks; (blocklist, receipts). With
     ``resume``: chunks it holds receipts for are not sent again, and it hears of each batch.
+    With ``base`` (the file's previous version) changed chunks may go as deltas against it.
 
     Raises:
         SyncError: A batch failed (the first failure; the batches after it are cancelled).
@@ -89,7 +95,9 @@ async def upload_chunks(
                 reused = {h: resume.known[h] for h in missing if h in resume.known}
                 missing -= reused.keys()
             todo = list({c.hash: c for c in batch if c.hash in missing}.values())
-            sent = await blocks.put(todo) if todo else []
+            sent: list[common_pb2.Receipt] = []
+            if todo:  # BlockPool.put as before when there is no base (tests patch it)
+                sent = await (blocks.put(todo, base=base) if base else blocks.put(todo))
             if resume is not None:
                 if sent:
                     resume.sent(sent)

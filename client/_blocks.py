@@ -19,9 +19,11 @@ from typing import Any
 
 import grpc
 
+from client._delta import DeltaBase, prepare_deltas
 from client._errors import NotFoundError, SyncError, UnavailableError, from_rpc_error
+from tessera import delta
 from tessera.channels import ChannelPool
-from tessera.chunking import Chunk
+from tessera.chunking import MAX_CHUNK, Chunk
 from tessera.pb import block_pb2, block_pb2_grpc, common_pb2
 from tessera.retry import RetryPolicy
 from tessera.ring import Member, Ring, build_ring, chunk_position
@@ -38,6 +40,15 @@ _RETRYABLE = {
 # server ended (or a server that died) as INTERNAL while it is still writing (grpc/grpc#36066),
 # and storing a chunk twice is harmless (content-addressed).
 _PUT_RETRYABLE = _RETRYABLE | {grpc.StatusCode.INTERNAL}
+# A put carrying deltas or compressed chunks that fails with one of these is sent again whole
+# (base collected, ticket expired, a node without delta support): deltas are an optimisation.
+_PLAIN_AGAIN = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
 RECEIPT_MARGIN = 300  # seconds: a cached receipt this close to expiry is not reused
 RECEIPT_CACHE = 100_000  # receipts kept for retries
 PUT_ROUNDS = 6  # failover rounds per put
@@ -68,13 +79,22 @@ class BlockPool:
     ) -> None:
         self.ring = ring
         self.replicas = replicas
-        self._md = auth_metadata(token)
+        self._md = self.metadata = auth_metadata(token)
         self._max_message_bytes = max_message_bytes
         self._security = security
         self._pool = ChannelPool(security, max_message_bytes=max_message_bytes)
         self._receipts: OrderedDict[bytes, common_pb2.Receipt] = OrderedDict()
         self.sent_chunks = 0  # chunks streamed to block nodes (retries included)
-        self.sent_bytes = 0
+        self.sent_bytes = 0  # chunk bytes those stood for
+        # Serialized message bytes to and from block nodes (+5 B of gRPC framing each):
+        # chunks, deltas, compressed chunks and signature calls.
+        self.wire_sent = 0
+        self.wire_received = 0
+        self.delta_chunks_sent = 0  # chunks sent as deltas
+        self.delta_chunks_received = 0
+        self.compression = True  # send compressible chunks zstd-compressed, accept them so
+        # Chunks of the puts under way that go as deltas or compressed, by hash.
+        self._packed: dict[bytes, block_pb2.PutChunkRequest] = {}
         self.failovers = 0  # nodes given up on during puts
         self._suspects: dict[str, float] = {}  # node id -> monotonic time it failed a put
 
@@ -88,8 +108,13 @@ class BlockPool:
         rest = [n for n in self.ring.preference_list(pos) if n not in live]
         return live + rest
 
-    async def put(self, chunks: list[Chunk]) -> list[common_pb2.Receipt]:
+    async def put(
+        self, chunks: list[Chunk], *, base: DeltaBase | None = None
+    ) -> list[common_pb2.Receipt]:
         """Store chunks (each on its primary, failing over), returning one receipt per chunk.
+
+        With ``base`` (the file's previous version), a chunk goes as a delta against the chunk
+        at its place there when that is smaller; compressible chunks go zstd-compressed.
 
         Raises:
             UnavailableError: Some chunks could not be stored after failing over; the message
@@ -103,6 +128,29 @@ class BlockPool:
             if cached is not None and cached.expires_at > now + RECEIPT_MARGIN:
                 receipts[c.hash] = cached
         pending = {c.hash: c for c in chunks if c.hash not in receipts}
+        packed: dict[bytes, block_pb2.PutChunkRequest] = {}
+        if base is not None and pending:
+            packed = await prepare_deltas(self, list(pending.values()), base)
+        if self.compression:
+            for c in pending.values():
+                if c.hash not in packed:
+                    z = await asyncio.to_thread(delta.compress_if_worth, c.data)
+                    if z is not None:
+                        packed[c.hash] = block_pb2.PutChunkRequest(hash=c.hash, zstd_data=z)
+        self._packed.update(packed)
+        try:
+            return await self._put_rounds(chunks, pending, receipts)
+        finally:
+            for h in packed:
+                self._packed.pop(h, None)
+
+    async def _put_rounds(
+        self,
+        chunks: list[Chunk],
+        pending: dict[bytes, Chunk],
+        receipts: dict[bytes, common_pb2.Receipt],
+    ) -> list[common_pb2.Receipt]:
+        """Send ``pending`` (failing over between rounds); one receipt per chunk."""
         clock = time.monotonic()
         suspects = {n for n, at in self._suspects.items() if clock - at < SUSPECT_SECONDS}
         bad: set[str] = set()
@@ -127,6 +175,15 @@ class BlockPool:
             )
             for node, result in zip(groups, results, strict=True):
                 if isinstance(result, BaseException):
+                    if (
+                        isinstance(result, grpc.aio.AioRpcError)
+                        and result.code() in _PLAIN_AGAIN
+                        and any(c.hash in self._packed for c in groups[node])
+                    ):
+                        log.info("a delta put failed (%s); sending whole chunks", result.details())
+                        for c in groups[node]:
+                            self._packed.pop(c.hash, None)
+                        continue
                     if not (
                         isinstance(result, grpc.aio.AioRpcError) and result.code() in _PUT_RETRYABLE
                     ):
@@ -155,18 +212,28 @@ class BlockPool:
         return [receipts[c.hash] for c in chunks]
 
     async def _put_to(
-        self, node_id: str, chunks: list[Chunk], receipts: dict[bytes, common_pb2.Receipt]
+        self,
+        node_id: str,
+        chunks: list[Chunk],
+        receipts: dict[bytes, common_pb2.Receipt],
     ) -> None:
-        """Stream chunks to one node, keeping each receipt as it arrives."""
+        """Stream chunks to one node (as deltas or compressed when ``put`` prepared them),
+        keeping each receipt as it arrives."""
 
         async def requests() -> AsyncIterator[block_pb2.PutChunkRequest]:
             for c in chunks:
                 self.sent_chunks += 1
                 self.sent_bytes += len(c.data)
-                yield block_pb2.PutChunkRequest(hash=c.hash, data=c.data)
+                req = self._packed.get(c.hash) or block_pb2.PutChunkRequest(
+                    hash=c.hash, data=c.data
+                )
+                self.delta_chunks_sent += bool(req.delta)
+                self.wire_sent += req.ByteSize() + 5
+                yield req
 
         call = self.stub(node_id).PutChunks(requests(), metadata=self._md, timeout=300)
         async for r in call:
+            self.wire_received += r.ByteSize() + 5
             h = bytes(r.hash)
             receipts[h] = r.receipt
             self._receipts[h] = r.receipt
@@ -191,9 +258,21 @@ class BlockPool:
             return
 
     async def get(
-        self, ticket: common_pb2.ReadTicket, hashes: Iterable[bytes]
+        self,
+        ticket: common_pb2.ReadTicket,
+        hashes: Iterable[bytes],
+        *,
+        bases: dict[bytes, bytes] | None = None,
     ) -> AsyncIterator[tuple[bytes, bytes]]:
-        """Yield (hash, data) for each hash (order not kept), verified, failing over between replicas."""
+        """Yield (hash, data) for each hash (order not kept), verified, failing over between replicas.
+
+        ``bases`` maps some hashes to bytes this client holds (an older chunk at the same
+        place): those may arrive as deltas against them (their signatures go with the request).
+        """
+        sigs: dict[bytes, block_pb2.ChunkSignature] = {}
+        for h, b in (bases or {}).items():
+            s = await asyncio.to_thread(delta.signature, b)
+            sigs[h] = block_pb2.ChunkSignature(strong=s.digests, sizes=s.sizes)
         by_node: dict[str, list[bytes]] = defaultdict(list)
         clock = time.monotonic()
         suspects = {n for n, at in self._suspects.items() if clock - at < SUSPECT_SECONDS}
@@ -209,9 +288,20 @@ class BlockPool:
                 try:
                     if not node:
                         raise UnavailableError("no block node is up")
-                    req = block_pb2.GetChunksRequest(ticket=ticket, hashes=remaining)
+                    req = block_pb2.GetChunksRequest(
+                        ticket=ticket,
+                        hashes=remaining,
+                        accept_zstd=self.compression,
+                        bases=[
+                            block_pb2.DeltaBase(target=h, signature=sigs[h])
+                            for h in remaining
+                            if h in sigs and not tried  # a retry asks for whole chunks
+                        ],
+                    )
+                    self.wire_sent += req.ByteSize() + 5
                     async for msg in self.stub(node).GetChunks(req, metadata=self._md, timeout=300):
-                        data = bytes(msg.data)
+                        self.wire_received += msg.ByteSize() + 5
+                        data = await asyncio.to_thread(self._unpack, msg, bases or {})
                         if hashlib.sha256(data).digest() != msg.hash:
                             raise SyncError(f"chunk {bytes(msg.hash).hex()[:16]} arrived corrupt")
                         await queue.put((bytes(msg.hash), data))
@@ -221,10 +311,14 @@ class BlockPool:
                 except (grpc.aio.AioRpcError, SyncError) as e:
                     tried += 1
                     code = e.code() if isinstance(e, grpc.aio.AioRpcError) else None
+                    # A node that refused our delta bases (or has no delta support) is asked
+                    # again for whole chunks: the retry sends no bases.
+                    plain_again = tried == 1 and sigs and code in _PLAIN_AGAIN
                     if tried > self.replicas or (
                         code is not None
                         and code not in _RETRYABLE
                         and code is not grpc.StatusCode.NOT_FOUND
+                        and not plain_again
                     ):
                         await queue.put(
                             from_rpc_error(e) if isinstance(e, grpc.aio.AioRpcError) else e
@@ -248,6 +342,21 @@ class BlockPool:
         finally:
             for t in tasks:
                 t.cancel()
+
+    def _unpack(self, msg: block_pb2.ChunkData, bases: dict[bytes, bytes]) -> bytes:
+        """A chunk's bytes from a whole, compressed or delta answer (not yet verified)."""
+        try:
+            if msg.delta:
+                base = bases.get(bytes(msg.hash))
+                if base is None:
+                    raise SyncError(f"chunk {bytes(msg.hash).hex()[:16]} came as an unasked delta")
+                self.delta_chunks_received += 1
+                return delta.apply(base, bytes(msg.delta), MAX_CHUNK)
+            if msg.zstd_data:
+                return delta.decompress(bytes(msg.zstd_data), MAX_CHUNK)
+        except delta.DeltaError as e:
+            raise SyncError(f"chunk {bytes(msg.hash).hex()[:16]} arrived corrupt: {e}") from None
+        return bytes(msg.data)
 
     def forget(self, hashes: Iterable[bytes]) -> None:
         """Drop cached receipts (the metanode said those chunks are gone): upload them again."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import os
+import stat
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +19,7 @@ import grpc
 from client._accounts import AccountCalls
 from client._batch import RemoteFile, UploadHooks, file_versions, get_files, upload_chunks
 from client._blocks import BlockPool, ring_from_pb
+from client._delta import DeltaBase, chunk_layout, write_version
 from client._errors import InvalidRequestError, SyncError, UnavailableError, from_rpc_error
 from client._modes import file_mode, is_executable
 from client._recover import RecoverMixin
@@ -259,8 +262,9 @@ class Client(AccountCalls, RecoverMixin):
                     raise
                 parent_revision = ""
         blocks = await self._block_pool()
-        wire_chunks, wire_bytes = blocks.sent_chunks, blocks.sent_bytes   # what crosses the wire
-        refs, receipts = await upload_chunks(self, local, resume)  # chunking overlaps the uploads
+        base = await self.delta_base(remote, parent_revision, namespace_id=namespace_id)
+        wire_chunks, wire_bytes = blocks.sent_chunks, blocks.wire_sent  # what crosses the wire
+        refs, receipts = await upload_chunks(self, local, resume, base=base)  # chunks overlap sends
         req = meta_pb2.CommitRequest(
             namespace_id=namespace_id,
             path=remote,
@@ -287,8 +291,36 @@ class Client(AccountCalls, RecoverMixin):
             del req.receipts[:]
             req.receipts.extend(merged.values())
             resp = await _call(self._meta.Commit(req, metadata=self._md, timeout=self.config.timeout))
-        sent, sent_bytes = blocks.sent_chunks - wire_chunks, blocks.sent_bytes - wire_bytes
+        # Bytes on the wire to block nodes (deltas and compressed chunks as sent), not chunk sizes.
+        sent, sent_bytes = blocks.sent_chunks - wire_chunks, blocks.wire_sent - wire_bytes
         return FileVersion(Entry.from_pb(resp.entry), UploadStats(len(refs), sent, sent_bytes))
+
+    async def delta_base(
+        self, remote: str, revision: str | None, *, namespace_id: str = ""
+    ) -> DeltaBase | None:
+        """A file's version ``revision`` as a base for delta uploads (None when there is none:
+        no revision, a folder, a deleted file; the upload then sends whole chunks)."""
+        if not revision:
+            return None
+        req = meta_pb2.GetFileRequest(namespace_id=namespace_id, path=remote, revision_id=revision)
+        try:
+            resp = await self._meta.GetFile(req, metadata=self._md, timeout=self.config.timeout)
+        except grpc.aio.AioRpcError:
+            return None
+
+        async def narrower(hashes: list[bytes]) -> common_pb2.ReadTicket | None:
+            again = meta_pb2.GetFileRequest(
+                namespace_id=namespace_id, path=remote, revision_id=revision, ticket_for=hashes
+            )
+            try:
+                r = await self._meta.GetFile(again, metadata=self._md, timeout=self.config.timeout)
+            except grpc.aio.AioRpcError:
+                return None
+            return r.ticket
+
+        base = DeltaBase.from_blocklist(resp.blocklist, resp.ticket)
+        base.narrower = narrower
+        return base
 
     async def make_folder(self, path: str, *, namespace_id: str = "") -> Entry:
         req = meta_pb2.MakeFolderRequest(
@@ -336,28 +368,33 @@ class Client(AccountCalls, RecoverMixin):
     ) -> Entry:
         """Download a revision (default: head) into a temporary file, verified, renamed into place,
         with the user's umask and the revision's executable bit. ``progress`` is called with the
-        bytes written as each chunk lands."""
+        bytes written as each chunk lands.
+
+        When ``local`` already holds a file (an older version), its chunks are reused and the
+        changed ones come as deltas against it (``client._delta.write_version``)."""
         req = meta_pb2.GetFileRequest(namespace_id=namespace_id, path=remote, revision_id=revision)
         resp = await _call(self._meta.GetFile(req, metadata=self._md, timeout=self.config.timeout))
-        offsets: dict[bytes, list[int]] = {}
-        pos = 0
-        for c in resp.blocklist.chunks:
-            offsets.setdefault(bytes(c.hash), []).append(pos)
-            pos += c.size
+        new = [(bytes(c.hash), c.size) for c in resp.blocklist.chunks]
         local.parent.mkdir(parents=True, exist_ok=True)
+        old_fd = -1
+        with contextlib.suppress(OSError):
+            old_fd = os.open(local, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            if not stat.S_ISREG(os.fstat(old_fd).st_mode):
+                os.close(old_fd)
+                old_fd = -1
         # A short temporary name whatever the final one (a 240-byte name must still fit in 255).
         fd, tmp = tempfile.mkstemp(prefix=".tessera-", suffix=".tessera-part", dir=local.parent)
         try:
-            os.ftruncate(fd, pos)
-            if offsets:
-                blocks = await self._block_pool()
-                async for h, data in blocks.get(resp.ticket, list(offsets)):
-                    for off in offsets[h]:
-                        await asyncio.to_thread(os.pwrite, fd, data, off)
-                    if progress is not None:
-                        progress(len(data) * len(offsets[h]))
+            layout = await asyncio.to_thread(chunk_layout, old_fd) if old_fd >= 0 else []
             os.fchmod(fd, file_mode(resp.entry.executable))
-            await asyncio.to_thread(os.fsync, fd)
+            blocks = await self._block_pool() if new else None
+            if blocks is not None:
+                base_fd = old_fd if layout else None
+                await write_version(
+                    blocks, resp.ticket, new, fd, base_fd, layout, progress=progress
+                )
+            else:
+                await asyncio.to_thread(os.fsync, fd)
             os.close(fd)
             fd = -1
             os.replace(tmp, local)
@@ -366,6 +403,9 @@ class Client(AccountCalls, RecoverMixin):
                 os.close(fd)
             Path(tmp).unlink(missing_ok=True)
             raise
+        finally:
+            if old_fd >= 0:
+                os.close(old_fd)
         return Entry.from_pb(resp.entry)
 
     # -- changes ------------------------------------------------------------------------------

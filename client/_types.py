@@ -99,8 +99,8 @@ class UploadStats:
     """What one upload cost on the wire."""
 
     chunks: int
-    chunks_sent: int
-    bytes_sent: int
+    chunks_sent: int  # chunks stored (whole, compressed or as deltas)
+    bytes_sent: int  # request bytes sent to block nodes: chunks, deltas, signature calls
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,9 @@ class ReadRpcs(Handlers):
 
         version, uid = await self._txn(context, body)
         hashes = list(dict.fromkeys(c.hash for c in version.chunks))
+        if request.ticket_for:  # a narrow ticket (delta bases)
+            wanted = set(request.ticket_for)
+            hashes = [h for h in hashes if h in wanted]
         expires_at, sig = self.signer.sign_ticket(str(uid), hashes, self.ticket_ttl)
         return meta_pb2.GetFileResponse(
             entry=entry_pb(version.entry),

@@ -8,16 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PutChunkRequest(_message.Message):
-    __slots__ = ("hash", "data", "base_hash", "delta")
+    __slots__ = ("hash", "data", "base_hash", "delta", "base_ticket", "zstd_data", "more_bases")
     HASH_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     BASE_HASH_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
+    BASE_TICKET_FIELD_NUMBER: _ClassVar[int]
+    ZSTD_DATA_FIELD_NUMBER: _ClassVar[int]
+    MORE_BASES_FIELD_NUMBER: _ClassVar[int]
     hash: bytes
     data: bytes
     base_hash: bytes
     delta: bytes
-    def __init__(self, hash: _Optional[bytes] = ..., data: _Optional[bytes] = ..., base_hash: _Optional[bytes] = ..., delta: _Optional[bytes] = ...) -> None: ...
+    base_ticket: _common_pb2.ReadTicket
+    zstd_data: bytes
+    more_bases: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hash: _Optional[bytes] = ..., data: _Optional[bytes] = ..., base_hash: _Optional[bytes] = ..., delta: _Optional[bytes] = ..., base_ticket: _Optional[_Union[_common_pb2.ReadTicket, _Mapping]] = ..., zstd_data: _Optional[bytes] = ..., more_bases: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class PutChunkResult(_message.Message):
     __slots__ = ("hash", "receipt", "replicas")
@@ -30,20 +36,36 @@ class PutChunkResult(_message.Message):
     def __init__(self, hash: _Optional[bytes] = ..., receipt: _Optional[_Union[_common_pb2.Receipt, _Mapping]] = ..., replicas: _Optional[int] = ...) -> None: ...
 
 class GetChunksRequest(_message.Message):
-    __slots__ = ("ticket", "hashes")
+    __slots__ = ("ticket", "hashes", "bases", "accept_zstd")
     TICKET_FIELD_NUMBER: _ClassVar[int]
     HASHES_FIELD_NUMBER: _ClassVar[int]
+    BASES_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_ZSTD_FIELD_NUMBER: _ClassVar[int]
     ticket: _common_pb2.ReadTicket
     hashes: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, ticket: _Optional[_Union[_common_pb2.ReadTicket, _Mapping]] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    bases: _containers.RepeatedCompositeFieldContainer[DeltaBase]
+    accept_zstd: bool
+    def __init__(self, ticket: _Optional[_Union[_common_pb2.ReadTicket, _Mapping]] = ..., hashes: _Optional[_Iterable[bytes]] = ..., bases: _Optional[_Iterable[_Union[DeltaBase, _Mapping]]] = ..., accept_zstd: _Optional[bool] = ...) -> None: ...
+
+class DeltaBase(_message.Message):
+    __slots__ = ("target", "signature")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    target: bytes
+    signature: ChunkSignature
+    def __init__(self, target: _Optional[bytes] = ..., signature: _Optional[_Union[ChunkSignature, _Mapping]] = ...) -> None: ...
 
 class ChunkData(_message.Message):
-    __slots__ = ("hash", "data")
+    __slots__ = ("hash", "data", "delta", "zstd_data")
     HASH_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    ZSTD_DATA_FIELD_NUMBER: _ClassVar[int]
     hash: bytes
     data: bytes
-    def __init__(self, hash: _Optional[bytes] = ..., data: _Optional[bytes] = ...) -> None: ...
+    delta: bytes
+    zstd_data: bytes
+    def __init__(self, hash: _Optional[bytes] = ..., data: _Optional[bytes] = ..., delta: _Optional[bytes] = ..., zstd_data: _Optional[bytes] = ...) -> None: ...
 
 class GetRingRequest(_message.Message):
     __slots__ = ()
@@ -140,26 +162,32 @@ class ListRangeResponse(_message.Message):
     def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class GetSignatureRequest(_message.Message):
-    __slots__ = ("ticket", "hash", "block_size")
+    __slots__ = ("ticket", "hash", "block_size", "narrow_to")
     TICKET_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
     BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NARROW_TO_FIELD_NUMBER: _ClassVar[int]
     ticket: _common_pb2.ReadTicket
     hash: bytes
     block_size: int
-    def __init__(self, ticket: _Optional[_Union[_common_pb2.ReadTicket, _Mapping]] = ..., hash: _Optional[bytes] = ..., block_size: _Optional[int] = ...) -> None: ...
+    narrow_to: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, ticket: _Optional[_Union[_common_pb2.ReadTicket, _Mapping]] = ..., hash: _Optional[bytes] = ..., block_size: _Optional[int] = ..., narrow_to: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ChunkSignature(_message.Message):
-    __slots__ = ("hash", "block_size", "weak", "strong")
+    __slots__ = ("hash", "block_size", "weak", "strong", "sizes", "base_ticket")
     HASH_FIELD_NUMBER: _ClassVar[int]
     BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
     WEAK_FIELD_NUMBER: _ClassVar[int]
     STRONG_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    BASE_TICKET_FIELD_NUMBER: _ClassVar[int]
     hash: bytes
     block_size: int
     weak: _containers.RepeatedScalarFieldContainer[int]
     strong: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, hash: _Optional[bytes] = ..., block_size: _Optional[int] = ..., weak: _Optional[_Iterable[int]] = ..., strong: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    sizes: _containers.RepeatedScalarFieldContainer[int]
+    base_ticket: _common_pb2.ReadTicket
+    def __init__(self, hash: _Optional[bytes] = ..., block_size: _Optional[int] = ..., weak: _Optional[_Iterable[int]] = ..., strong: _Optional[_Iterable[bytes]] = ..., sizes: _Optional[_Iterable[int]] = ..., base_ticket: _Optional[_Union[_common_pb2.ReadTicket, _Mapping]] = ...) -> None: ...
 
 class NodeStatusRequest(_message.Message):
     __slots__ = ("recount", "down_nodes")

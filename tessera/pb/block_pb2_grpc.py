@@ -168,7 +168,9 @@ class BlockServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetSignature(self, request, context):
-        """The rolling-hash signature of a chunk the caller may read (delta transfer).
+        """The signature of a chunk the caller may read (delta transfer, see tessera/delta.py): its
+        content-defined pieces' sizes and 64-bit digests, with a read ticket naming only that
+        chunk, to send with a delta against it in PutChunks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -292,14 +292,16 @@ class ListResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[_common_pb2.Entry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetFileRequest(_message.Message):
-    __slots__ = ("namespace_id", "path", "revision_id")
+    __slots__ = ("namespace_id", "path", "revision_id", "ticket_for")
     NAMESPACE_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    TICKET_FOR_FIELD_NUMBER: _ClassVar[int]
     namespace_id: str
     path: str
     revision_id: str
-    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., revision_id: _Optional[str] = ...) -> None: ...
+    ticket_for: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, namespace_id: _Optional[str] = ..., path: _Optional[str] = ..., revision_id: _Optional[str] = ..., ticket_for: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class GetFileResponse(_message.Message):
     __slots__ = ("entry", "blocklist", "ticket")

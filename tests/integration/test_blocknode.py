@@ -240,19 +240,6 @@ async def test_replicate_stream_acks_each_copy_once_durable(single: Cluster) -> 
         assert [(c.hash, c.data) for c in got] == chunks
 
 
-async def test_unimplemented_calls(single: Cluster) -> None:
-    h, _ = make_chunk(10)
-    async with block_stub(single.nodes[0]) as stub:
-        request = block_pb2.GetSignatureRequest(ticket=ticket([h]), hash=h, block_size=4096)
-        await expect_code(
-            grpc.StatusCode.UNIMPLEMENTED, stub.GetSignature(request, metadata=USER_MD)
-        )
-        delta = block_pb2.PutChunkRequest(hash=h, base_hash=h, delta=b"ops")
-        await expect_code(
-            grpc.StatusCode.UNIMPLEMENTED, alist(stub.PutChunks(iter([delta]), metadata=USER_MD))
-        )
-
-
 async def test_range_digests_and_list_range(single: Cluster) -> None:
     chunks = [make_chunk(100) for _ in range(20)]
     async with block_stub(single.nodes[0]) as stub:
