@@ -23,10 +23,12 @@ up: venv           ## start a local cluster (etcd, PostgreSQL, metanode, syncnod
 down: venv
 	$(VENV)/bin/tessera down
 
-test: venv promtool ## the whole suite: protos fresh, lint, alert rules, unit + integration + fault + k8s + browser tests
+test: venv promtool ## the whole suite: protos fresh, lint, format, types, alert rules, unit + integration + fault + k8s + browser tests
 	command -v chromium || (apt-get update && apt-get install -y chromium)
 	$(PY) scripts/gen_protos.py --check
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	promtool check rules k8s/components/monitoring/alerts.yaml
 	cd k8s/components/monitoring && promtool test rules alerts_test.yaml
 	$(VENV)/bin/pytest -q -p no:cacheprovider
@@ -43,9 +45,10 @@ proto: venv        ## regenerate tessera/pb from proto/
 proto-check: venv
 	$(PY) scripts/gen_protos.py --check
 
-lint: venv
+lint: venv         ## ruff, formatting, and mypy (strict on tessera/ and the SDK; see pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: venv
 	$(VENV)/bin/ruff format .
@@ -55,4 +58,4 @@ bench: venv        ## benchmarks: print figures and compare with bench/baseline.
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build *.egg-info

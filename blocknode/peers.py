@@ -8,11 +8,9 @@ half), so, like ``service``, it speaks protobuf; the background loops (``replica
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 
@@ -20,11 +18,12 @@ from blocknode.ratelimit import RateLimiter
 from blocknode.replstream import ReplicaStream, StreamBroken
 from blocknode.store import verify
 from tessera.auth import Signer
+from tessera.channels import ChannelPool
 from tessera.config import BlockConfig
 from tessera.errors import Unavailable
 from tessera.pb import block_pb2, block_pb2_grpc
 from tessera.ring import Member
-from tessera.rpc import auth_metadata, channel_options, client_interceptors
+from tessera.rpc import ChannelSecurity, auth_metadata
 
 log = logging.getLogger(__name__)
 
@@ -78,38 +77,22 @@ class PeerClient:
     """
 
     def __init__(self, cfg: BlockConfig, signer: Signer, node_id: str) -> None:
-        self._options = [*channel_options(cfg.max_message_bytes), *RECONNECT_OPTIONS]
-        self._creds: grpc.ChannelCredentials | None = None
-        if cfg.tls_ca or cfg.tls_cert:
-            ca = Path(cfg.tls_ca).read_bytes() if cfg.tls_ca else None
-            self._creds = grpc.ssl_channel_credentials(root_certificates=ca)
-        if cfg.tls_server_name:
-            self._options = [*self._options, ("grpc.ssl_target_name_override", cfg.tls_server_name)]
+        self._pool = ChannelPool(
+            ChannelSecurity.for_node(cfg),
+            max_message_bytes=cfg.max_message_bytes,
+            options=RECONNECT_OPTIONS,
+        )
         self.metadata = auth_metadata(signer.node_token(node_id))
-        self._channels: dict[str, tuple[str, grpc.aio.Channel, block_pb2_grpc.BlockStub]] = {}
-        self._retired: list[grpc.aio.Channel] = []
-        self._closing: set[asyncio.Task[None]] = set()
+        self._addresses: dict[str, str] = {}  # node id -> the address last dialled
         self._streams: dict[str, ReplicaStream] = {}
         self._legacy: set[str] = set()  # peers without ReplicateStream (older nodes)
 
     def stub(self, member: Member) -> block_pb2_grpc.BlockStub:
         """The stub for a peer, dialling (or redialling) its advertised address."""
-        known = self._channels.get(member.node_id)
-        if known and known[0] == member.address:
-            return known[2]
-        if known:
-            self._retired.append(known[1])  # calls in flight on it may finish; closed at stop
-        if self._creds is not None:
-            channel = grpc.aio.secure_channel(
-                member.address, self._creds, options=self._options, interceptors=client_interceptors()
-            )
-        else:
-            channel = grpc.aio.insecure_channel(
-                member.address, options=self._options, interceptors=client_interceptors()
-            )
-        stub = block_pb2_grpc.BlockStub(channel)
-        self._channels[member.node_id] = (member.address, channel, stub)
-        return stub
+        # A moved peer gets a channel to its new address; the old one stays open for calls
+        # in flight on it and is closed at stop.
+        self._addresses[member.node_id] = member.address
+        return self._pool.stub(member.address, block_pb2_grpc.BlockStub)
 
     def reset(self, node_id: str) -> None:
         """Redial a peer on its next call (it just came back: skip the reconnect backoff)."""
@@ -117,11 +100,9 @@ class PeerClient:
         if stream is not None:
             stream.close()
         self._legacy.discard(node_id)  # it may have been upgraded
-        known = self._channels.pop(node_id, None)
-        if known is not None:  # calls in flight on it may finish first
-            task = asyncio.get_running_loop().create_task(known[1].close(grace=PEER_TIMEOUT))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+        address = self._addresses.pop(node_id, None)
+        if address is not None:  # calls in flight on it may finish first
+            self._pool.discard(address, grace=PEER_TIMEOUT)
 
     async def replicate(
         self, member: Member, chunk_hash: bytes, data: bytes, hint_for: str = ""
@@ -283,11 +264,4 @@ class PeerClient:
         for stream in streams:
             stream.close()
             await stream.wait_closed()
-        channels = [c for _, c, _ in self._channels.values()] + self._retired
-        self._channels.clear()
-        self._retired.clear()
-        for channel in channels:
-            with contextlib.suppress(Exception):
-                await channel.close(grace=1.0)
-        for task in list(self._closing):
-            task.cancel()
+        await self._pool.close(grace=1.0)

@@ -22,10 +22,12 @@ import grpc
 from client._delta import DeltaBase, prepare_deltas
 from client._errors import NotFoundError, SyncError, UnavailableError, from_rpc_error
 from tessera import delta
+from tessera.channels import ChannelPool
 from tessera.chunking import MAX_CHUNK, Chunk
 from tessera.pb import block_pb2, block_pb2_grpc, common_pb2
+from tessera.retry import RetryPolicy
 from tessera.ring import Member, Ring, build_ring, chunk_position
-from tessera.rpc import PLAINTEXT, ChannelSecurity, auth_metadata, open_channel
+from tessera.rpc import PLAINTEXT, ChannelSecurity, auth_metadata
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ _PLAIN_AGAIN = {
 RECEIPT_MARGIN = 300  # seconds: a cached receipt this close to expiry is not reused
 RECEIPT_CACHE = 100_000  # receipts kept for retries
 PUT_ROUNDS = 6  # failover rounds per put
+PUT_BACKOFF = RetryPolicy(base=0.1, cap=2.0, attempts=PUT_ROUNDS, retry_on=_PUT_RETRYABLE)
 SUSPECT_SECONDS = 10.0  # a node that failed a put is passed over this long (until its lease
 # lapses, the ring still shows a crashed node up)
 
@@ -79,7 +82,7 @@ class BlockPool:
         self._md = self.metadata = auth_metadata(token)
         self._max_message_bytes = max_message_bytes
         self._security = security
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._pool = ChannelPool(security, max_message_bytes=max_message_bytes)
         self._receipts: OrderedDict[bytes, common_pb2.Receipt] = OrderedDict()
         self.sent_chunks = 0  # chunks streamed to block nodes (retries included)
         self.sent_bytes = 0  # chunk bytes those stood for
@@ -96,13 +99,7 @@ class BlockPool:
         self._suspects: dict[str, float] = {}  # node id -> monotonic time it failed a put
 
     def stub(self, node_id: str) -> block_pb2_grpc.BlockStub:
-        address = self.ring.member(node_id).address
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = self._channels[address] = open_channel(
-                address, self._security, max_message_bytes=self._max_message_bytes
-            )
-        return block_pb2_grpc.BlockStub(channel)
+        return self._pool.stub(self.ring.member(node_id).address, block_pb2_grpc.BlockStub)
 
     def candidates(self, chunk_hash: bytes) -> list[str]:
         """Live replicas first, then the rest of the preference list."""
@@ -205,7 +202,7 @@ class BlockPool:
                     del pending[h]
             if pending:
                 await self._refresh_ring(bad)
-                await asyncio.sleep(min(0.1 * 2**round_no, 2.0))
+                await asyncio.sleep(PUT_BACKOFF.delay(round_no))
         if pending:
             detail = failure.details() if isinstance(failure, grpc.aio.AioRpcError) else ""
             raise UnavailableError(
@@ -367,5 +364,4 @@ class BlockPool:
             self._receipts.pop(h, None)
 
     async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
+        await self._pool.close()

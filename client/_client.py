@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import os
 import stat
@@ -211,7 +212,7 @@ class Client(AccountCalls, SyncCalls, RecoverMixin):
             if not token:
                 return out
 
-    async def list_tree(self, path: str = "", *, namespace_id: str = "") -> list[Entry]:
+    async def list_tree(self, path: str = "", *, namespace_id: str = "") -> builtins.list[Entry]:
         """Every entry under a folder, at any depth (folders before their contents)."""
         out: list[Entry] = []
         folders = [path]
@@ -222,7 +223,7 @@ class Client(AccountCalls, SyncCalls, RecoverMixin):
                     folders.append(e.path)
         return out
 
-    async def need_chunks(self, hashes: list[bytes]) -> set[bytes]:
+    async def need_chunks(self, hashes: builtins.list[bytes]) -> set[bytes]:
         if not hashes:
             return set()
         resp = await _call(
@@ -347,15 +348,15 @@ class Client(AccountCalls, SyncCalls, RecoverMixin):
         return await _call(call(request, metadata=self._md, timeout=self.config.timeout))
 
     async def file_versions(
-        self, remotes: list[str], *, namespace_id: str = ""
-    ) -> tuple[list[RemoteFile | SyncError], common_pb2.ReadTicket]:
+        self, remotes: builtins.list[str], *, namespace_id: str = ""
+    ) -> tuple[builtins.list[RemoteFile | SyncError], common_pb2.ReadTicket]:
         """Blocklists of up to 1,000 files in one call and one read ticket for all their chunks
         (see ``client._batch``); per file a ``RemoteFile`` or that file's error."""
         return await file_versions(self, remotes, namespace_id=namespace_id)
 
     async def get_files(
-        self, items: list[tuple[str, Path]], *, namespace_id: str = ""
-    ) -> list[Entry | SyncError]:
+        self, items: builtins.list[tuple[str, Path]], *, namespace_id: str = ""
+    ) -> builtins.list[Entry | SyncError]:
         """Download many (remote, local) files: batched metadata, one GetChunks stream per node
         for all their chunks; per file its entry or its error (see ``client._batch``)."""
         return await get_files(self, items, namespace_id=namespace_id)
@@ -414,7 +415,7 @@ class Client(AccountCalls, SyncCalls, RecoverMixin):
     # -- changes ------------------------------------------------------------------------------
     async def list_changes(
         self, cursor: Cursor, *, limit: int = 1000
-    ) -> tuple[list[Change], Cursor, bool, bool]:
+    ) -> tuple[builtins.list[Change], Cursor, bool, bool]:
         """(changes after cursor, next cursor, has_more, resync_required)."""
         req = meta_pb2.ListChangesRequest(
             cursor=common_pb2.Cursor(namespace_id=cursor.namespace_id, seq=cursor.seq), limit=limit
@@ -430,7 +431,7 @@ class Client(AccountCalls, SyncCalls, RecoverMixin):
         )
 
     async def subscribe(
-        self, cursors: list[Cursor] | None = None, *, heartbeats: bool = False
+        self, cursors: builtins.list[Cursor] | None = None, *, heartbeats: bool = False
     ) -> AsyncIterator[Change | None]:
         """Changes from the cursors on, then live (``changes``, resumed whenever the stream
         ends or the node is away). With ``heartbeats``, yields None on each heartbeat."""
@@ -484,7 +485,7 @@ class Client(AccountCalls, SyncCalls, RecoverMixin):
                                       device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
         return Entry.from_pb((await _call(self._meta.Restore(req, metadata=self._md, timeout=self.config.timeout))).entry)
 
-    async def history(self, path: str, *, limit: int = 0, namespace_id: str = "") -> list[Entry]:
+    async def history(self, path: str, *, limit: int = 0, namespace_id: str = "") -> builtins.list[Entry]:
         """The revisions of a file, newest first (deletes included), each at its path then."""
         req = meta_pb2.HistoryRequest(namespace_id=namespace_id, path=path, limit=limit)
         resp = await _call(self._meta.History(req, metadata=self._md, timeout=self.config.timeout))
@@ -510,13 +511,13 @@ class Client(AccountCalls, SyncCalls, RecoverMixin):
                                       device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
         await _call(self._meta.Unshare(req, metadata=self._md, timeout=self.config.timeout))
 
-    async def members(self, path: str = "", *, namespace_id: str = "") -> list[Member]:
+    async def members(self, path: str = "", *, namespace_id: str = "") -> builtins.list[Member]:
         """The members of the (shared) folder holding ``path``, owner first."""
         req = meta_pb2.ListMembersRequest(namespace_id=namespace_id, path=path)
         resp = await _call(self._meta.ListMembers(req, metadata=self._md, timeout=self.config.timeout))
         return [Member(m.user_id, m.user_name, _ROLE_NAMES.get(m.role, "?"), m.namespace_id) for m in resp.members]
 
-    async def namespaces(self) -> list[Namespace]:
+    async def namespaces(self) -> builtins.list[Namespace]:
         """Every namespace this user sees: the root (mount path "") and each shared folder."""
         resp = await _call(self._meta.ListNamespaces(meta_pb2.ListNamespacesRequest(), metadata=self._md, timeout=self.config.timeout))
         return [Namespace(n.namespace_id, n.mount_path, _ROLE_NAMES.get(n.role, "?"), n.head_seq, n.oldest_seq)

@@ -75,4 +75,4 @@ def error_for(code: grpc.StatusCode, message: str, head_revision: str = "") -> S
 
 
 def code_name(code: grpc.StatusCode) -> str:
-    return code.name.replace("_", " ").lower()
+    return str(code.name).replace("_", " ").lower()

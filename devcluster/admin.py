@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from devcluster.backends import redact
 from devcluster.procs import ClusterError, read_json, write_private
 from tessera.auth import Signer
 from tessera.pb import meta_pb2, meta_pb2_grpc
+from tessera.retry import RetryPolicy
 
 ADMIN_USER = "admin"
 
@@ -79,11 +79,7 @@ def _call_retrying(
     method: Any, request: Any, *, metadata: tuple[tuple[str, str], ...] = (), attempts: int = 20
 ) -> Any:
     """Call a unary RPC, retrying while the server answers UNAVAILABLE (still warming up)."""
-    for i in range(attempts):
-        try:
-            return method(request, metadata=metadata, timeout=10.0)
-        except grpc.RpcError as e:
-            if e.code() != grpc.StatusCode.UNAVAILABLE or i == attempts - 1:
-                raise
-            time.sleep(0.25)
-    raise AssertionError("unreachable")
+    policy = RetryPolicy(
+        base=0.05, cap=0.5, attempts=attempts, budget=10.0, retry_on={grpc.StatusCode.UNAVAILABLE}
+    )
+    return policy.call_sync(lambda: method(request, metadata=metadata, timeout=10.0))

@@ -12,7 +12,7 @@ from metanode.db import Database
 from metanode.gc import Collector
 from metanode.notify import Notifier
 from metanode.schema import migrate
-from metanode.service import MetadataService
+from metanode.servicer import MetadataService
 from tessera import membership
 from tessera.auth import Signer
 from tessera.config import MetaConfig
@@ -68,8 +68,8 @@ class MetaApp:
             collector=self.collector,
             blocks=self.blocks,
             etcd=self.etcd,
+            meta_watch=self.meta_watch,
         )
-        self.service.meta_watch = self.meta_watch
         self.registration: membership.Registration | None = None
         self.revocations = Revocations()
 

@@ -12,10 +12,11 @@ from collections import defaultdict
 
 import grpc
 
+from tessera.channels import ChannelPool
 from tessera.membership import Watcher
 from tessera.pb import block_pb2, block_pb2_grpc
 from tessera.ring import chunk_position
-from tessera.rpc import PLAINTEXT, ChannelSecurity, auth_metadata, open_channel
+from tessera.rpc import PLAINTEXT, ChannelSecurity, auth_metadata
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +36,12 @@ class BlockClient:
         security: ChannelSecurity = PLAINTEXT,
     ) -> None:
         self._watch = watch
-        self._security = security
         self._md = auth_metadata(node_token)
         self._timeout = timeout
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._pool = ChannelPool(security)
 
     def _stub(self, address: str) -> block_pb2_grpc.BlockStub:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = self._channels[address] = open_channel(address, self._security)
-        return block_pb2_grpc.BlockStub(channel)
+        return self._pool.stub(address, block_pb2_grpc.BlockStub)
 
     def _by_owner(self, hashes: list[bytes]) -> tuple[dict[str, list[bytes]], dict[str, str]]:
         if self._watch is None:
@@ -125,5 +122,4 @@ class BlockClient:
         return [r for r in await asyncio.gather(*(one(a) for a in up)) if r is not None]
 
     async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
+        await self._pool.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 
-from metanode import chunks, files
+from metanode import chunks, files, permissions
 from metanode.db import Conn
 from metanode.files import FileRow
 from metanode.model import ROOT_PARENT, CommitSpec, EntryRow, Kind, Op
@@ -120,7 +120,7 @@ async def commit(
     conn: Conn, user_id: uuid.UUID, spec: CommitSpec, signer: Signer, cache: TxCache | None = None
 ) -> EntryRow:
     """Commit one file version: permission, folders, conflict, receipts; then revision, head, journal."""
-    await files.require_role(conn, user_id, spec.ns_id, write=True, path=spec.path, cache=cache)
+    await permissions.require_role(conn, user_id, spec.ns_id, write=True, path=spec.path, cache=cache)
     if spec.parent_folder is not None:
         spec = replace(
             spec, path=await follow_parent(conn, spec.ns_id, spec.path, spec.parent_folder)
@@ -169,7 +169,7 @@ async def make_folder(
     parent_folder: uuid.UUID | None = None,
 ) -> EntryRow:
     """mkdir -p; an existing folder is returned as it is (``parent_folder``: see follow_parent)."""
-    await files.require_role(conn, user_id, ns_id, write=True, path=path)
+    await permissions.require_role(conn, user_id, ns_id, write=True, path=path)
     path = await follow_parent(conn, ns_id, path, parent_folder)
     parts = split_path(path)
     w = await walk(conn, ns_id, parts)

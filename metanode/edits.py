@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from metanode import commits, files, tree
+from metanode import commits, files, permissions, tree
 from metanode.db import Conn
 from metanode.files import FileRow
 from metanode.model import EntryRow, Kind, Op
@@ -114,7 +114,7 @@ async def delete(
     Returns:
         What was deleted and kept.
     """
-    await files.require_role(conn, user_id, ns_id, write=True, path=path)
+    await permissions.require_role(conn, user_id, ns_id, write=True, path=path)
     row, stored = await _live(conn, ns_id, path)
     _check_parent(path, row, parent_rev)
     _refuse_mount(stored, row)
@@ -210,7 +210,7 @@ async def move(
     Returns:
         (the moved entry, its old stored path).
     """
-    await files.require_role(conn, user_id, ns_id, write=True, path=src)
+    await permissions.require_role(conn, user_id, ns_id, write=True, path=src)
     tree.check_move(src, dst)
     row, old_path = await _live(conn, ns_id, src)
     _check_parent(src, row, parent_rev)
@@ -253,7 +253,7 @@ async def restore(
 
     Works for a deleted file too (its deleted folders come back with it).
     """
-    await files.require_role(conn, user_id, ns_id, write=True, path=path)
+    await permissions.require_role(conn, user_id, ns_id, write=True, path=path)
     found = await files.lookup_any(conn, ns_id, path)
     if found is None:
         raise files.not_found(path)
@@ -298,7 +298,7 @@ async def history(
 ) -> list[EntryRow]:
     """The revisions of the file at ``path`` (live or deleted), newest first, each at its path then;
     for a folder, the revisions of everything ever in it too."""
-    await files.require_role(conn, user_id, ns_id, write=False, path=path)
+    await permissions.require_role(conn, user_id, ns_id, write=False, path=path)
     found = await files.lookup_any(conn, ns_id, path)
     if found is None:
         raise files.not_found(path)

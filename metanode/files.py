@@ -2,46 +2,34 @@
 
 A namespace is a tree of rows in ``files`` linked by ``parent_id``; a file keeps its id across
 renames and moves. Every change writes a revision (numbered per file, ``n``), moves the file's
-head, and appends to the namespace's gap-free journal (``namespaces.head_seq`` is bumped in the
-same transaction, so concurrent changes serialize on it and the journal never has a hole or a
-duplicate). Deletes, moves and restores (``metanode.edits``) and shares (``metanode.sharing``)
+head, and appends to the namespace's gap-free journal (``metanode.journal``) in the same
+transaction; who may write is ``metanode.permissions``'s to say. Deletes, moves and restores (``metanode.edits``) and shares (``metanode.sharing``)
 are built from ``write_change`` too.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from metanode import blocklists, chunks
+from metanode import blocklists, chunks, journal
 from metanode.db import Conn
 from metanode.model import (
+    MAX_LIST_PAGE,
     ROOT_PARENT,
-    ChangeRow,
     ChunkRef,
     EntryRow,
     FileVersion,
     Kind,
     Op,
-    Role,
+    us,
 )
+from metanode.permissions import not_found
 from metanode.txcache import TxCache
-from tessera.errors import FailedPrecondition, NotFound, PermissionDenied
+from tessera.errors import FailedPrecondition, NotFound
 from tessera.paths import MAX_DEPTH, join_path, name_key, split_path
 
-MAX_LIST_PAGE = 1000
 EMPTY_HASH = blocklists.content_hash([])
-
-
-def us(ts: dt.datetime) -> int:
-    """Microseconds since the epoch."""
-    return int(ts.timestamp() * 1_000_000)
-
-
-def not_found(path: str) -> NotFound:
-    """The one NOT_FOUND for a missing path and for a namespace the caller is not in."""
-    return NotFound(f"{path or 'that folder'}: no such file or folder")
 
 
 @dataclass(frozen=True)
@@ -68,67 +56,6 @@ def file_row(row: tuple) -> FileRow:
     return FileRow(
         row[0], row[1], row[2], Kind(row[3]), row[4], row[5], row[6], row[7], row[8], row[9]
     )
-
-
-# -- permissions -------------------------------------------------------------------------------
-async def role_of(
-    conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID, cache: TxCache | None = None
-) -> Role | None:
-    """The caller's role in a namespace, None for a non-member."""
-    if cache is not None and (user_id, ns_id) in cache.roles:
-        return cache.roles[(user_id, ns_id)]
-    cur = await conn.execute(
-        "SELECT role FROM members WHERE user_id = %s AND ns_id = %s", (user_id, ns_id)
-    )
-    row = await cur.fetchone()
-    if row is None:  # a shared file's member, for this one call (never cached)
-        from metanode.fileshares import granted_role
-
-        return granted_role(user_id, ns_id)
-    role = Role[row[0].upper()]
-    if cache is not None:
-        cache.roles[(user_id, ns_id)] = role
-    return role
-
-
-async def require_role(
-    conn: Conn,
-    user_id: uuid.UUID,
-    ns_id: uuid.UUID,
-    *,
-    write: bool,
-    path: str = "",
-    cache: TxCache | None = None,
-) -> Role:
-    """The caller's role; a non-member learns nothing (the same NOT_FOUND as a missing path)."""
-    role = await role_of(conn, user_id, ns_id, cache)
-    if role is None:
-        raise not_found(path)
-    if write and role is Role.VIEWER:
-        raise PermissionDenied("you have view-only access to this shared folder")
-    return role
-
-
-async def next_seq(conn: Conn, ns_id: uuid.UUID, cache: TxCache | None = None) -> int:
-    """Reserve the namespace's next journal sequence number.
-
-    With a cache, the head is bumped in the database once and counted in the cache after
-    that (``TxCache.flush`` writes the last one back before the transaction commits).
-    """
-    if cache is not None and ns_id in cache.seqs:
-        cache.seqs[ns_id] += 1
-        cache.bumped.add(ns_id)
-        return cache.seqs[ns_id]
-    cur = await conn.execute(
-        "UPDATE namespaces SET head_seq = head_seq + 1 WHERE ns_id = %s RETURNING head_seq, now()",
-        (ns_id,),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        raise not_found("")
-    if cache is not None:
-        cache.seqs[ns_id], cache.now = int(row[0]), row[1]
-    return int(row[0])
 
 
 # -- lookups -------------------------------------------------------------------------------
@@ -371,7 +298,7 @@ async def write_change(
     ``user_id`` records who made the change (shown in the trash). With a
     cache, no statement waits for its result (pipeline mode) and the cache learns the new row.
     """
-    seq = await next_seq(conn, ns_id, cache)
+    seq = await journal.next_seq(conn, ns_id, cache)
     file_id = row.file_id if row else uuid.uuid4()
     n = (row.revs if row else 0) + 1
     rev_id = uuid.uuid4()
@@ -391,11 +318,7 @@ async def write_change(
         created = (await (await conn.execute(insert + " RETURNING created_at", values)).fetchone())[
             0
         ]
-    await conn.execute(
-        """INSERT INTO journal (ns_id, seq, op, kind, file_id, rev_id, path, old_path)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-        (ns_id, seq, int(op), int(kind), file_id, rev_id, path, old_path),
-    )
+    await journal.append(conn, ns_id, seq, op, kind, file_id, rev_id, path, old_path)
     if chunk_list and not deleted:
         await chunks.add_refs(conn, ns_id, file_id, rev_id, chunk_list)
     if row is None:
@@ -468,54 +391,3 @@ async def write_change(
         digest,
         executable,
     )
-
-
-# -- journal ---------------------------------------------------------------------------------
-async def list_changes(
-    conn: Conn, ns_id: uuid.UUID, after: int, limit: int
-) -> tuple[list[ChangeRow], bool, bool, int]:
-    """(changes with seq > after, has_more, resync_required, head_seq).
-
-    A record whose revision was pruned by retention still appears (gap-free), with what the
-    journal itself keeps: op, kind, file id, revision id and path.
-    """
-    cur = await conn.execute(
-        "SELECT head_seq, oldest_seq FROM namespaces WHERE ns_id = %s", (ns_id,)
-    )
-    row = await cur.fetchone()
-    if row is None:
-        raise not_found("")
-    head, oldest = int(row[0]), int(row[1])
-    if after + 1 < oldest:
-        return [], False, True, head
-    limit = max(1, min(limit or MAX_LIST_PAGE, MAX_LIST_PAGE))
-    cur = await conn.execute(
-        """SELECT j.seq, j.op, j.path, j.old_path, j.file_id, j.rev_id, j.kind, r.size, r.deleted, j.created_at,
-                  r.device_id, r.client_mtime_ns, r.content_hash, r.executable
-           FROM journal j LEFT JOIN revisions r ON r.ns_id = j.ns_id AND r.file_id = j.file_id AND r.rev_id = j.rev_id
-           WHERE j.ns_id = %s AND j.seq > %s ORDER BY j.seq LIMIT %s""",
-        (ns_id, after, limit + 1),
-    )
-    rows = await cur.fetchall()
-    more = len(rows) > limit
-    changes = []
-    for r in rows[:limit]:
-        op = Op(r[1])
-        deleted = r[8] if r[8] is not None else op is Op.DELETE
-        e = EntryRow(
-            ns_id,
-            r[4],
-            r[2],
-            Kind(r[6]),
-            r[7] or 0,
-            r[5],
-            us(r[9]),
-            deleted,
-            r[0],
-            r[10] or "",
-            r[11] or 0,
-            bytes(r[12]) if r[12] is not None else b"",
-            bool(r[13]),
-        )
-        changes.append(ChangeRow(ns_id, r[0], op, e, r[3]))
-    return changes, more, False, head

@@ -18,7 +18,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from metanode import files, timetravel
+from metanode import files, permissions, timetravel
 from metanode.db import Conn
 from metanode.files import FileRow
 from metanode.model import EntryRow, Kind
@@ -80,7 +80,7 @@ async def create(
     password_hash: str,
 ) -> tuple[LinkRow, str]:
     """A link to the live entry at ``path`` (an editor or the owner may give it out)."""
-    await files.require_role(conn, owner, ns_id, write=True, path=path)
+    await permissions.require_role(conn, owner, ns_id, write=True, path=path)
     found = await files.lookup(conn, ns_id, path) if path else None
     if found is None:
         raise files.not_found(path)
@@ -101,7 +101,7 @@ async def create(
 
 async def _current(conn: Conn, link: LinkRow) -> tuple[FileRow, str] | None:
     """The linked entry and its path now, None when deleted or out of the creator's reach."""
-    if await files.role_of(conn, link.owner_id, link.ns_id) is None:
+    if await permissions.role_of(conn, link.owner_id, link.ns_id) is None:
         shared = await conn.execute(
             "SELECT 1 FROM file_shares WHERE ns_id = %s AND file_id = %s AND user_id = %s",
             (link.ns_id, link.file_id, link.owner_id),

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 ROOT_PARENT = uuid.UUID(int=0)  # parent_id of a namespace's top-level entries
+MAX_LIST_PAGE = 1000  # rows one listing (folder or journal) returns at most
+
+
+def us(ts: dt.datetime) -> int:
+    """Microseconds since the epoch."""
+    return int(ts.timestamp() * 1_000_000)
 
 
 class Kind(IntEnum):

@@ -10,13 +10,12 @@ import logging
 import uuid
 from collections import defaultdict
 
-import grpc
-
 from metanode.db import Database
+from tessera.channels import ChannelPool
 from tessera.membership import Watcher
 from tessera.pb import sync_pb2, sync_pb2_grpc
 from tessera.ring import SYNC_VNODES, key_position
-from tessera.rpc import PLAINTEXT, ChannelSecurity, auth_metadata, open_channel
+from tessera.rpc import PLAINTEXT, ChannelSecurity, auth_metadata
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +32,9 @@ class Notifier:
         security: ChannelSecurity = PLAINTEXT,
     ) -> None:
         self._db = db
-        self._security = security
         self._watch = sync_watch
         self._metadata = auth_metadata(node_token)
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._pool = ChannelPool(security)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def changed(self, ns_id: uuid.UUID, seq: int) -> None:
@@ -48,10 +46,7 @@ class Notifier:
         task.add_done_callback(self._tasks.discard)
 
     def _stub(self, address: str) -> sync_pb2_grpc.SyncStub:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = self._channels[address] = open_channel(address, self._security)
-        return sync_pb2_grpc.SyncStub(channel)
+        return self._pool.stub(address, sync_pb2_grpc.SyncStub)
 
     async def _notify(self, ns_id: uuid.UUID, seq: int) -> None:
         assert self._watch is not None
@@ -83,5 +78,4 @@ class Notifier:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        for channel in self._channels.values():
-            await channel.close()
+        await self._pool.close()

@@ -1,6 +1,7 @@
 """What every Metadata RPC shares: proto conversion, edge validation, the caller, transactions,
-path resolution and notifications. ``MetadataService`` (service.py) and ``WriteRpcs``
-(service_writes.py) build on ``ServiceBase``.
+path resolution and notifications. The handler objects (``service_accounts``,
+``service_cluster``, ``service_reads``, ``service_writes``) are ``Handlers`` on one
+``ServiceState``; ``servicer.MetadataService`` serves each RPC with one of them.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import asyncio
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import aetcd
@@ -84,37 +86,48 @@ def parse_path(value: str, *, allow_root: bool = False) -> str:
         raise InvalidArgument(str(e)) from None
 
 
-class ServiceBase:
-    """State and helpers of the Metadata servicer."""
+@dataclass
+class ServiceState:
+    """What every handler of the Metadata service shares (built once by ``MetadataService``)."""
 
-    def __init__(
-        self,
-        db: Database,
-        signer: Signer,
-        *,
-        token_ttl: int,
-        ticket_ttl: int,
-        block_watch: Watcher | None,
-        sync_watch: Watcher | None,
-        notifier: Notifier,
-        collector: Collector | None = None,
-        blocks: BlockClient | None = None,
-        etcd: aetcd.Client | None = None,
-    ) -> None:
-        self.db = db
-        self.signer = signer
-        self.token_ttl = token_ttl
-        self.ticket_ttl = ticket_ttl
-        self.block_watch = block_watch
-        self.sync_watch = sync_watch
-        self.notifier = notifier
-        # One lock per user with writes in flight; entries vanish once no call holds them.
-        self._write_locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
-        self.collector = collector
-        self.blocks = blocks
-        self.etcd = etcd
+    db: Database
+    signer: Signer
+    token_ttl: int
+    ticket_ttl: int
+    block_watch: Watcher | None
+    sync_watch: Watcher | None
+    notifier: Notifier
+    collector: Collector | None = None
+    blocks: BlockClient | None = None
+    etcd: aetcd.Client | None = None
+    meta_watch: Watcher | None = None  # the metanodes' membership, listed in ClusterInfo
+    # One lock per user with writes in flight; entries vanish once no call holds them.
+    write_locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+
+
+class Handlers:
+    """Base of the Metadata service's handler objects: the shared state and helpers.
+
+    Each handler class (``AccountRpcs``, ``ReadRpcs``...) serves a few RPCs; ``MetadataService``
+    holds one object of each, all on the same ``ServiceState``.
+    """
+
+    def __init__(self, state: ServiceState) -> None:
+        self.state = state
+        self.db = state.db
+        self.signer = state.signer
+        self.token_ttl = state.token_ttl
+        self.ticket_ttl = state.ticket_ttl
+        self.block_watch = state.block_watch
+        self.sync_watch = state.sync_watch
+        self.notifier = state.notifier
+        self._write_locks = state.write_locks
+        self.collector = state.collector
+        self.blocks = state.blocks
+        self.etcd = state.etcd
+        self.meta_watch = state.meta_watch
 
     def _caller(self, context: grpc.aio.ServicerContext) -> uuid.UUID:
         """The user a call acts for: the token's user, or for a node the x-tessera-user it names."""

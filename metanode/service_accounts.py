@@ -1,4 +1,4 @@
-"""Account RPCs: devices, logout, password changes, and for admins listing and deleting users.
+"""Account RPCs: login, who am I, users, devices, logout, password changes, deleting users.
 
 Every revocation is written to etcd first (``tessera.revocation``: every node's interceptor
 and the sync node's open streams follow it within milliseconds), then to the database; a
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aetcd
 import grpc
@@ -18,7 +20,7 @@ import grpc
 from metanode import accounts, users
 from metanode.accounts import DeviceRow
 from metanode.db import Conn
-from metanode.rpcbase import ServiceBase
+from metanode.rpcbase import Handlers
 from tessera import revocation
 from tessera.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
 from tessera.pb import meta_pb2
@@ -42,8 +44,95 @@ def _device_pb(d: DeviceRow, current: str) -> meta_pb2.Device:
     )
 
 
-class AccountRpcs(ServiceBase):
-    """ListDevices, RevokeDevice, ChangePassword, ListUsers, DeleteUser (and RevokeToken's core)."""
+class AccountRpcs(Handlers):
+    """Login, WhoAmI, CreateUser, RevokeToken, ListDevices, RevokeDevice, ChangePassword,
+    ListUsers, DeleteUser."""
+
+    # -- sessions and users ----------------------------------------------------------------
+    async def Login(
+        self, request: meta_pb2.LoginRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.LoginResponse:
+        found = await self.db.run(lambda conn: users.fetch_user(conn, name=request.name))
+        if found is None:
+            # Spend the same KDF time as for a real user, so timing does not reveal who exists.
+            await users.verify_password(await users.hash_password("x" * 16), "not-it")
+            raise Unauthenticated("wrong user name or password")
+        user, pw_hash = found
+        await users.verify_password(pw_hash, request.password)
+        device_name = accounts.check_device_name(request.device_name)
+        generation = await self.db.run(lambda conn: accounts.generation(conn, user.user_id))
+        token, principal = self.signer.issue_token(
+            str(user.user_id),
+            ttl=self.token_ttl,
+            is_admin=user.is_admin,
+            token_id=str(uuid.uuid4()),
+            generation=generation,
+        )
+        stored = await self.db.run(
+            lambda conn: accounts.add_device(
+                conn, user.user_id, principal.token_id, device_name, principal.expires_at
+            )
+        )
+        return meta_pb2.LoginResponse(
+            token=token,
+            user_id=str(user.user_id),
+            root_namespace_id=str(user.root_ns),
+            expires_at=principal.expires_at,
+            device_id=principal.token_id,
+            device_name=stored,
+        )
+
+    async def WhoAmI(
+        self, request: meta_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.WhoAmIResponse:
+        principal = current_principal()
+
+        async def body(conn: Conn, uid: uuid.UUID) -> Any:
+            found = await users.fetch_user(conn, user_id=uid)
+            devices = [] if principal.is_node else await accounts.list_devices(conn, uid)
+            return found, next((d.name for d in devices if d.device_id == principal.token_id), "")
+
+        found, device_name = await self._txn(context, body)
+        if found is None:
+            raise Unauthenticated("unknown user: log in again")
+        user = found[0]
+        return meta_pb2.WhoAmIResponse(
+            user_id=str(user.user_id),
+            name=user.name,
+            root_namespace_id=str(user.root_ns),
+            is_admin=user.is_admin,
+            device_id="" if principal.is_node else principal.token_id,
+            device_name=device_name,
+            expires_at=principal.expires_at,
+        )
+
+    async def CreateUser(
+        self, request: meta_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.CreateUserResponse:
+        await self._require_admin(context, "add users")
+        name = users.check_user_name(request.name)
+        pw_hash = await users.hash_password(request.password)
+        user = await self.db.run(
+            lambda conn: users.create_user(conn, name, pw_hash, is_admin=request.is_admin)
+        )
+        return meta_pb2.CreateUserResponse(
+            user_id=str(user.user_id), root_namespace_id=str(user.root_ns)
+        )
+
+    async def RevokeToken(
+        self, request: meta_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.RevokeTokenResponse:
+        principal = current_principal()
+        if principal.is_node:
+            raise InvalidArgument("nodes have no token to revoke")
+        token_id = request.token_id or principal.token_id
+        expires_at = (
+            principal.expires_at
+            if token_id == principal.token_id
+            else int(time.time()) + self.token_ttl
+        )
+        await self._revoke_device(context, token_id, expires_at)
+        return meta_pb2.RevokeTokenResponse()
 
     async def _publish(self, write: Callable[[aetcd.Client], Awaitable[None]]) -> None:
         """Write a revocation to etcd, or UNAVAILABLE (nothing changed) if etcd is away."""

@@ -10,7 +10,7 @@ import grpc
 from metanode import files, fileshares, links, users
 from metanode.db import Conn
 from metanode.model import Kind
-from metanode.rpcbase import ServiceBase, entry_pb, parse_path, parse_uuid
+from metanode.rpcbase import Handlers, entry_pb, parse_path, parse_uuid
 from metanode.service_restore import shown_path
 from tessera.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from tessera.paths import InvalidPath, normalize_path
@@ -38,7 +38,7 @@ def _link_pb(link: links.LinkRow, path: str, is_folder: bool) -> meta_pb2.ShareL
     )
 
 
-class LinkRpcs(ServiceBase):
+class LinkRpcs(Handlers):
     """Mixin of MetadataService: CreateLink, ListLinks, RevokeLink, OpenLink, ListSharedFiles."""
 
     async def CreateLink(

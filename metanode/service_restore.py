@@ -12,7 +12,7 @@ from metanode import idempotency, timetravel
 from metanode.db import Conn
 from metanode.idempotency import entry_from_json, entry_to_json
 from metanode.model import EntryRow
-from metanode.rpcbase import ServiceBase, entry_pb, opt_uuid, parse_path
+from metanode.rpcbase import Handlers, entry_pb, opt_uuid, parse_path
 from metanode.sharing import Target
 from tessera.errors import FailedPrecondition, InvalidArgument
 from tessera.paths import join_path
@@ -30,7 +30,7 @@ def shown_path(target: Target, request_ns: str, path: str) -> str:
     return path
 
 
-class RestoreRpcs(ServiceBase):
+class RestoreRpcs(Handlers):
     """Mixin of MetadataService: RestoreTree and ListTrash."""
 
     def _retention(self) -> int:

@@ -13,11 +13,11 @@ from typing import TypeVar
 
 import grpc
 
-from metanode import chunks, commits, edits, files, idempotency, sharing
+from metanode import chunks, commits, edits, files, idempotency, permissions, sharing
 from metanode.db import Conn
 from metanode.idempotency import entry_from_json, entry_to_json
 from metanode.model import ChunkRef, CommitSpec, EntryRow, Receipt, Role
-from metanode.rpcbase import ServiceBase, entry_pb, opt_uuid, parse_path, parse_uuid
+from metanode.rpcbase import Handlers, entry_pb, opt_uuid, parse_path, parse_uuid
 from metanode.txcache import TxCache, cached
 from tessera.chunking import MAX_CHUNK
 from tessera.errors import (
@@ -35,7 +35,7 @@ MAX_NEED = 100_000
 HASH_LEN = 32
 
 
-class WriteRpcs(ServiceBase):
+class WriteRpcs(Handlers):
     """Mixin of MetadataService with every RPC that changes something."""
 
     # -- chunks and commits -----------------------------------------------------------------
@@ -258,7 +258,7 @@ class WriteRpcs(ServiceBase):
             a = await self._resolve(conn, uid, request.namespace_id, src, into_mount=False)
             b = await self._resolve(conn, uid, request.namespace_id, dst, into_mount=False)
             if a.ns_id != b.ns_id:
-                await files.require_role(conn, uid, a.ns_id, write=True, path=src)
+                await permissions.require_role(conn, uid, a.ns_id, write=True, path=src)
                 raise FailedPrecondition(
                     "moving into or out of a shared folder is not supported: copy, then delete"
                 )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from metanode import blocklists, chunks, edits, files, fileshares, tree
+from metanode import blocklists, chunks, edits, files, fileshares, permissions, tree
 from metanode.db import Conn
 from metanode.model import ROOT_PARENT, ChunkRef, Kind, MemberRow, NamespaceRow, Op, Role
 from metanode.txcache import TxCache
@@ -106,7 +106,7 @@ async def list_members(
     conn: Conn, user_id: uuid.UUID, ns_id: uuid.UUID, path: str
 ) -> list[MemberRow]:
     """The members of the namespace holding ``path`` (owner first)."""
-    await files.require_role(conn, user_id, ns_id, write=False, path=path)
+    await permissions.require_role(conn, user_id, ns_id, write=False, path=path)
     cur = await conn.execute(
         """SELECT m.user_id, u.name, m.role FROM members m JOIN users u ON u.user_id = m.user_id
            WHERE m.ns_id = %s""",
@@ -163,7 +163,7 @@ async def share(
         ns_id, notices = await _convert(conn, user_id, target.root, row, stored, device_id)
         folder_name = row.name
     else:
-        caller = await files.require_role(
+        caller = await permissions.require_role(
             conn, user_id, target.ns_id, write=False, path=target.path
         )
         if target.path:
@@ -175,7 +175,7 @@ async def share(
     member_id, member_root, _ = await _user_by_name(conn, user_name)
     if member_id == user_id:
         raise InvalidArgument("you cannot share a folder with yourself")
-    current = await files.role_of(conn, member_id, ns_id)
+    current = await permissions.role_of(conn, member_id, ns_id)
     if current is Role.OWNER:
         raise FailedPrecondition(f"{user_name} owns this shared folder")
     if current is not None:
@@ -382,13 +382,13 @@ async def unshare(
             owner=target.share_id is None,
         )  # fmt: skip
         return []
-    caller = await files.require_role(conn, user_id, target.ns_id, write=False, path=target.path)
+    caller = await permissions.require_role(conn, user_id, target.ns_id, write=False, path=target.path)
     if target.path:
         raise FailedPrecondition(f"{target.path} is inside a shared folder, not one itself")
     member_id, member_root, name = await _user_by_name(conn, user_name)
     if member_id != user_id and caller is not Role.OWNER:
         raise PermissionDenied("only the owner of a shared folder can remove other members")
-    role = await files.role_of(conn, member_id, target.ns_id)
+    role = await permissions.role_of(conn, member_id, target.ns_id)
     if role is None:
         raise NotFound(f"{name} is not a member of this shared folder")
     if role is Role.OWNER:

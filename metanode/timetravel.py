@@ -21,7 +21,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from metanode import commits, edits, files, tree
+from metanode import commits, edits, files, permissions, tree
 from metanode.db import Conn
 from metanode.edits import SubtreeRow
 from metanode.files import FileRow
@@ -126,7 +126,7 @@ async def restore_at(
     Returns:
         (its entry now, every revision written).
     """
-    await files.require_role(conn, user_id, ns_id, write=True, path=stored)
+    await permissions.require_role(conn, user_id, ns_id, write=True, path=stored)
     edits._refuse_mount(stored, top)
     inside: list[SubtreeRow] = []
     if top.kind is Kind.FOLDER:
@@ -270,7 +270,7 @@ async def trash(
     Each deletion shows once at its top: a deleted folder is listed, not the files deleted
     with it (``files_inside`` counts them; list the folder's path to see them).
     """
-    await files.require_role(conn, user_id, ns_id, write=False, path=path)
+    await permissions.require_role(conn, user_id, ns_id, write=False, path=path)
     top_id = ROOT_PARENT
     if path:
         found = await files.lookup_any(conn, ns_id, path)

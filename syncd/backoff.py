@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from tessera.retry import RetryPolicy
+
 
 class Backoff:
     """Exponential backoff with jitter: try ``n`` waits between half and all of
@@ -12,13 +14,15 @@ class Backoff:
     def __init__(self, base: float, cap: float) -> None:
         self.base = base
         self.cap = cap
+        self._policy = RetryPolicy(base=base, cap=cap)
         self.attempt = 0
         self.attempts: list[float] = []
 
     def delay(self, attempt: int) -> float:
         """The jittered delay after ``attempt`` failures in a row."""
-        top = min(self.cap, self.base * 2 ** min(attempt, 30))
-        return top * (0.5 + random.random() / 2)
+        # Equal jitter, not the policy's full jitter: a daemon waits at least half the step,
+        # so a fleet of devices does not redial a cluster that is away in a tight loop.
+        return self._policy.ceiling(attempt) * (0.5 + random.random() / 2)
 
     def next_delay(self) -> float:
         """One more failure: how long to wait before the next try."""

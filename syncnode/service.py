@@ -10,6 +10,7 @@ import grpc
 from prometheus_client import CollectorRegistry, Gauge
 
 from syncnode.feed import AccessLost, Behind, Feed, Heartbeat, Moved, NamespaceHead, Removed, Resync
+from tessera.channels import ChannelPool
 from tessera.errors import FailedPrecondition, ResourceExhausted, Unauthenticated
 from tessera.pb import common_pb2, errors_pb2, meta_pb2, meta_pb2_grpc, sync_pb2, sync_pb2_grpc
 from tessera.rpc import (
@@ -19,7 +20,6 @@ from tessera.rpc import (
     auth_metadata,
     current_bearer,
     current_principal,
-    open_channel,
 )
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ class MetaJournalSource:
     """JournalSource over the Metadata service, with node credentials acting for the user."""
 
     def __init__(self, meta_address: str, node_token: str, security: ChannelSecurity = PLAINTEXT) -> None:
-        self._channel = open_channel(meta_address, security, max_message_bytes=64 * 1024 * 1024)
-        self._stub = meta_pb2_grpc.MetadataStub(self._channel)
+        self._pool = ChannelPool(security, max_message_bytes=64 * 1024 * 1024)
+        self._stub = self._pool.stub(meta_address, meta_pb2_grpc.MetadataStub)
         self._token = node_token
 
     def _md(self, user_id: str) -> tuple[tuple[str, str], ...]:
@@ -73,7 +73,7 @@ class MetaJournalSource:
         return list(resp.changes), resp.has_more, resp.resync_required
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._pool.close()
 
 
 def _raise_revoked(e: grpc.aio.AioRpcError) -> None:

@@ -63,7 +63,7 @@ def wire_trailers(e: TesseraError) -> tuple[tuple[str, str | bytes], ...]:
 def error_detail(e: grpc.RpcError, kind: type[M]) -> M | None:
     """The first detail of type ``kind`` in a failed call's status, or None."""
     try:
-        status = rpc_status.from_call(e)  # type: ignore[arg-type]  # an RpcError is a Call
+        status = rpc_status.from_call(e)  # an RpcError is a Call
     except (ValueError, DecodeError):  # a status that contradicts the call's: not ours
         return None
     if status is None:

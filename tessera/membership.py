@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import aetcd
 
+from tessera.retry import ETCD_WATCH
 from tessera.ring import DEFAULT_VNODES, Member, Ring, build_ring
 
 log = logging.getLogger(__name__)
@@ -368,19 +369,22 @@ class Watcher:
                 self._changed.notify_all()
 
     async def _run(self) -> None:
+        failures = 0
         while True:
             try:
                 watch = await self._client.watch_prefix(
                     kind_prefix(self.kind), start_revision=self.view.revision + 1
                 )
                 await self._refresh()
+                failures = 0
                 async for _event in watch:
                     await self._refresh()
             except asyncio.CancelledError:
                 raise
             except Exception as e:
                 log.warning("etcd watch on %s failed (%s); retrying", self.kind, e)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(ETCD_WATCH.delay(failures))
+                failures += 1
                 with contextlib.suppress(Exception):
                     await self._refresh()
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import aetcd
 
 from tessera.auth import Principal
+from tessera.retry import ETCD_WATCH
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +157,11 @@ class Revocations:
 
     async def _watch(self) -> None:
         assert self._client is not None
-        delay = 0.25
+        failures = 0
         while True:
             try:
                 events = await self._client.watch_prefix(PREFIX, start_revision=self._revision + 1)
-                self._watching, delay = True, 0.25
+                self._watching, failures = True, 0
                 async for event in events:
                     user = self._apply(
                         self._state,
@@ -177,8 +178,8 @@ class Revocations:
                 if self._watching:
                     log.warning("revocation watch failed (%s); re-reading until etcd answers", e)
                 self._watching = False
-                await asyncio.sleep(delay)
-                delay = min(2.0, delay * 2)
+                await asyncio.sleep(ETCD_WATCH.delay(failures))
+                failures += 1
                 with contextlib.suppress(Exception):
                     await self._reload()
 

@@ -13,7 +13,7 @@ import contextvars
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,6 +194,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 grpc.StatusCode.UNAUTHENTICATED,
                 "missing bearer token: log in first (tessera login)",
             )
+            raise AssertionError("abort raises")
         try:
             principal = self._signer.verify_token(token)
         except AuthError as e:
@@ -528,10 +529,16 @@ PLAINTEXT = ChannelSecurity()
 
 
 def open_channel(
-    address: str, security: ChannelSecurity = PLAINTEXT, *, max_message_bytes: int = 8 * 1024 * 1024
+    address: str,
+    security: ChannelSecurity = PLAINTEXT,
+    *,
+    max_message_bytes: int = 8 * 1024 * 1024,
+    extra_options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Channel:
-    """A grpc.aio channel to ``address`` with the shared options, over TLS when configured."""
-    options = channel_options(max_message_bytes)
+    """A grpc.aio channel to ``address`` with the shared options, over TLS when configured.
+
+    Long-lived callers take channels from ``tessera.channels.ChannelPool`` instead."""
+    options = [*channel_options(max_message_bytes), *extra_options]
     interceptors = client_interceptors()
     if not security.tls:
         return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
