@@ -69,8 +69,15 @@ async def bench(endpoint: str, token: str, work: Path, args: argparse.Namespace)
     for name in ("A", "B"):
         folder = work / name / "folder"
         folder.mkdir(parents=True)
-        cfg = DaemonConfig(folder=folder, state_dir=work / name / "state", endpoint=endpoint, token=token,
-                           device_name=name, settle=0.5, backoff_cap=2.0)
+        cfg = DaemonConfig(
+            folder=folder,
+            state_dir=work / name / "state",
+            endpoint=endpoint,
+            token=token,
+            device_name=name,
+            settle=0.5,
+            backoff_cap=2.0,
+        )
         devs.append(Daemon(cfg))
     a, b = devs
     tasks = [asyncio.create_task(d.run()) for d in devs]
@@ -84,12 +91,16 @@ async def bench(endpoint: str, token: str, work: Path, args: argparse.Namespace)
             with src.open("wb") as f:
                 f.write(data)
             size = len(data)
-            t = await _until(lambda dst=dst, size=size: dst.exists() and dst.stat().st_size == size, 30)
+            t = await _until(
+                lambda dst=dst, size=size: dst.exists() and dst.stat().st_size == size, 30
+            )
             lat.append(t * 1000)
             await asyncio.sleep(0.05)
         lat.sort()
         p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
-        print(f"small file A closed -> B in place: p50 {statistics.median(lat):.1f} ms, p95 {p95:.1f} ms ({len(lat)} trials)")
+        print(
+            f"small file A closed -> B in place: p50 {statistics.median(lat):.1f} ms, p95 {p95:.1f} ms ({len(lat)} trials)"
+        )
         await _idle(a, b)
 
         # 2. many small files
@@ -101,13 +112,17 @@ async def bench(endpoint: str, token: str, work: Path, args: argparse.Namespace)
         written = time.perf_counter() - t0
         await _until(lambda: many_b.is_dir() and len(os.listdir(many_b)) >= args.files, 600, 0.05)
         took = time.perf_counter() - t0
-        print(f"{args.files} files of 8 KiB A -> B: {took:.1f} s ({args.files / took:.0f} files/s; writing them took {written:.1f} s)")
+        print(
+            f"{args.files} files of 8 KiB A -> B: {took:.1f} s ({args.files / took:.0f} files/s; writing them took {written:.1f} s)"
+        )
         await _idle(a, b)
 
         # 3. a 1 MiB overwrite in the middle of a large file
         big_a, big_b = a.root / "big.bin", b.root / "big.bin"
         _random_file(big_a, args.big_mib * MiB)
-        await _until(lambda: big_b.exists() and big_b.stat().st_size == args.big_mib * MiB, 600, 0.05)
+        await _until(
+            lambda: big_b.exists() and big_b.stat().st_size == args.big_mib * MiB, 600, 0.05
+        )
         await _idle(a, b)
         sent0 = a.db.counters().get("bytes_sent", 0)
         fetched0 = b.db.counters().get("bytes_fetched", 0)
@@ -115,11 +130,15 @@ async def bench(endpoint: str, token: str, work: Path, args: argparse.Namespace)
             f.seek(args.big_mib * MiB // 2)
             f.write(os.urandom(MiB))
         want = _digest(big_a)
-        await _until(lambda: a.idle and b.idle and a.db.counters().get("bytes_sent", 0) > sent0, 300, 0.05)
+        await _until(
+            lambda: a.idle and b.idle and a.db.counters().get("bytes_sent", 0) > sent0, 300, 0.05
+        )
         await _until(lambda: _digest(big_b) == want, 300, 0.2)
         sent = a.db.counters().get("bytes_sent", 0) - sent0
         fetched = b.db.counters().get("bytes_fetched", 0) - fetched0
-        print(f"overwrite 1 MiB in the middle of a {args.big_mib} MiB file: A sent {sent / MiB:.2f} MiB, B fetched {fetched / MiB:.2f} MiB")
+        print(
+            f"overwrite 1 MiB in the middle of a {args.big_mib} MiB file: A sent {sent / MiB:.2f} MiB, B fetched {fetched / MiB:.2f} MiB"
+        )
         big_a.unlink()
         await _idle(a, b)
 
@@ -127,11 +146,15 @@ async def bench(endpoint: str, token: str, work: Path, args: argparse.Namespace)
         huge_a, huge_b = a.root / "huge.bin", b.root / "huge.bin"
         src = work / "huge.src"
         _random_file(src, args.huge_mib * MiB)
-        os.rename(src, huge_a)                      # appears closed and complete at once
+        os.rename(src, huge_a)  # appears closed and complete at once
         t0 = time.perf_counter()
-        await _until(lambda: huge_b.exists() and huge_b.stat().st_size == args.huge_mib * MiB, 1800, 0.05)
+        await _until(
+            lambda: huge_b.exists() and huge_b.stat().st_size == args.huge_mib * MiB, 1800, 0.05
+        )
         took = time.perf_counter() - t0
-        print(f"{args.huge_mib} MiB file A -> B: {took:.1f} s, {args.huge_mib * MiB / took / 1e6:.0f} MB/s")
+        print(
+            f"{args.huge_mib} MiB file A -> B: {took:.1f} s, {args.huge_mib * MiB / took / 1e6:.0f} MB/s"
+        )
     finally:
         for d in devs:
             d.stop()
@@ -149,7 +172,9 @@ async def _new_user(endpoint: str, admin_token: str) -> str:
 
 def main() -> None:
     """Parse flags, start a cluster if needed, run."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--files", type=int, default=2000)
     p.add_argument("--big-mib", type=int, default=256)
@@ -160,14 +185,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp:
         work = Path(tmp)
         if args.endpoint:
-            token = asyncio.run(_new_user(args.endpoint, args.admin_token or os.environ.get("TESSERA_TOKEN", "")))
+            token = asyncio.run(
+                _new_user(args.endpoint, args.admin_token or os.environ.get("TESSERA_TOKEN", ""))
+            )
             asyncio.run(bench(args.endpoint, token, work / "devices", args))
             return
         from devcluster import LocalCluster
 
         cluster = LocalCluster.start(work / "cluster", meta_port=0, fast=True)
         try:
-            print(f"cluster up in {cluster.healthy_after:.1f} s (3 block nodes, RF=3, 1 sync node, loopback)")
+            print(
+                f"cluster up in {cluster.healthy_after:.1f} s (3 block nodes, RF=3, 1 sync node, loopback)"
+            )
             token = asyncio.run(_new_user(cluster.meta_address, cluster.admin_token))
             asyncio.run(bench(cluster.meta_address, token, work / "devices", args))
         finally:

@@ -51,7 +51,11 @@ status:
 
 
 def _state_base() -> Path:
-    return Path(os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")) / "tessera" / "sync"
+    return (
+        Path(os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state"))
+        / "tessera"
+        / "sync"
+    )
 
 
 def default_state_dir(folder: Path) -> Path:
@@ -63,24 +67,59 @@ def default_state_dir(folder: Path) -> Path:
 
 def add_sync_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``tessera sync`` to the CLI's subcommands."""
-    p = subparsers.add_parser("sync", help="keep a folder in sync with your files on the cluster (or: sync status)",
-                              usage="tessera sync [options] FOLDER\n       tessera sync status [FOLDER] [--state-dir DIR] [--json]",
-                              description="Keep FOLDER in sync with your files on the cluster.",
-                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder", metavar="FOLDER", help="the folder to keep in sync (created if missing on first run), or `status`")
-    p.add_argument("status_folder", nargs="?", metavar="STATUS_FOLDER", help="with `status`: which folder (default: every running daemon)")
+    p = subparsers.add_parser(
+        "sync",
+        help="keep a folder in sync with your files on the cluster (or: sync status)",
+        usage="tessera sync [options] FOLDER\n       tessera sync status [FOLDER] [--state-dir DIR] [--json]",
+        description="Keep FOLDER in sync with your files on the cluster.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "folder",
+        metavar="FOLDER",
+        help="the folder to keep in sync (created if missing on first run), or `status`",
+    )
+    p.add_argument(
+        "status_folder",
+        nargs="?",
+        metavar="STATUS_FOLDER",
+        help="with `status`: which folder (default: every running daemon)",
+    )
     p.add_argument("--once", action="store_true", help="sync once and exit (for scripts and tests)")
-    p.add_argument("--state-dir", help="where the daemon keeps its state (default: under $XDG_STATE_HOME)")
-    p.add_argument("--device", default=socket.gethostname(), help="this device's name, used in conflicted copies")
-    p.add_argument("--settle", type=float, default=1.0, help="seconds a file must stay unchanged before upload")
-    p.add_argument("--rescan", type=float, default=300.0, help="seconds between full rescans (a safety net)")
-    p.add_argument("--backoff-cap", type=float, default=30.0, help="longest wait between reconnect attempts")
+    p.add_argument(
+        "--state-dir", help="where the daemon keeps its state (default: under $XDG_STATE_HOME)"
+    )
+    p.add_argument(
+        "--device",
+        default=socket.gethostname(),
+        help="this device's name, used in conflicted copies",
+    )
+    p.add_argument(
+        "--settle", type=float, default=1.0, help="seconds a file must stay unchanged before upload"
+    )
+    p.add_argument(
+        "--rescan", type=float, default=300.0, help="seconds between full rescans (a safety net)"
+    )
+    p.add_argument(
+        "--backoff-cap", type=float, default=30.0, help="longest wait between reconnect attempts"
+    )
     p.add_argument("--no-watch", action="store_true", help="no filesystem watcher: rescans only")
     p.add_argument("--json-logs", action="store_true", help="structured logs even on a terminal")
-    p.add_argument("--exclude", action="append", default=[], metavar="PATH",
-                   help="stop syncing PATH (relative to FOLDER) on this device; repeatable (see below)")
-    p.add_argument("--include", action="append", default=[], metavar="PATH",
-                   help="sync an excluded PATH on this device again; repeatable")
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="stop syncing PATH (relative to FOLDER) on this device; repeatable (see below)",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="sync an excluded PATH on this device again; repeatable",
+    )
     p.add_argument("--json", action="store_true", help="with `status`: print JSON for scripts")
     p.set_defaults(func=cmd_sync)
 
@@ -105,7 +144,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from cli.common import CliError
 
     if args.status_folder:
-        raise CliError(f"unexpected argument {args.status_folder!r} (did you mean `tessera sync status {args.status_folder}`?)")
+        raise CliError(
+            f"unexpected argument {args.status_folder!r} (did you mean `tessera sync status {args.status_folder}`?)"
+        )
     folder = Path(args.folder).expanduser()
     state_dir = Path(args.state_dir).expanduser() if args.state_dir else default_state_dir(folder)
     from syncd.selective import BadPath, clean_path
@@ -121,7 +162,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
             print(told)
             return 0
     elif _running(state_dir):
-        raise CliError(f"a sync daemon is already running for {folder} (see `tessera sync status {folder}`)")
+        raise CliError(
+            f"a sync daemon is already running for {folder} (see `tessera sync status {folder}`)"
+        )
     return _run_daemon(args, folder, state_dir, excludes, includes)
 
 
@@ -154,10 +197,18 @@ def _tell_running(state_dir: Path, excludes: list[str], includes: list[str]) -> 
     except (OSError, TimeoutError, ValueError):
         return None
     excluded = reply.get("excluded", {})
-    return "excluded on this device: " + (", ".join(f"{p} ({s})" for p, s in sorted(excluded.items())) or "nothing")
+    return "excluded on this device: " + (
+        ", ".join(f"{p} ({s})" for p, s in sorted(excluded.items())) or "nothing"
+    )
 
 
-def _run_daemon(args: argparse.Namespace, folder: Path, state_dir: Path, excludes: list[str], includes: list[str]) -> int:
+def _run_daemon(
+    args: argparse.Namespace,
+    folder: Path,
+    state_dir: Path,
+    excludes: list[str],
+    includes: list[str],
+) -> int:
     from cli import userconfig
     from cli.common import CliError
     from client import AuthenticationError
@@ -174,13 +225,23 @@ def _run_daemon(args: argparse.Namespace, folder: Path, state_dir: Path, exclude
     cfg_file = userconfig.load()
     token = os.environ.get("TESSERA_TOKEN") or cfg_file.token
     if not token:
-        raise CliError("not logged in: run `tessera login NAME` (or `tessera up` for a local cluster)")
+        raise CliError(
+            "not logged in: run `tessera login NAME` (or `tessera up` for a local cluster)"
+        )
     tty = sys.stderr.isatty() and not args.json_logs
     setup_logging("WARNING" if tty else "INFO", json_lines=not tty, name="sync")
     progress = RichProgress(str(folder)) if tty else Progress()
-    cfg = DaemonConfig(folder=folder, state_dir=state_dir, endpoint=userconfig.resolve_endpoint(args.endpoint), token=token,
-                       device_name=args.device, settle=args.settle, rescan_interval=args.rescan,
-                       backoff_cap=args.backoff_cap, watch=not args.no_watch and not args.once)
+    cfg = DaemonConfig(
+        folder=folder,
+        state_dir=state_dir,
+        endpoint=userconfig.resolve_endpoint(args.endpoint),
+        token=token,
+        device_name=args.device,
+        settle=args.settle,
+        rescan_interval=args.rescan,
+        backoff_cap=args.backoff_cap,
+        watch=not args.no_watch and not args.once,
+    )
 
     async def main() -> int:
         daemon = Daemon(cfg, progress)
@@ -231,11 +292,18 @@ def cmd_status(args: argparse.Namespace) -> int:
                 reports.append(await request(d, {"cmd": "status"}))
             except (OSError, TimeoutError, ValueError):
                 if args.status_folder or args.state_dir:
-                    raise CliError(f"no sync daemon is running for {args.status_folder or d} (start it with `tessera sync FOLDER`)") from None
+                    raise CliError(
+                        f"no sync daemon is running for {args.status_folder or d} (start it with `tessera sync FOLDER`)"
+                    ) from None
 
     asyncio.run(ask_all())
     if args.json:
-        print(json.dumps(reports[0] if (args.status_folder or args.state_dir) and reports else reports, indent=2))
+        print(
+            json.dumps(
+                reports[0] if (args.status_folder or args.state_dir) and reports else reports,
+                indent=2,
+            )
+        )
         return 0 if reports else 1
     if not reports:
         print("no sync daemon is running")
@@ -255,18 +323,25 @@ def _human(n: float) -> str:
 
 def format_report(rep: dict[str, Any]) -> str:
     """The human form of one daemon's report."""
-    lines = [f"{rep.get('folder')}: {rep.get('state')}" + (f" ({rep['detail']})" if rep.get("detail") else "")]
+    lines = [
+        f"{rep.get('folder')}: {rep.get('state')}"
+        + (f" ({rep['detail']})" if rep.get("detail") else "")
+    ]
     up, down = rep.get("up", {}), rep.get("down", {})
     lines.append(f"  to upload:   {up.get('files', 0)} files, {_human(up.get('bytes', 0))}")
     lines.append(f"  to download: {down.get('files', 0)} files, {_human(down.get('bytes', 0))}")
     for t in rep.get("transfers", []):
         pct = 100 * t["done"] / t["total"] if t["total"] else 100.0
-        lines.append(f"  {'uploading  ' if t['direction'] == 'up' else 'downloading'} {t['path']}  "
-                     f"{_human(t['done'])} / {_human(t['total'])} ({pct:.0f}%)")
+        lines.append(
+            f"  {'uploading  ' if t['direction'] == 'up' else 'downloading'} {t['path']}  "
+            f"{_human(t['done'])} / {_human(t['total'])} ({pct:.0f}%)"
+        )
     conflicts = rep.get("conflicts", {})
     if conflicts.get("count"):
         lines.append(f"  conflicts: {conflicts['count']}")
-        lines.extend(f"    {c['path']} -> kept yours as {c['copy']}" for c in conflicts.get("recent", []))
+        lines.extend(
+            f"    {c['path']} -> kept yours as {c['copy']}" for c in conflicts.get("recent", [])
+        )
     for title, key in (("skipped", "skipped"), ("view-only edits kept here", "view_only")):
         items = rep.get(key, [])
         if items:
@@ -274,5 +349,8 @@ def format_report(rep: dict[str, Any]) -> str:
             lines.extend(f"    {x['path']}: {x['reason']}" for x in items)
     excluded = rep.get("excluded", {})
     if excluded:
-        lines.append("  excluded on this device: " + ", ".join(f"{p} ({s})" for p, s in sorted(excluded.items())))
+        lines.append(
+            "  excluded on this device: "
+            + ", ".join(f"{p} ({s})" for p, s in sorted(excluded.items()))
+        )
     return "\n".join(lines)

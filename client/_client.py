@@ -56,7 +56,9 @@ class ClientConfig:
 
     def security(self) -> ChannelSecurity:
         """How this client dials the cluster."""
-        return ChannelSecurity.from_files(tls=self.tls, ca_file=self.tls_ca, server_name=self.tls_server_name)
+        return ChannelSecurity.from_files(
+            tls=self.tls, ca_file=self.tls_ca, server_name=self.tls_server_name
+        )
 
 
 async def _call(coro: Any) -> Any:
@@ -153,7 +155,7 @@ class Client(AccountCalls, SyncCalls, RecoverMixin):
         )
 
     async def _block_pool(self, *, refresh: bool = False) -> BlockPool:
-        async with self._blocks_lock:   # concurrent first calls must not build (and close) two pools
+        async with self._blocks_lock:  # concurrent first calls must not build (and close) two pools
             return await self._block_pool_locked(refresh=refresh)
 
     async def _block_pool_locked(self, *, refresh: bool) -> BlockPool:
@@ -289,7 +291,9 @@ class Client(AccountCalls, SyncCalls, RecoverMixin):
             merged.update({bytes(r.hash): r for r in await blocks.put(again)})
             del req.receipts[:]
             req.receipts.extend(merged.values())
-            resp = await _call(self._meta.Commit(req, metadata=self._md, timeout=self.config.timeout))
+            resp = await _call(
+                self._meta.Commit(req, metadata=self._md, timeout=self.config.timeout)
+            )
         # Bytes on the wire to block nodes (deltas and compressed chunks as sent), not chunk sizes.
         sent, sent_bytes = blocks.sent_chunks - wire_chunks, blocks.wire_sent - wire_bytes
         return FileVersion(Entry.from_pb(resp.entry), UploadStats(len(refs), sent, sent_bytes))
@@ -322,7 +326,12 @@ class Client(AccountCalls, SyncCalls, RecoverMixin):
         return base
 
     async def make_folder(
-        self, path: str, *, namespace_id: str = "", operation_id: str = "", parent_folder_id: str = ""
+        self,
+        path: str,
+        *,
+        namespace_id: str = "",
+        operation_id: str = "",
+        parent_folder_id: str = "",
     ) -> Entry:
         """Create a folder (and its parents). ``parent_folder_id``: the folder it was made in;
         if that was moved meanwhile, the new folder lands in its new place."""
@@ -451,47 +460,112 @@ class Client(AccountCalls, SyncCalls, RecoverMixin):
             await asyncio.sleep(0.2)
 
     # -- deletes, moves, history, restore, sharing, GC ---------------------------------------
-    async def delete(self, path: str, *, parent_revision: str = "", namespace_id: str = "", operation_id: str = "",
-                     seen_seq: int | None = None) -> Entry:
+    async def delete(
+        self,
+        path: str,
+        *,
+        parent_revision: str = "",
+        namespace_id: str = "",
+        operation_id: str = "",
+        seen_seq: int | None = None,
+    ) -> Entry:
         """Delete a file, or a folder with everything in it (a revision: restorable).
 
         A stale ``parent_revision`` raises ConflictError (the file changed: the edit is kept).
         ``seen_seq`` (see ``delete_seen``) limits a folder delete to what a device had seen.
         """
-        return (await self.delete_seen(path, seen_seq=seen_seq, parent_revision=parent_revision,
-                                       namespace_id=namespace_id, operation_id=operation_id)).entry
+        return (
+            await self.delete_seen(
+                path,
+                seen_seq=seen_seq,
+                parent_revision=parent_revision,
+                namespace_id=namespace_id,
+                operation_id=operation_id,
+            )
+        ).entry
 
-    async def delete_seen(self, path: str, *, seen_seq: int | None, parent_revision: str = "", namespace_id: str = "",
-                          operation_id: str = "") -> Deletion:
+    async def delete_seen(
+        self,
+        path: str,
+        *,
+        seen_seq: int | None,
+        parent_revision: str = "",
+        namespace_id: str = "",
+        operation_id: str = "",
+    ) -> Deletion:
         """Delete what a device had seen: entries inside a folder whose head is newer than its
         journal cursor ``seen_seq`` (added or changed elsewhere since) are kept, with the folders
         on their way; ``None`` deletes everything as of this call (``tessera rm``)."""
-        req = meta_pb2.DeleteRequest(namespace_id=namespace_id, path=path, parent_revision=parent_revision,
-                                     device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
+        req = meta_pb2.DeleteRequest(
+            namespace_id=namespace_id,
+            path=path,
+            parent_revision=parent_revision,
+            device_id=self.device_id,
+            operation_id=operation_id or uuid.uuid4().hex,
+        )
         if seen_seq is not None:
             req.seen_seq = seen_seq
         resp = await _call(self._meta.Delete(req, metadata=self._md, timeout=self.config.timeout))
         return Deletion(Entry.from_pb(resp.entry), resp.kept)
 
-    async def move(self, src: str, dst: str, *, parent_revision: str = "", namespace_id: str = "", operation_id: str = "") -> Entry:
+    async def move(
+        self,
+        src: str,
+        dst: str,
+        *,
+        parent_revision: str = "",
+        namespace_id: str = "",
+        operation_id: str = "",
+    ) -> Entry:
         """Move or rename a file or folder (it keeps its file id: history follows it)."""
-        req = meta_pb2.MoveRequest(namespace_id=namespace_id, from_path=src, to_path=dst, parent_revision=parent_revision,
-                                   device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
-        return Entry.from_pb((await _call(self._meta.Move(req, metadata=self._md, timeout=self.config.timeout))).entry)
+        req = meta_pb2.MoveRequest(
+            namespace_id=namespace_id,
+            from_path=src,
+            to_path=dst,
+            parent_revision=parent_revision,
+            device_id=self.device_id,
+            operation_id=operation_id or uuid.uuid4().hex,
+        )
+        return Entry.from_pb(
+            (
+                await _call(self._meta.Move(req, metadata=self._md, timeout=self.config.timeout))
+            ).entry
+        )
 
-    async def restore(self, path: str, revision: str, *, namespace_id: str = "", operation_id: str = "") -> Entry:
+    async def restore(
+        self, path: str, revision: str, *, namespace_id: str = "", operation_id: str = ""
+    ) -> Entry:
         """Make an earlier revision the head again (a new revision; no data is copied)."""
-        req = meta_pb2.RestoreRequest(namespace_id=namespace_id, path=path, revision_id=revision,
-                                      device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
-        return Entry.from_pb((await _call(self._meta.Restore(req, metadata=self._md, timeout=self.config.timeout))).entry)
+        req = meta_pb2.RestoreRequest(
+            namespace_id=namespace_id,
+            path=path,
+            revision_id=revision,
+            device_id=self.device_id,
+            operation_id=operation_id or uuid.uuid4().hex,
+        )
+        return Entry.from_pb(
+            (
+                await _call(self._meta.Restore(req, metadata=self._md, timeout=self.config.timeout))
+            ).entry
+        )
 
-    async def history(self, path: str, *, limit: int = 0, namespace_id: str = "") -> builtins.list[Entry]:
+    async def history(
+        self, path: str, *, limit: int = 0, namespace_id: str = ""
+    ) -> builtins.list[Entry]:
         """The revisions of a file, newest first (deletes included), each at its path then."""
         req = meta_pb2.HistoryRequest(namespace_id=namespace_id, path=path, limit=limit)
         resp = await _call(self._meta.History(req, metadata=self._md, timeout=self.config.timeout))
         return [Entry.from_pb(e) for e in resp.revisions]
 
-    async def share(self, path: str, user: str, *, role: str = "editor", namespace_id: str = "", operation_id: str = "") -> str:
+    async def share(
+        self,
+        path: str,
+        user: str,
+        *,
+        role: str = "editor",
+        namespace_id: str = "",
+        operation_id: str = "",
+    ) -> str:
         """Share a folder or a file with a user as "editor" or "viewer" (again: change the role).
 
         Returns:
@@ -499,32 +573,66 @@ class Client(AccountCalls, SyncCalls, RecoverMixin):
             as ``namespace_id`` to reach the file, see ``shared_files``).
         """
         if role not in ("editor", "viewer"):
-            raise InvalidRequestError(f"role must be editor or viewer, not {role!r}", grpc.StatusCode.INVALID_ARGUMENT)
-        req = meta_pb2.ShareRequest(namespace_id=namespace_id, path=path, user_name=user, role=_ROLES[role],
-                                    device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
+            raise InvalidRequestError(
+                f"role must be editor or viewer, not {role!r}", grpc.StatusCode.INVALID_ARGUMENT
+            )
+        req = meta_pb2.ShareRequest(
+            namespace_id=namespace_id,
+            path=path,
+            user_name=user,
+            role=_ROLES[role],
+            device_id=self.device_id,
+            operation_id=operation_id or uuid.uuid4().hex,
+        )
         resp = await _call(self._meta.Share(req, metadata=self._md, timeout=self.config.timeout))
         return str(resp.shared_namespace_id)
 
-    async def unshare(self, path: str, user: str, *, namespace_id: str = "", operation_id: str = "") -> None:
+    async def unshare(
+        self, path: str, user: str, *, namespace_id: str = "", operation_id: str = ""
+    ) -> None:
         """Remove a member from a shared folder (your own name: leave it)."""
-        req = meta_pb2.UnshareRequest(namespace_id=namespace_id, path=path, user_name=user,
-                                      device_id=self.device_id, operation_id=operation_id or uuid.uuid4().hex)
+        req = meta_pb2.UnshareRequest(
+            namespace_id=namespace_id,
+            path=path,
+            user_name=user,
+            device_id=self.device_id,
+            operation_id=operation_id or uuid.uuid4().hex,
+        )
         await _call(self._meta.Unshare(req, metadata=self._md, timeout=self.config.timeout))
 
     async def members(self, path: str = "", *, namespace_id: str = "") -> builtins.list[Member]:
         """The members of the (shared) folder holding ``path``, owner first."""
         req = meta_pb2.ListMembersRequest(namespace_id=namespace_id, path=path)
-        resp = await _call(self._meta.ListMembers(req, metadata=self._md, timeout=self.config.timeout))
-        return [Member(m.user_id, m.user_name, _ROLE_NAMES.get(m.role, "?"), m.namespace_id) for m in resp.members]
+        resp = await _call(
+            self._meta.ListMembers(req, metadata=self._md, timeout=self.config.timeout)
+        )
+        return [
+            Member(m.user_id, m.user_name, _ROLE_NAMES.get(m.role, "?"), m.namespace_id)
+            for m in resp.members
+        ]
 
     async def namespaces(self) -> builtins.list[Namespace]:
         """Every namespace this user sees: the root (mount path "") and each shared folder."""
-        resp = await _call(self._meta.ListNamespaces(meta_pb2.ListNamespacesRequest(), metadata=self._md, timeout=self.config.timeout))
-        return [Namespace(n.namespace_id, n.mount_path, _ROLE_NAMES.get(n.role, "?"), n.head_seq, n.oldest_seq)
-                for n in resp.namespaces]
+        resp = await _call(
+            self._meta.ListNamespaces(
+                meta_pb2.ListNamespacesRequest(), metadata=self._md, timeout=self.config.timeout
+            )
+        )
+        return [
+            Namespace(
+                n.namespace_id, n.mount_path, _ROLE_NAMES.get(n.role, "?"), n.head_seq, n.oldest_seq
+            )
+            for n in resp.namespaces
+        ]
 
-    async def run_gc(self, *, retention_seconds: int | None = None, grace_seconds: int | None = None,
-                     journal_retention_seconds: int | None = None, namespace_id: str = "") -> meta_pb2.RunGCResponse:
+    async def run_gc(
+        self,
+        *,
+        retention_seconds: int | None = None,
+        grace_seconds: int | None = None,
+        journal_retention_seconds: int | None = None,
+        namespace_id: str = "",
+    ) -> meta_pb2.RunGCResponse:
         """Admin: one garbage-collection pass now; retention and grace override the node's settings."""
         req = meta_pb2.RunGCRequest(namespace_id=namespace_id)
         if retention_seconds is not None:
@@ -533,7 +641,9 @@ class Client(AccountCalls, SyncCalls, RecoverMixin):
             req.grace_seconds = grace_seconds
         if journal_retention_seconds is not None:
             req.journal_retention_seconds = journal_retention_seconds
-        return await _call(self._meta.RunGC(req, metadata=self._md, timeout=max(self.config.timeout, 300.0)))
+        return await _call(
+            self._meta.RunGC(req, metadata=self._md, timeout=max(self.config.timeout, 300.0))
+        )
 
 
 def _reupload_hashes(e: grpc.aio.AioRpcError) -> set[bytes]:
@@ -546,7 +656,6 @@ def _chunks_of(local: Path, wanted: set[bytes]) -> list[Chunk]:
     """The chunks of a file whose hashes are in ``wanted`` (one streaming pass)."""
     with local.open("rb") as f:
         return list({c.hash: c for c in iter_chunks(f) if c.hash in wanted}.values())
-
 
 
 @dataclass(frozen=True)
@@ -570,5 +679,9 @@ class Namespace:
     oldest_seq: int
 
 
-_ROLES = {"owner": meta_pb2.ROLE_OWNER, "editor": meta_pb2.ROLE_EDITOR, "viewer": meta_pb2.ROLE_VIEWER}
+_ROLES = {
+    "owner": meta_pb2.ROLE_OWNER,
+    "editor": meta_pb2.ROLE_EDITOR,
+    "viewer": meta_pb2.ROLE_VIEWER,
+}
 _ROLE_NAMES = {v: k for k, v in _ROLES.items()}

@@ -33,7 +33,8 @@ def bootstrap_admin(cluster_dir: Path, meta_address: str, secret: str, db_dsn: s
 
         def login() -> str:
             resp = _call_retrying(
-                stub.Login, meta_pb2.LoginRequest(name=ADMIN_USER, password=password, device_name="tessera-up")
+                stub.Login,
+                meta_pb2.LoginRequest(name=ADMIN_USER, password=password, device_name="tessera-up"),
             )
             return str(resp.token)
 

@@ -120,7 +120,9 @@ async def commit(
     conn: Conn, user_id: uuid.UUID, spec: CommitSpec, signer: Signer, cache: TxCache | None = None
 ) -> EntryRow:
     """Commit one file version: permission, folders, conflict, receipts; then revision, head, journal."""
-    await permissions.require_role(conn, user_id, spec.ns_id, write=True, path=spec.path, cache=cache)
+    await permissions.require_role(
+        conn, user_id, spec.ns_id, write=True, path=spec.path, cache=cache
+    )
     if spec.parent_folder is not None:
         spec = replace(
             spec, path=await follow_parent(conn, spec.ns_id, spec.path, spec.parent_folder)

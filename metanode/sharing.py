@@ -382,7 +382,9 @@ async def unshare(
             owner=target.share_id is None,
         )  # fmt: skip
         return []
-    caller = await permissions.require_role(conn, user_id, target.ns_id, write=False, path=target.path)
+    caller = await permissions.require_role(
+        conn, user_id, target.ns_id, write=False, path=target.path
+    )
     if target.path:
         raise FailedPrecondition(f"{target.path} is inside a shared folder, not one itself")
     member_id, member_root, name = await _user_by_name(conn, user_name)

@@ -58,14 +58,21 @@ class Applier:
         self.d = daemon
         self.fs = SafeFS(daemon.root)
         self._sem = asyncio.Semaphore(concurrency)
-        self._held: dict[str, tuple[str, str, float]] = {}   # skipped here: key -> (reason, revision, retry_at)
+        self._held: dict[
+            str, tuple[str, str, float]
+        ] = {}  # skipped here: key -> (reason, revision, retry_at)
 
     def actionable(self) -> int:
         """How many remote differences wait (for progress and idleness); skipped paths do not."""
         diff = self.d.remote_todo()
         if not self._held:
             return len(diff)
-        return sum(1 for r, _ in diff if (rel := self.d.mounts.local(r.ns_id, r.path)) is None or key_of(rel) not in self._held)
+        return sum(
+            1
+            for r, _ in diff
+            if (rel := self.d.mounts.local(r.ns_id, r.path)) is None
+            or key_of(rel) not in self._held
+        )
 
     async def reconcile(self) -> int:
         """Apply what can be applied now; returns how many rows were handled."""
@@ -74,16 +81,26 @@ class Applier:
         self._prune(diff, pending)
         if not diff:
             return 0
-        steps = remote_steps(((r, s, self.d.mounts.local(r.ns_id, r.path)) for r, s in diff), self._spelled)
+        steps = remote_steps(
+            ((r, s, self.d.mounts.local(r.ns_id, r.path)) for r, s in diff), self._spelled
+        )
         files = [st for st in steps if st.kind is Kind.FILE]
         done = 0
         for st in steps:
             if st.kind is Kind.MOVE:
                 assert st.synced is not None
-                done += self._guarded(st.rel, st.remote, lambda st=st: self._move(st.remote, st.synced, st.rel, pending))
+                done += self._guarded(
+                    st.rel,
+                    st.remote,
+                    lambda st=st: self._move(st.remote, st.synced, st.rel, pending),
+                )
             elif st.kind is Kind.FOLDER:
-                done += self._guarded(st.rel, st.remote, lambda st=st: self._folder(st.remote, st.rel, pending))
-        results = await asyncio.gather(*(self._file(st.remote, st.rel, pending) for st in files), return_exceptions=True)
+                done += self._guarded(
+                    st.rel, st.remote, lambda st=st: self._folder(st.remote, st.rel, pending)
+                )
+        results = await asyncio.gather(
+            *(self._file(st.remote, st.rel, pending) for st in files), return_exceptions=True
+        )
         for st, res in zip(files, results, strict=True):
             if is_disk_error(res):
                 self._skip(st.rel, res, st.remote.revision)
@@ -98,7 +115,9 @@ class Applier:
         for st in steps:
             if st.kind is Kind.DELETE:
                 assert st.synced is not None
-                done += self._guarded(st.rel, st.remote, lambda st=st: self._delete(st.synced, pending))
+                done += self._guarded(
+                    st.rel, st.remote, lambda st=st: self._delete(st.synced, pending)
+                )
         return done
 
     # -- skipped paths -------------------------------------------------------------------
@@ -114,7 +133,9 @@ class Applier:
         self._synced(rel, n)
         return n
 
-    def _skip(self, rel: str, e: SkipPath | OSError | str, revision: str, *, retry_at: float = 0.0) -> None:
+    def _skip(
+        self, rel: str, e: SkipPath | OSError | str, revision: str, *, retry_at: float = 0.0
+    ) -> None:
         """Record (and log once) that ``rel`` is not synced here."""
         reason = disk_reason(e)
         old = self._held.get(key_of(rel))
@@ -126,7 +147,7 @@ class Applier:
     def _synced(self, rel: str, n: int) -> None:
         if n and self._held.pop(key_of(rel), None) is not None:
             self.d.db.unskip_under(rel)
-            inside = key_of(rel) + "/"            # what was held below it is to do again now
+            inside = key_of(rel) + "/"  # what was held below it is to do again now
             self._held = {k: v for k, v in self._held.items() if not k.startswith(inside)}
             log.info("%s syncs again", rel)
 
@@ -136,7 +157,11 @@ class Applier:
         if not mine and not self._held:
             return
         wanted = set(pending) | {key_of(s.path) for _, s in diff if s is not None}
-        wanted |= {key_of(rel) for r, _ in diff if (rel := self.d.mounts.local(r.ns_id, r.path)) is not None}
+        wanted |= {
+            key_of(rel)
+            for r, _ in diff
+            if (rel := self.d.mounts.local(r.ns_id, r.path)) is not None
+        }
         for path in mine:
             if key_of(path) not in wanted:
                 self.d.db.unskip_under(path)
@@ -154,9 +179,14 @@ class Applier:
         disk = self.d.indexer.on_disk(rel)
         row = self.d.db.local(rel)
         twin = row is not None and row.path != rel and self.d.indexer.on_disk(row.path) is not None
-        return Here(disk=disk.kind if disk is not None else None, indexed=row is not None,
-                    clean=same_stat(row, disk), pending=key_of(rel) in pending,
-                    ignored=self.d.indexer.ignore.covers(rel), twin=twin)
+        return Here(
+            disk=disk.kind if disk is not None else None,
+            indexed=row is not None,
+            clean=same_stat(row, disk),
+            pending=key_of(rel) in pending,
+            ignored=self.d.indexer.ignore.covers(rel),
+            twin=twin,
+        )
 
     def _copy_twin(self, rel: str) -> int:
         """The local entry at ``rel``'s key spelled otherwise, never synced, loses to the
@@ -192,7 +222,7 @@ class Applier:
             if not stat_mod.S_ISREG(st.st_mode):
                 return is_executable(st.st_mode)
             return is_executable(self.fs.set_mode(rel, file_mode(executable, current)).st_mode)
-        except (OSError, SkipPath):     # changed or gone meanwhile: the indexer sees what it is
+        except (OSError, SkipPath):  # changed or gone meanwhile: the indexer sees what it is
             return executable
 
     # -- the four kinds ------------------------------------------------------------------
@@ -200,18 +230,32 @@ class Applier:
         old = s.path
         inside = key_of(old) + "/"
         there = self.d.db.synced(rel)
-        duplicate = (there is not None and there.file_id == r.file_id and there.revision == r.revision
-                     and r.kind == FILE and s.content_hash == r.content_hash)
-        act = decide_move(self._here(old, pending), self._here(rel, pending), folder=r.kind == FOLDER,
-                          pending_inside=any(k.startswith(inside) for k in pending), same_key=key_of(rel) == key_of(old),
-                          duplicate=duplicate)
+        duplicate = (
+            there is not None
+            and there.file_id == r.file_id
+            and there.revision == r.revision
+            and r.kind == FILE
+            and s.content_hash == r.content_hash
+        )
+        act = decide_move(
+            self._here(old, pending),
+            self._here(rel, pending),
+            folder=r.kind == FOLDER,
+            pending_inside=any(k.startswith(inside) for k in pending),
+            same_key=key_of(rel) == key_of(old),
+            duplicate=duplicate,
+        )
         if act is Act.WAIT:
             return 0
         if act is Act.FORGET:
             self.d.db.drop_synced(old, subtree=True)
             return 1
         if act is Act.SKIP_KIND:
-            self._skip(rel, f"{rel} is taken here by another file or folder (both are left as they are)", r.revision)
+            self._skip(
+                rel,
+                f"{rel} is taken here by another file or folder (both are left as they are)",
+                r.revision,
+            )
             return 0
         if act is Act.DROP_DUPLICATE:
             self.fs.unlink(old)
@@ -220,7 +264,7 @@ class Applier:
             return 1
         if act is Act.MERGE:
             if any(self.d.db.local_rows(old)):
-                return 0                                # the children's own moves come first
+                return 0  # the children's own moves come first
             self.fs.rmdir(old)
             self.d.db.drop_local(old)
             self.d.db.drop_synced(old, subtree=True)
@@ -231,7 +275,18 @@ class Applier:
         with self.d.db.tx():
             self.d.db.move_local(old, rel, synced=True)
             if move_settles(r, s):
-                self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, r.kind, r.revision, r.size, r.content_hash, r.executable))
+                self.d.db.put_synced(
+                    SyncedRow(
+                        rel,
+                        r.ns_id,
+                        r.file_id,
+                        r.kind,
+                        r.revision,
+                        r.size,
+                        r.content_hash,
+                        r.executable,
+                    )
+                )
         self.d.progress.file_done(rel, 0, "move")
         return 1
 
@@ -240,7 +295,9 @@ class Applier:
         link: bool | None = None
         if here.disk is None and not here.indexed and not here.pending:
             try:
-                link = stat_mod.S_ISLNK(self.fs.lstat(rel).st_mode)   # raises SkipPath if a parent is unsafe
+                link = stat_mod.S_ISLNK(
+                    self.fs.lstat(rel).st_mode
+                )  # raises SkipPath if a parent is unsafe
             except FileNotFoundError:
                 link = None
         act = decide_folder(here, link=link, synced_here=self.d.db.synced(rel) is not None)
@@ -255,7 +312,11 @@ class Applier:
             self._skip(rel, f"{rel} is a symlink (nothing is written through it)", r.revision)
             return 0
         if act is Act.SKIP_KIND:
-            self._skip(rel, f"{rel} is a folder on the server but a file here (both are left as they are)", r.revision)
+            self._skip(
+                rel,
+                f"{rel} is a folder on the server but a file here (both are left as they are)",
+                r.revision,
+            )
             return 0
         if act is Act.CREATE:
             self.fs.check_writable(rel)
@@ -264,7 +325,9 @@ class Applier:
             disk = self.d.indexer.on_disk(rel)
             if disk is not None:
                 self.d.db.put_local(disk.row())
-        self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, FOLDER, r.revision, 0, r.content_hash))
+        self.d.db.put_synced(
+            SyncedRow(rel, r.ns_id, r.file_id, FOLDER, r.revision, 0, r.content_hash)
+        )
         return 1
 
     async def _file(self, r: RemoteRow, rel: str, pending: set[str]) -> int:
@@ -272,21 +335,30 @@ class Applier:
         synced = self.d.db.synced(rel)
         disk = self.d.indexer.on_disk(rel)
         held = self._held.get(key_of(rel))
-        act = decide_file(here, r, synced, held=held is not None and held[1] == r.revision and held[2] > time.time(),
-                          executable_here=disk.executable if disk is not None else None)
+        act = decide_file(
+            here,
+            r,
+            synced,
+            held=held is not None and held[1] == r.revision and held[2] > time.time(),
+            executable_here=disk.executable if disk is not None else None,
+        )
         if act is Act.WAIT:
             return 0
         if act is Act.COPY_TWIN:
             return self._copy_twin(rel)
         if act is Act.MARK_DIRTY:
-            self.d.mark_dirty(rel)                      # a local change the indexer has not seen
+            self.d.mark_dirty(rel)  # a local change the indexer has not seen
             return 0
         if act is Act.SKIP_KIND:
-            self._skip(rel, f"{rel} is a file on the server but a folder here (both are left as they are)", r.revision)
+            self._skip(
+                rel,
+                f"{rel} is a file on the server but a folder here (both are left as they are)",
+                r.revision,
+            )
             return 0
-        self.fs.check_writable(rel)                     # before anything is fetched: raises SkipPath
+        self.fs.check_writable(rel)  # before anything is fetched: raises SkipPath
         if act is Act.HELD:
-            return 0                                    # failed after a download: wait for a rescan
+            return 0  # failed after a download: wait for a rescan
         if act is Act.COPY_THEN_DOWNLOAD:
             # A local file (or folder) the cluster does not have at this path, with no op
             # queued (refused before, or ignored and so never uploaded): keep it as a
@@ -294,10 +366,14 @@ class Applier:
             self._keep_copy(rel)
             disk = None
         elif disk is not None and act in (Act.CHMOD, Act.RECORD):
-            if act is Act.CHMOD:                        # a metadata-only revision: chmod
+            if act is Act.CHMOD:  # a metadata-only revision: chmod
                 x = self._apply_mode(rel, r.executable, self.fs.lstat(rel).st_mode)
                 self.d.db.put_local(replace(disk.row(), executable=x))
-            self.d.db.put_synced(SyncedRow(rel, r.ns_id, r.file_id, FILE, r.revision, r.size, r.content_hash, r.executable))
+            self.d.db.put_synced(
+                SyncedRow(
+                    rel, r.ns_id, r.file_id, FILE, r.revision, r.size, r.content_hash, r.executable
+                )
+            )
             return 1
         expect = (disk.size, disk.mtime_ns, disk.inode) if disk is not None else None
         try:
@@ -307,18 +383,20 @@ class Applier:
         async with self._sem:
             try:
                 entry, st, layout, _ = await asyncio.wait_for(
-                    self.d.transfer.download(r.ns_id, r.path, rel, expect, self.make_dirs), 120 + r.size / 2**20)
+                    self.d.transfer.download(r.ns_id, r.path, rel, expect, self.make_dirs),
+                    120 + r.size / 2**20,
+                )
             except TimeoutError:
                 raise UnavailableError(f"download of {rel} stalled") from None
             except NotFoundError:
-                return 0                                # moved or deleted since: the journal says
+                return 0  # moved or deleted since: the journal says
             except TargetChanged:
                 self.d.mark_dirty(rel)
                 return 0
-            except UnsafePath as e:                     # the folder changed meanwhile: try again
+            except UnsafePath as e:  # the folder changed meanwhile: try again
                 self._skip(rel, e, r.revision)
                 return 0
-            except (SkipPath, OSError) as e:            # fetched for nothing: not again before a rescan
+            except (SkipPath, OSError) as e:  # fetched for nothing: not again before a rescan
                 if not is_disk_error(e):
                     raise
                 self._skip(rel, e, r.revision, retry_at=time.time() + self.d.cfg.rescan_interval)
@@ -327,8 +405,18 @@ class Applier:
         with self.d.db.tx():
             self.d.db.put_local(LocalRow(rel, FILE, st.st_size, st.st_mtime_ns, st.st_ino, x))
             self.d.db.set_chunks(rel, layout)
-            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE, entry.revision, entry.size, entry.content_hash,
-                                           entry.executable))
+            self.d.db.put_synced(
+                SyncedRow(
+                    rel,
+                    entry.namespace_id,
+                    entry.file_id,
+                    FILE,
+                    entry.revision,
+                    entry.size,
+                    entry.content_hash,
+                    entry.executable,
+                )
+            )
             self.d.db.put_remote(remote_row(entry))
         self.d.progress.file_done(rel, entry.size, "down")
         return 1
@@ -351,7 +439,7 @@ class Applier:
             self.d.db.drop_synced(rel)
             return 1
         if act is Act.KEEP_EDIT:
-            self.d.db.drop_synced(rel)                  # edited here: the edit wins (re-uploaded)
+            self.d.db.drop_synced(rel)  # edited here: the edit wins (re-uploaded)
             self.d.mark_dirty(rel)
             return 1
         if act is Act.UNLINK:
@@ -359,8 +447,8 @@ class Applier:
         else:
             try:
                 self.fs.rmdir(rel)
-            except OSError:                             # kept edits, ignored files or links inside:
-                self.d.db.drop_synced(rel)              # the folder stays, so it goes back up
+            except OSError:  # kept edits, ignored files or links inside:
+                self.d.db.drop_synced(rel)  # the folder stays, so it goes back up
                 self.d.db.add_op("mkdir", rel)
                 return 1
         self.d.db.drop_local(rel)

@@ -52,7 +52,7 @@ from syncd.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
-ROOT_CHECK = 1.0            # seconds between looks at the root marker while idle
+ROOT_CHECK = 1.0  # seconds between looks at the root marker while idle
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,13 @@ class DaemonConfig:
     endpoint: str
     token: str
     device_name: str = field(default_factory=socket.gethostname)
-    settle: float = 1.0               # seconds a file must rest (unless seen closed)
-    rescan_interval: float = 300.0    # full rescan as a safety net under the watcher
+    settle: float = 1.0  # seconds a file must rest (unless seen closed)
+    rescan_interval: float = 300.0  # full rescan as a safety net under the watcher
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     download_concurrency: int = 8
     watch: bool = True
-    status_socket: bool = True        # serve ``tessera sync status`` (``run`` only)
+    status_socket: bool = True  # serve ``tessera sync status`` (``run`` only)
 
 
 class Daemon:
@@ -81,15 +81,23 @@ class Daemon:
         self.root = cfg.folder.resolve()
         self.device_name = cfg.device_name
         self.db = LocalDB(cfg.state_dir / "state.sqlite3")
-        self.device_id = self.db.get_meta("device_id") or f"{cfg.device_name[:32]}-{random.getrandbits(48):012x}"
+        self.device_id = (
+            self.db.get_meta("device_id") or f"{cfg.device_name[:32]}-{random.getrandbits(48):012x}"
+        )
         self.db.set_meta("device_id", self.device_id)
         self.progress = progress or Progress()
         self.progress.report = self.report
         self.progress.on_done = self.db.unskip_under
         self.selective = Selective(self)
-        self.indexer = Indexer(self.root, self.db, Ignore(self.root, cfg.state_dir), settle=cfg.settle,
-                               closed=self._closed, hidden=self.selective.hidden,
-                               twin_name=lambda rel: self.ops.conflicted_copy(rel))
+        self.indexer = Indexer(
+            self.root,
+            self.db,
+            Ignore(self.root, cfg.state_dir),
+            settle=cfg.settle,
+            closed=self._closed,
+            hidden=self.selective.hidden,
+            twin_name=lambda rel: self.ops.conflicted_copy(rel),
+        )
         self.ops = OpRunner(self)
         self.applier = Applier(self, concurrency=cfg.download_concurrency)
         saved = json.loads(self.db.get_meta("mounts", "{}"))
@@ -111,8 +119,8 @@ class Daemon:
         self._last_rescan = 0.0
         self.last_error = ""
         self.backoff = Backoff(cfg.backoff_base, cfg.backoff_cap)
-        self.paused = ""                    # why the folder is not synced now (root marker missing)
-        self._heads: dict[str, int] = {}    # namespace -> journal head when last connected
+        self.paused = ""  # why the folder is not synced now (root marker missing)
+        self._heads: dict[str, int] = {}  # namespace -> journal head when last connected
         self._status_server: StatusServer | None = None
         self._stop_event = asyncio.Event()
         self._online_since = 0.0
@@ -142,14 +150,23 @@ class Daemon:
 
     def status(self) -> dict[str, object]:
         """A snapshot for tests and ``--once`` reports."""
-        return {"online": self.online, "ops": len(self.db.ops()), "diff": self.applier.actionable(),
-                "deferred": len(self._deferred), "counters": self.db.counters(), "error": self.error,
-                "paused": self.paused}
+        return {
+            "online": self.online,
+            "ops": len(self.db.ops()),
+            "diff": self.applier.actionable(),
+            "deferred": len(self._deferred),
+            "counters": self.db.counters(),
+            "error": self.error,
+            "paused": self.paused,
+        }
 
     def note_failed(self, rel: str, status: grpc.StatusCode | None, message: str) -> None:
         """A local change the cluster refused: keep it here and list it in the status."""
         if status is grpc.StatusCode.PERMISSION_DENIED:
-            self.db.skip(rel, f"{VIEW_ONLY}: you cannot edit this shared folder; your change is kept on this device only")
+            self.db.skip(
+                rel,
+                f"{VIEW_ONLY}: you cannot edit this shared folder; your change is kept on this device only",
+            )
         else:
             self.db.skip(rel, f"not synced: {message}")
 
@@ -181,14 +198,24 @@ class Daemon:
 
     def _behind(self) -> bool:
         cursors = self.db.cursors()
-        return any(cursors.get(ns, 0) < head for ns, head in self._heads.items() if ns in self.mounts.by_ns)
+        return any(
+            cursors.get(ns, 0) < head for ns, head in self._heads.items() if ns in self.mounts.by_ns
+        )
 
     @property
     def up_to_date(self) -> bool:
         """Online, and nothing queued, settling, in flight, excluding or waiting remotely."""
-        return (self.online and not self.paused and not self.error and not self.db.ops() and not self.pending_paths()
-                and not self.progress.transfers and not self._behind() and not self.remote_todo()
-                and all(state != "excluding" for state in self.selective.paths.values()))
+        return (
+            self.online
+            and not self.paused
+            and not self.error
+            and not self.db.ops()
+            and not self.pending_paths()
+            and not self.progress.transfers
+            and not self._behind()
+            and not self.remote_todo()
+            and all(state != "excluding" for state in self.selective.paths.values())
+        )
 
     def state(self) -> tuple[str, str]:
         """(state, detail): stopped, paused, offline, up to date or syncing."""
@@ -273,7 +300,9 @@ class Daemon:
         except UnavailableError as e:
             if self._check_root():
                 self.indexer.detect(None)
-                self.progress.set_state("offline", f"{e.message}; {len(self.db.ops())} changes queued for later")
+                self.progress.set_state(
+                    "offline", f"{e.message}; {len(self.db.ops())} changes queued for later"
+                )
             await self._shutdown()
             return False
         try:
@@ -285,7 +314,11 @@ class Daemon:
                     return True
                 if self.paused:
                     return False
-                await asyncio.sleep(0.05 if not self._deferred else max(0.05, min(self._deferred.values()) - time.monotonic()))
+                await asyncio.sleep(
+                    0.05
+                    if not self._deferred
+                    else max(0.05, min(self._deferred.values()) - time.monotonic())
+                )
             return False
         finally:
             await self._shutdown()
@@ -294,10 +327,14 @@ class Daemon:
     async def _connect(self) -> None:
         if self._blocked:
             raise UnavailableError("network cut")
-        client = await Client.connect(self.cfg.endpoint, token=self.cfg.token, config=ClientConfig.from_env(device_id=self.device_id))
+        client = await Client.connect(
+            self.cfg.endpoint,
+            token=self.cfg.token,
+            config=ClientConfig.from_env(device_id=self.device_id),
+        )
         try:
             namespaces = await client.namespaces()
-            await client.connect_blocks()     # once, up front: a cluster without block nodes is away
+            await client.connect_blocks()  # once, up front: a cluster without block nodes is away
         except BaseException:
             await client.close()
             raise
@@ -310,7 +347,9 @@ class Daemon:
         if self.client is not None:
             await self.client.close()
         self.client = client
-        self.transfer = Transfer(client, self.db, self.root, on_bytes=self.progress.add_bytes, progress=self.progress)
+        self.transfer = Transfer(
+            client, self.db, self.root, on_bytes=self.progress.add_bytes, progress=self.progress
+        )
         self.online = True
         self._went_offline.clear()
         self.progress.set_state("syncing")
@@ -352,7 +391,9 @@ class Daemon:
 
     def _link_held(self) -> bool:
         """The link did real work (delivered a change, finished an op) or stayed up a while."""
-        return self._delivered or time.monotonic() - self._online_since >= max(5.0, self.cfg.backoff_cap)
+        return self._delivered or time.monotonic() - self._online_since >= max(
+            5.0, self.cfg.backoff_cap
+        )
 
     async def _keep_linked(self) -> None:
         """Stay connected; while the cluster is away, retry with growing jittered delays.
@@ -361,8 +402,14 @@ class Daemon:
         connection and fails right after does not make the daemon redial at full speed."""
         while not self._stopping:
             if self.online:
-                if self._sub_task is not None and self._sub_task.done() and not self._sub_task.cancelled():
-                    err = self._sub_task.exception()  # the stream ended for good: credentials revoked
+                if (
+                    self._sub_task is not None
+                    and self._sub_task.done()
+                    and not self._sub_task.cancelled()
+                ):
+                    err = (
+                        self._sub_task.exception()
+                    )  # the stream ended for good: credentials revoked
                     if isinstance(err, AuthenticationError):
                         self._stop_unauthorised(err.message or "credentials revoked")
                         raise AuthenticationError(err.message or "credentials revoked", err.status)
@@ -373,7 +420,9 @@ class Daemon:
                 if self.online and self._link_held():
                     self.backoff.succeeded()
                 elif not self.online and not self._link_held():
-                    await self._wait(self.backoff.next_delay())   # up, then down at once: not a success
+                    await self._wait(
+                        self.backoff.next_delay()
+                    )  # up, then down at once: not a success
                 continue
             why = await self._try_connect()
             if why is None:
@@ -410,7 +459,7 @@ class Daemon:
                 attempt += 1
                 log.info("change stream lost (%s): resuming from the saved cursors", e.message)
             self.db.bump("stream_restarts")
-            try:                                    # while no sync node answers, poll the journal
+            try:  # while no sync node answers, poll the journal
                 for ns_id in list(self.mounts.by_ns):
                     await self.catch_up(ns_id)
             except SyncError as e:
@@ -427,7 +476,9 @@ class Daemon:
             await self.apply_change(ev.change)
         elif kind == "removed":
             ns_id = ev.namespace_id
-            log.warning("access to a shared folder was removed: unchanged files of it leave this device")
+            log.warning(
+                "access to a shared folder was removed: unchanged files of it leave this device"
+            )
             self.db.namespace_removed(ns_id)
             self._wake.set()
         elif kind == "resync":
@@ -459,7 +510,9 @@ class Daemon:
             cursor = self.db.cursors().get(ns_id, 0)
             if upto is not None and cursor >= upto:
                 return
-            changes, _, has_more, resync = await self.client.list_changes(Cursor(ns_id, cursor), limit=1000)
+            changes, _, has_more, resync = await self.client.list_changes(
+                Cursor(ns_id, cursor), limit=1000
+            )
             if resync:
                 await self.resync(ns_id)
                 return
@@ -473,14 +526,35 @@ class Daemon:
 
     async def resync(self, ns_id: str) -> None:
         """The journal no longer reaches back to our cursor: list the namespace instead."""
-        log.warning("journal of namespace %s was trimmed past this device's cursor: listing it afresh", ns_id)
-        head = next((n.head_seq for n in await self.client.namespaces() if n.namespace_id == ns_id), None)
+        log.warning(
+            "journal of namespace %s was trimmed past this device's cursor: listing it afresh",
+            ns_id,
+        )
+        head = next(
+            (n.head_seq for n in await self.client.namespaces() if n.namespace_id == ns_id), None
+        )
         if head is None:
             return
         entries = await self.client.list_tree(namespace_id=ns_id)
-        self.db.replace_remote_namespace(ns_id, [
-            RemoteRow(ns_id, e.file_id, e.path, int(e.kind), e.revision, e.size, e.content_hash, False, e.seq, e.executable)
-            for e in entries], head)
+        self.db.replace_remote_namespace(
+            ns_id,
+            [
+                RemoteRow(
+                    ns_id,
+                    e.file_id,
+                    e.path,
+                    int(e.kind),
+                    e.revision,
+                    e.size,
+                    e.content_hash,
+                    False,
+                    e.seq,
+                    e.executable,
+                )
+                for e in entries
+            ],
+            head,
+        )
         self._wake.set()
 
     async def _refresh_mounts(self) -> None:
@@ -505,11 +579,11 @@ class Daemon:
             timeout = min(timeout, min(self._deferred.values()) - now)
         if self.db.ops() and self.online:
             timeout = min(timeout, self._backoff(1))
-        timeout = min(timeout, ROOT_CHECK)          # notice an unmounted folder, or its return
+        timeout = min(timeout, ROOT_CHECK)  # notice an unmounted folder, or its return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(0.005, timeout))
         self._wake.clear()
-        await asyncio.sleep(0.005)        # let a burst of events land in one pass
+        await asyncio.sleep(0.005)  # let a burst of events land in one pass
 
     def _check_root(self) -> bool:
         """Is the folder there with its marker? If not, pause (and say so) until it is back."""
@@ -540,17 +614,17 @@ class Daemon:
         scopes: set[str] | None = set(self._dirty)
         self._dirty.clear()
         if self._watcher is not None:
-            scopes |= self._watcher.take()          # type: ignore[operator]
+            scopes |= self._watcher.take()  # type: ignore[operator]
         for rel, due in list(self._deferred.items()):
             if due <= now:
                 del self._deferred[rel]
-                scopes.add(rel)                     # type: ignore[union-attr]
+                scopes.add(rel)  # type: ignore[union-attr]
         if self._full_scan or now - self._last_rescan >= self.cfg.rescan_interval:
             scopes, self._full_scan, self._last_rescan = None, False, now
         try:
             detected = self.indexer.detect(scopes) if scopes is None or scopes else None
         except FolderVanished:
-            self._check_root()                      # vanished since the check above: pause
+            self._check_root()  # vanished since the check above: pause
             self._idle = False
             return
         if detected is not None:
@@ -575,7 +649,15 @@ class Daemon:
         ops = self.db.ops()
         diff = self.applier.actionable()
         self.progress.queue(len(ops) + diff, 0)
-        self._idle = (self.online and not ops and not self._deferred and not self._dirty and work == 0
-                      and (diff == 0 or not self._wake.is_set()))
+        self._idle = (
+            self.online
+            and not ops
+            and not self._deferred
+            and not self._dirty
+            and work == 0
+            and (diff == 0 or not self._wake.is_set())
+        )
         if self.online:
-            self.progress.set_state(*(("syncing", "") if ops or diff or self._deferred else self.state()))
+            self.progress.set_state(
+                *(("syncing", "") if ops or diff or self._deferred else self.state())
+            )

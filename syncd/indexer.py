@@ -57,15 +57,19 @@ def check_root(root: Path, db: LocalDB) -> None:
     want = db.get_meta("folder_id")
     marker = root / MARKER
     if not root.is_dir():
-        raise FolderVanished(f"{root} is missing (unmounted?): paused, nothing is deleted; "
-                             "syncing resumes when it is back")
+        raise FolderVanished(
+            f"{root} is missing (unmounted?): paused, nothing is deleted; "
+            "syncing resumes when it is back"
+        )
     try:
         have = marker.read_text().strip() if not marker.is_symlink() else ""
     except (FileNotFoundError, NotADirectoryError):
         have = None
     except OSError as e:
-        raise FolderVanished(f"cannot read {marker} ({e.strerror}): paused, nothing is deleted") from None
-    if not want:                        # first run (or a state from before markers): adopt or mark
+        raise FolderVanished(
+            f"cannot read {marker} ({e.strerror}): paused, nothing is deleted"
+        ) from None
+    if not want:  # first run (or a state from before markers): adopt or mark
         want = have or os.urandom(16).hex()
         if have is None:
             try:
@@ -76,17 +80,22 @@ def check_root(root: Path, db: LocalDB) -> None:
                 with os.fdopen(fd, "w") as f:
                     f.write(want + "\n")
             except OSError as e:
-                raise FolderVanished(f"cannot write the folder's marker {marker} ({e.strerror}): "
-                                     "not syncing without it") from None
+                raise FolderVanished(
+                    f"cannot write the folder's marker {marker} ({e.strerror}): "
+                    "not syncing without it"
+                ) from None
         db.set_meta("folder_id", want)
         return
     if have is None:
         raise FolderVanished(
             f"{root} has lost its marker {MARKER} (unmounted, or deleted and made again?): paused, "
             f"nothing is deleted; put the folder back to resume, or to start it afresh from the "
-            f"server stop the daemon and remove its state directory")
+            f"server stop the daemon and remove its state directory"
+        )
     if have != want:
-        raise FolderVanished(f"{root} holds another synced folder's marker ({MARKER}): paused, nothing is deleted")
+        raise FolderVanished(
+            f"{root} holds another synced folder's marker ({MARKER}): paused, nothing is deleted"
+        )
 
 
 @dataclass(frozen=True)
@@ -112,8 +121,9 @@ def same_stat(a: LocalRow | DiskEntry | None, b: LocalRow | DiskEntry | None) ->
         return a is b
     if a.kind != b.kind or a.inode != b.inode:
         return False
-    return a.kind == FOLDER or (a.size == b.size and a.mtime_ns == b.mtime_ns
-                                and bool(a.executable) == bool(b.executable))
+    return a.kind == FOLDER or (
+        a.size == b.size and a.mtime_ns == b.mtime_ns and bool(a.executable) == bool(b.executable)
+    )
 
 
 class Ignore:
@@ -137,7 +147,11 @@ class Ignore:
         if mtime != self._mtime:
             self._mtime = mtime
             try:
-                lines = (self.root / IGNORE_FILE).read_text(errors="replace").splitlines() if mtime else []
+                lines = (
+                    (self.root / IGNORE_FILE).read_text(errors="replace").splitlines()
+                    if mtime
+                    else []
+                )
             except OSError:
                 lines = []
             self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
@@ -146,7 +160,9 @@ class Ignore:
         """The daemon's own files (marker, state, temporaries): never synced either way."""
         if any(part == STATE_DIR_NAME for part in path.split("/")) or path.endswith(TEMP_SUFFIX):
             return True
-        return bool(self._state_rel) and (path == self._state_rel or path.startswith(self._state_rel + "/"))
+        return bool(self._state_rel) and (
+            path == self._state_rel or path.startswith(self._state_rel + "/")
+        )
 
     def __call__(self, path: str, is_dir: bool) -> bool:
         """True if ``path`` (relative, "/"-separated) must not be uploaded (its parent is not)."""
@@ -182,9 +198,17 @@ class Detected:
 class Indexer:
     """Turns differences between the disk and the ``local`` tree into queued operations."""
 
-    def __init__(self, root: Path, db: LocalDB, ignore: Ignore, *, settle: float = 1.0,
-                 closed: Callable[[str, int], bool] | None = None, hidden: Callable[[str], bool] | None = None,
-                 twin_name: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        db: LocalDB,
+        ignore: Ignore,
+        *,
+        settle: float = 1.0,
+        closed: Callable[[str, int], bool] | None = None,
+        hidden: Callable[[str], bool] | None = None,
+        twin_name: Callable[[str], str] | None = None,
+    ) -> None:
         """Create an indexer.
 
         Args:
@@ -219,7 +243,9 @@ class Indexer:
         if stat_mod.S_ISDIR(st.st_mode):
             return DiskEntry(rel, FOLDER, 0, 0, st.st_ino)
         if stat_mod.S_ISREG(st.st_mode):
-            return DiskEntry(rel, FILE, st.st_size, st.st_mtime_ns, st.st_ino, is_executable(st.st_mode))
+            return DiskEntry(
+                rel, FILE, st.st_size, st.st_mtime_ns, st.st_ino, is_executable(st.st_mode)
+            )
         return None
 
     def stat(self, rel: str) -> DiskEntry | None:
@@ -270,7 +296,11 @@ class Indexer:
                         entry = self._entry(child, de.stat(follow_symlinks=False))
                     except OSError:
                         continue
-                    if entry is None or self.ignore(child, entry.kind == FOLDER) or self.hidden(child):
+                    if (
+                        entry is None
+                        or self.ignore(child, entry.kind == FOLDER)
+                        or self.hidden(child)
+                    ):
                         continue
                     here.setdefault(key_of(child), []).append(entry)
             for k, same in here.items():
@@ -287,8 +317,14 @@ class Indexer:
         if len(same) == 1:
             return same[0]
         row = self.db.local(same[0].path)
-        ranked = sorted(same, key=lambda e: (row is None or e.path != row.path,
-                                             e.path != unicodedata.normalize("NFC", e.path), e.path))
+        ranked = sorted(
+            same,
+            key=lambda e: (
+                row is None or e.path != row.path,
+                e.path != unicodedata.normalize("NFC", e.path),
+                e.path,
+            ),
+        )
         self._twins.extend(ranked[1:])
         return ranked[0]
 
@@ -308,7 +344,12 @@ class Indexer:
                 child = f"{folder}/{n}" if folder else n
                 groups.setdefault(key_of(child), []).append(child)
             self._listing[folder] = {k: v for k, v in groups.items() if len(v) > 1}
-        same = [e for c in self._listing[folder].get(key_of(rel), []) for e in [self.stat(c)] if e is not None]
+        same = [
+            e
+            for c in self._listing[folder].get(key_of(rel), [])
+            for e in [self.stat(c)]
+            if e is not None
+        ]
         return self._keeper(same) if len(same) > 1 else top
 
     def _rename_twins(self, disk: dict[str, DiskEntry]) -> None:
@@ -321,10 +362,19 @@ class Indexer:
             try:
                 self.fs.rename(t.path, copy)
             except (OSError, SkipPath) as e:
-                log.warning("%s and another name differ only in case or Unicode form; could not "
-                            "rename it to %s (%s): not synced", t.path, copy, e)
+                log.warning(
+                    "%s and another name differ only in case or Unicode form; could not "
+                    "rename it to %s (%s): not synced",
+                    t.path,
+                    copy,
+                    e,
+                )
                 continue
-            log.warning("%s differs from another name only in case or Unicode form: kept as %s", t.path, copy)
+            log.warning(
+                "%s differs from another name only in case or Unicode form: kept as %s",
+                t.path,
+                copy,
+            )
             disk.update(self.walk(copy))
 
     def _settled(self, e: DiskEntry) -> bool:
@@ -351,8 +401,13 @@ class Indexer:
                 known.update((key_of(r.path), r) for r in self.db.local_rows())
         self._rename_twins(disk)
         gone = {k: r for k, r in known.items() if k not in disk or disk[k].kind != r.kind}
-        kept = {k: r for k, r in gone.items() if k not in disk and (self.ignore.covers(r.path, r.kind == FOLDER) or self.hidden(r.path))}
-        for k in kept:              # ignored or excluded now: never a delete on the server
+        kept = {
+            k: r
+            for k, r in gone.items()
+            if k not in disk
+            and (self.ignore.covers(r.path, r.kind == FOLDER) or self.hidden(r.path))
+        }
+        for k in kept:  # ignored or excluded now: never a delete on the server
             del gone[k]
         new = {k: e for k, e in disk.items() if k not in known or known[k].kind != e.kind}
         out = Detected()
@@ -360,8 +415,8 @@ class Indexer:
             self._renames(disk, known, out)
             self._moves(new, gone, out)
             for k in sorted((k for k in gone if k in disk), key=lambda k: -k.count("/")):
-                self.db.drop_local(gone[k].path)    # a file replaced by a folder (or the reverse):
-                self.db.add_op("delete", gone.pop(k).path)   # the delete goes first
+                self.db.drop_local(gone[k].path)  # a file replaced by a folder (or the reverse):
+                self.db.add_op("delete", gone.pop(k).path)  # the delete goes first
                 out.ops += 1
             for k in sorted(new, key=lambda k: k.count("/")):
                 e = new[k]
@@ -380,7 +435,7 @@ class Indexer:
                 if row is None or k in new or same_stat(row, e):
                     continue
                 if e.kind == FOLDER:
-                    self.db.put_local(e.row())       # inode changed (replaced): contents are walked
+                    self.db.put_local(e.row())  # inode changed (replaced): contents are walked
                 elif self._settled(e):
                     self.db.put_local(e.row())
                     self.db.add_op("upload", e.path)
@@ -389,22 +444,26 @@ class Indexer:
                     out.deferred.append(e.path)
             for r in kept.values():
                 if self.on_disk(r.path) is None:
-                    self.db.drop_local(r.path)      # gone from the disk: its remote changes come down again
+                    self.db.drop_local(
+                        r.path
+                    )  # gone from the disk: its remote changes come down again
             for k in sorted(gone, key=lambda k: -k.count("/")):
                 self.db.drop_local(gone[k].path)
                 self.db.add_op("delete", gone[k].path)
                 out.ops += 1
         return out
 
-    def _renames(self, disk: dict[str, DiskEntry], known: dict[str, LocalRow], out: Detected) -> None:
+    def _renames(
+        self, disk: dict[str, DiskEntry], known: dict[str, LocalRow], out: Detected
+    ) -> None:
         """Case-only and normalisation-only renames (same key, another spelling) are moves."""
         done: list[tuple[str, str]] = []
         for k in sorted(disk.keys() & known.keys(), key=lambda k: k.count("/")):
             e, row = disk[k], known[k]
             was = row.path
-            for old, moved in done:                 # a renamed folder took this along
+            for old, moved in done:  # a renamed folder took this along
                 if was.startswith(old + "/"):
-                    was = moved + was[len(old):]
+                    was = moved + was[len(old) :]
             if e.path == was or e.kind != row.kind:
                 continue
             self.db.move_local(row.path, e.path)
@@ -421,10 +480,21 @@ class Indexer:
             by_inode.setdefault(r.inode, []).append(k)
         for k in sorted(new, key=lambda k: (new[k].kind != FOLDER, k.count("/"))):
             if k not in new:
-                continue            # taken along with a moved folder
+                continue  # taken along with a moved folder
             e = new[k]
-            match = next((g for g in by_inode.get(e.inode, ()) if g in gone and gone[g].kind == e.kind
-                          and (e.kind == FOLDER or (gone[g].size == e.size and gone[g].mtime_ns == e.mtime_ns))), None)
+            match = next(
+                (
+                    g
+                    for g in by_inode.get(e.inode, ())
+                    if g in gone
+                    and gone[g].kind == e.kind
+                    and (
+                        e.kind == FOLDER
+                        or (gone[g].size == e.size and gone[g].mtime_ns == e.mtime_ns)
+                    )
+                ),
+                None,
+            )
             if match is None:
                 continue
             old = gone.pop(match)
@@ -434,13 +504,13 @@ class Indexer:
             out.ops += 1
             out.moves.append((old.path, e.path))
             del new[k]
-            if e.kind == FOLDER:        # the subtree came along: re-judge it at its new place
+            if e.kind == FOLDER:  # the subtree came along: re-judge it at its new place
                 old_lo = key_of(old.path) + "/"
                 for g in [g for g in gone if g.startswith(old_lo)]:
                     row = gone.pop(g)
-                    moved = e.path + row.path[len(old.path):]
+                    moved = e.path + row.path[len(old.path) :]
                     d = new.pop(key_of(moved), None)
-                    if d is None:       # vanished from the moved folder: a delete at the new place
+                    if d is None:  # vanished from the moved folder: a delete at the new place
                         self.db.drop_local(moved)
                         self.db.add_op("delete", moved)
                         out.ops += 1

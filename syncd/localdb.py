@@ -73,13 +73,13 @@ def rebase(path: str, old: str, new: str) -> str:
     """``path`` (``old`` or inside it, whatever the spelling of its leading names) moved to
     ``new``: the leading components that spell ``old`` are replaced, by count, not by length
     (an NFD name is longer than its NFC twin)."""
-    rest = path.split("/")[old.count("/") + 1:]
+    rest = path.split("/")[old.count("/") + 1 :]
     return "/".join([new, *rest])
 
 
 def under(prefix_key: str) -> tuple[str, str]:
     """SQL LIKE-free bounds for the keys strictly inside a folder key: (lo, hi)."""
-    return prefix_key + "/", prefix_key + "0"   # "0" sorts right after "/"
+    return prefix_key + "/", prefix_key + "0"  # "0" sorts right after "/"
 
 
 @dataclass(frozen=True)
@@ -147,9 +147,11 @@ class LocalDB:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        for table in ("remote", "synced", "local"):     # added later: the executable bit
+        for table in ("remote", "synced", "local"):  # added later: the executable bit
             if "executable" not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN executable INTEGER NOT NULL DEFAULT 0")
+                self._db.execute(
+                    f"ALTER TABLE {table} ADD COLUMN executable INTEGER NOT NULL DEFAULT 0"
+                )
 
     def close(self) -> None:
         """Close the database."""
@@ -188,7 +190,10 @@ class LocalDB:
     def bump(self, name: str, by: int = 1) -> None:
         """Add to a persistent counter (chunks sent, conflicts, ...)."""
         with self.tx() as db:
-            db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + ?", (name, by, by))
+            db.execute(
+                "INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + ?",
+                (name, by, by),
+            )
 
     def counters(self) -> dict[str, int]:
         """Every counter."""
@@ -212,41 +217,73 @@ class LocalDB:
     # -- remote ------------------------------------------------------------------------
     def remote_by_id(self, ns_id: str, file_id: str) -> RemoteRow | None:
         """The remote row of a file id."""
-        rows = self._all("SELECT ns_id, file_id, path, kind, revision, size, content_hash, deleted, seq, executable FROM remote WHERE ns_id = ? AND file_id = ?", (ns_id, file_id))
+        rows = self._all(
+            "SELECT ns_id, file_id, path, kind, revision, size, content_hash, deleted, seq, executable FROM remote WHERE ns_id = ? AND file_id = ?",
+            (ns_id, file_id),
+        )
         return RemoteRow(*rows[0]) if rows else None
 
     def put_remote(self, row: RemoteRow) -> bool:
         """Insert or update a remote row unless the stored one is newer; True if written."""
         with self.tx() as db:
-            cur = db.execute("SELECT seq FROM remote WHERE ns_id = ? AND file_id = ?", (row.ns_id, row.file_id)).fetchone()
+            cur = db.execute(
+                "SELECT seq FROM remote WHERE ns_id = ? AND file_id = ?", (row.ns_id, row.file_id)
+            ).fetchone()
             if cur is not None and cur[0] > row.seq:
                 return False
-            db.execute("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (row.ns_id, row.file_id, row.path, key_of(row.path), row.kind, row.revision, row.size,
-                        row.content_hash, int(row.deleted), row.seq, int(row.executable)))
+            db.execute(
+                "INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.ns_id,
+                    row.file_id,
+                    row.path,
+                    key_of(row.path),
+                    row.kind,
+                    row.revision,
+                    row.size,
+                    row.content_hash,
+                    int(row.deleted),
+                    row.seq,
+                    int(row.executable),
+                ),
+            )
             return True
 
     def move_remote_subtree(self, ns_id: str, old: str, new: str) -> None:
         """Rewrite the paths of remote rows inside a moved folder."""
         lo, hi = under(key_of(old))
         with self.tx() as db:
-            for fid, path in db.execute("SELECT file_id, path FROM remote WHERE ns_id = ? AND key >= ? AND key < ?", (ns_id, lo, hi)).fetchall():
+            for fid, path in db.execute(
+                "SELECT file_id, path FROM remote WHERE ns_id = ? AND key >= ? AND key < ?",
+                (ns_id, lo, hi),
+            ).fetchall():
                 moved = rebase(path, old, new)
-                db.execute("UPDATE remote SET path = ?, key = ? WHERE ns_id = ? AND file_id = ?", (moved, key_of(moved), ns_id, fid))
+                db.execute(
+                    "UPDATE remote SET path = ?, key = ? WHERE ns_id = ? AND file_id = ?",
+                    (moved, key_of(moved), ns_id, fid),
+                )
 
     def adopt_mount(self, root_ns: str, ns_id: str, mount: str) -> None:
         """A folder of the root namespace is now namespace ``ns_id`` mounted at ``mount`` (sharing
         keeps file and revision ids): forget the root's rows inside it, carry the merge bases over."""
         lo, hi = under(key_of(mount))
         with self.tx() as db:
-            db.execute("DELETE FROM remote WHERE ns_id = ? AND key >= ? AND key < ?", (root_ns, lo, hi))
-            db.execute("UPDATE synced SET ns_id = ? WHERE ns_id = ? AND key >= ? AND key < ?", (ns_id, root_ns, lo, hi))
+            db.execute(
+                "DELETE FROM remote WHERE ns_id = ? AND key >= ? AND key < ?", (root_ns, lo, hi)
+            )
+            db.execute(
+                "UPDATE synced SET ns_id = ? WHERE ns_id = ? AND key >= ? AND key < ?",
+                (ns_id, root_ns, lo, hi),
+            )
 
     def delete_remote_subtree(self, ns_id: str, folder: str, seq: int) -> None:
         """Mark every remote row inside a deleted folder as deleted."""
         lo, hi = under(key_of(folder))
         with self.tx() as db:
-            db.execute("UPDATE remote SET deleted = 1, seq = MAX(seq, ?) WHERE ns_id = ? AND key >= ? AND key < ?", (seq, ns_id, lo, hi))
+            db.execute(
+                "UPDATE remote SET deleted = 1, seq = MAX(seq, ?) WHERE ns_id = ? AND key >= ? AND key < ?",
+                (seq, ns_id, lo, hi),
+            )
 
     def remote_diff(self) -> list[tuple[RemoteRow, SyncedRow | None]]:
         """Remote rows whose revision differs from the synced row of the same file id."""
@@ -255,8 +292,11 @@ class LocalDB:
                       s.path, s.ns_id, s.file_id, s.kind, s.revision, s.size, s.content_hash, s.executable
                FROM remote r LEFT JOIN synced s ON s.ns_id = r.ns_id AND s.file_id = r.file_id
                WHERE (s.revision IS NULL AND r.deleted = 0) OR (s.revision IS NOT NULL AND s.revision != r.revision)
-               ORDER BY r.seq""")
-        return [(RemoteRow(*r[:10]), SyncedRow(*r[10:]) if r[10] is not None else None) for r in rows]
+               ORDER BY r.seq"""
+        )
+        return [
+            (RemoteRow(*r[:10]), SyncedRow(*r[10:]) if r[10] is not None else None) for r in rows
+        ]
 
     def oldest_unapplied(self, ns_id: str, folder: str) -> int | None:
         """The lowest seq of a live remote row inside a namespace folder that the disk does not
@@ -264,27 +304,49 @@ class LocalDB:
         rows = self._all(
             """SELECT MIN(r.seq) FROM remote r LEFT JOIN synced s ON s.ns_id = r.ns_id AND s.file_id = r.file_id
                WHERE r.ns_id = ? AND r.key >= ? AND r.key < ? AND r.deleted = 0
-                 AND (s.revision IS NULL OR s.revision != r.revision)""", (ns_id, *under(key_of(folder))))
+                 AND (s.revision IS NULL OR s.revision != r.revision)""",
+            (ns_id, *under(key_of(folder))),
+        )
         return rows[0][0] if rows and rows[0][0] is not None else None
 
     # -- synced ------------------------------------------------------------------------
     def synced(self, path: str) -> SyncedRow | None:
         """The merge base of a path."""
-        rows = self._all("SELECT path, ns_id, file_id, kind, revision, size, content_hash, executable FROM synced WHERE key = ?", (key_of(path),))
+        rows = self._all(
+            "SELECT path, ns_id, file_id, kind, revision, size, content_hash, executable FROM synced WHERE key = ?",
+            (key_of(path),),
+        )
         return SyncedRow(*rows[0]) if rows else None
 
     def synced_by_id(self, ns_id: str, file_id: str) -> SyncedRow | None:
         """The merge base of a file id."""
-        rows = self._all("SELECT path, ns_id, file_id, kind, revision, size, content_hash, executable FROM synced WHERE ns_id = ? AND file_id = ?", (ns_id, file_id))
+        rows = self._all(
+            "SELECT path, ns_id, file_id, kind, revision, size, content_hash, executable FROM synced WHERE ns_id = ? AND file_id = ?",
+            (ns_id, file_id),
+        )
         return SyncedRow(*rows[0]) if rows else None
 
     def put_synced(self, row: SyncedRow) -> None:
         """Record a path as agreed with the cluster (replacing any row with its file id)."""
         with self.tx() as db:
-            db.execute("DELETE FROM synced WHERE ns_id = ? AND file_id = ? AND key != ?", (row.ns_id, row.file_id, key_of(row.path)))
-            db.execute("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (key_of(row.path), row.path, row.ns_id, row.file_id, row.kind, row.revision, row.size, row.content_hash,
-                        int(row.executable)))
+            db.execute(
+                "DELETE FROM synced WHERE ns_id = ? AND file_id = ? AND key != ?",
+                (row.ns_id, row.file_id, key_of(row.path)),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key_of(row.path),
+                    row.path,
+                    row.ns_id,
+                    row.file_id,
+                    row.kind,
+                    row.revision,
+                    row.size,
+                    row.content_hash,
+                    int(row.executable),
+                ),
+            )
 
     def drop_synced(self, path: str, *, subtree: bool = False) -> None:
         """Forget the merge base of a path (and of everything inside it)."""
@@ -296,13 +358,19 @@ class LocalDB:
 
     def synced_subtree(self, path: str) -> list[SyncedRow]:
         """Synced rows strictly inside a folder."""
-        rows = self._all("SELECT path, ns_id, file_id, kind, revision, size, content_hash, executable FROM synced WHERE key >= ? AND key < ?", under(key_of(path)))
+        rows = self._all(
+            "SELECT path, ns_id, file_id, kind, revision, size, content_hash, executable FROM synced WHERE key >= ? AND key < ?",
+            under(key_of(path)),
+        )
         return [SyncedRow(*r) for r in rows]
 
     # -- local -------------------------------------------------------------------------
     def local(self, path: str) -> LocalRow | None:
         """The disk as last indexed at a path."""
-        rows = self._all("SELECT path, kind, size, mtime_ns, inode, executable FROM local WHERE key = ?", (key_of(path),))
+        rows = self._all(
+            "SELECT path, kind, size, mtime_ns, inode, executable FROM local WHERE key = ?",
+            (key_of(path),),
+        )
         return LocalRow(*rows[0]) if rows else None
 
     def local_rows(self, prefix: str = "") -> list[LocalRow]:
@@ -310,14 +378,27 @@ class LocalDB:
         if not prefix:
             rows = self._all("SELECT path, kind, size, mtime_ns, inode, executable FROM local")
         else:
-            rows = self._all("SELECT path, kind, size, mtime_ns, inode, executable FROM local WHERE key >= ? AND key < ?", under(key_of(prefix)))
+            rows = self._all(
+                "SELECT path, kind, size, mtime_ns, inode, executable FROM local WHERE key >= ? AND key < ?",
+                under(key_of(prefix)),
+            )
         return [LocalRow(*r) for r in rows]
 
     def put_local(self, row: LocalRow) -> None:
         """Record a disk entry."""
         with self.tx() as db:
-            db.execute("INSERT OR REPLACE INTO local VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (key_of(row.path), row.path, row.kind, row.size, row.mtime_ns, row.inode, int(row.executable)))
+            db.execute(
+                "INSERT OR REPLACE INTO local VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key_of(row.path),
+                    row.path,
+                    row.kind,
+                    row.size,
+                    row.mtime_ns,
+                    row.inode,
+                    int(row.executable),
+                ),
+            )
 
     def drop_local(self, path: str, *, subtree: bool = False) -> None:
         """Forget a disk entry (and everything inside it)."""
@@ -336,13 +417,27 @@ class LocalDB:
         lo, hi = under(old_key)
         with self.tx() as db:
             for table in ("local", "synced") if synced else ("local",):
-                rows = db.execute(f"SELECT key, path FROM {table} WHERE key = ? OR (key >= ? AND key < ?)", (old_key, lo, hi)).fetchall()
+                rows = db.execute(
+                    f"SELECT key, path FROM {table} WHERE key = ? OR (key >= ? AND key < ?)",
+                    (old_key, lo, hi),
+                ).fetchall()
                 for key, path in rows:
                     moved = rebase(path, old, new)
-                    db.execute(f"DELETE FROM {table} WHERE key = ? AND key != ?", (key_of(moved), key))
-                    db.execute(f"UPDATE {table} SET key = ?, path = ? WHERE key = ?", (key_of(moved), moved, key))
-            for (key,) in db.execute("SELECT DISTINCT key FROM chunks WHERE key = ? OR (key >= ? AND key < ?)", (old_key, lo, hi)).fetchall():
-                db.execute("UPDATE OR REPLACE chunks SET key = ? WHERE key = ?", (new_key + key[len(old_key):], key))
+                    db.execute(
+                        f"DELETE FROM {table} WHERE key = ? AND key != ?", (key_of(moved), key)
+                    )
+                    db.execute(
+                        f"UPDATE {table} SET key = ?, path = ? WHERE key = ?",
+                        (key_of(moved), moved, key),
+                    )
+            for (key,) in db.execute(
+                "SELECT DISTINCT key FROM chunks WHERE key = ? OR (key >= ? AND key < ?)",
+                (old_key, lo, hi),
+            ).fetchall():
+                db.execute(
+                    "UPDATE OR REPLACE chunks SET key = ? WHERE key = ?",
+                    (new_key + key[len(old_key) :], key),
+                )
 
     # -- ops ---------------------------------------------------------------------------
     def add_op(self, kind: str, path: str, dest: str = "", op_id: str = "") -> None:
@@ -351,13 +446,21 @@ class LocalDB:
 
         with self.tx() as db:
             if kind == "upload":
-                if db.execute("SELECT 1 FROM ops WHERE kind = 'upload' AND path = ?", (path,)).fetchone():
+                if db.execute(
+                    "SELECT 1 FROM ops WHERE kind = 'upload' AND path = ?", (path,)
+                ).fetchone():
                     return
-            db.execute("INSERT INTO ops (kind, path, dest, op_id) VALUES (?, ?, ?, ?)", (kind, path, dest, op_id or uuid.uuid4().hex))
+            db.execute(
+                "INSERT INTO ops (kind, path, dest, op_id) VALUES (?, ?, ?, ?)",
+                (kind, path, dest, op_id or uuid.uuid4().hex),
+            )
 
     def ops(self) -> list[Op]:
         """The queue, oldest first."""
-        return [Op(*r) for r in self._all("SELECT id, kind, path, dest, op_id, attempts FROM ops ORDER BY id")]
+        return [
+            Op(*r)
+            for r in self._all("SELECT id, kind, path, dest, op_id, attempts FROM ops ORDER BY id")
+        ]
 
     def op_done(self, op_id: int) -> None:
         """Remove a finished (or abandoned) op."""
@@ -384,12 +487,17 @@ class LocalDB:
         key = key_of(path)
         with self.tx() as db:
             db.execute("DELETE FROM chunks WHERE key = ?", (key,))
-            db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?)", [(key, o, h, s) for o, h, s in chunks])
+            db.executemany(
+                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?)",
+                [(key, o, h, s) for o, h, s in chunks],
+            )
 
     def find_chunk(self, chunk_hash: bytes) -> list[tuple[str, int, int]]:
         """Where a chunk may be on disk: (path, offset, size) candidates (verify before use)."""
         return self._all(
-            "SELECT l.path, c.offset, c.size FROM chunks c JOIN local l ON l.key = c.key WHERE c.hash = ? LIMIT 4", (chunk_hash,))
+            "SELECT l.path, c.offset, c.size FROM chunks c JOIN local l ON l.key = c.key WHERE c.hash = ? LIMIT 4",
+            (chunk_hash,),
+        )
 
     def save_receipts(self, receipts: list[tuple[bytes, int, bytes, int]]) -> None:
         """Keep receipts of uploaded chunks: (hash, size, serialized receipt, expires_at)."""
@@ -401,9 +509,12 @@ class LocalDB:
         out: dict[bytes, bytes] = {}
         limit = int(time.time()) + 3600
         for i in range(0, len(hashes), 500):
-            part = hashes[i:i + 500]
+            part = hashes[i : i + 500]
             marks = ",".join("?" * len(part))
-            for h, r in self._all(f"SELECT hash, receipt FROM receipts WHERE expires_at > ? AND hash IN ({marks})", (limit, *part)):
+            for h, r in self._all(
+                f"SELECT hash, receipt FROM receipts WHERE expires_at > ? AND hash IN ({marks})",
+                (limit, *part),
+            ):
                 out[bytes(h)] = bytes(r)
         return out
 
@@ -421,16 +532,24 @@ class LocalDB:
     def skip(self, path: str, reason: str) -> None:
         """Record a path this device does not sync, and why."""
         with self.tx() as db:
-            db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?)", (path, reason, time.time()))
+            db.execute(
+                "INSERT OR REPLACE INTO skipped VALUES (?, ?, ?)", (path, reason, time.time())
+            )
 
     def unskip_under(self, path: str) -> None:
         """Forget the skipped paths at and under ``path``."""
         with self.tx() as db:
-            db.execute("DELETE FROM skipped WHERE path = ? OR substr(path, 1, ?) = ?", (path, len(path) + 1, path + "/"))
+            db.execute(
+                "DELETE FROM skipped WHERE path = ? OR substr(path, 1, ?) = ?",
+                (path, len(path) + 1, path + "/"),
+            )
 
     def skipped(self) -> list[tuple[str, str, float]]:
         """Every skipped path: (path, reason, when)."""
-        return [(p, r or "", a or 0.0) for p, r, a in self._all("SELECT path, reason, at FROM skipped ORDER BY path")]
+        return [
+            (p, r or "", a or 0.0)
+            for p, r, a in self._all("SELECT path, reason, at FROM skipped ORDER BY path")
+        ]
 
     def replace_remote_namespace(self, ns_id: str, rows: list[RemoteRow], head: int) -> None:
         """A namespace listed afresh (its journal was trimmed past our cursor): ``rows`` are
@@ -441,10 +560,14 @@ class LocalDB:
             for r in rows:
                 db.execute("DELETE FROM remote WHERE ns_id = ? AND file_id = ?", (ns_id, r.file_id))
                 self.put_remote(r)
-            synced = db.execute("SELECT path, file_id, kind, revision FROM synced WHERE ns_id = ?", (ns_id,)).fetchall()
+            synced = db.execute(
+                "SELECT path, file_id, kind, revision FROM synced WHERE ns_id = ?", (ns_id,)
+            ).fetchall()
             for path, file_id, kind, rev in synced:
                 if file_id not in seen and self.remote_by_id(ns_id, file_id) is None:
-                    self.put_remote(RemoteRow(ns_id, file_id, path, kind, rev + "-gone", 0, b"", True, head))
+                    self.put_remote(
+                        RemoteRow(ns_id, file_id, path, kind, rev + "-gone", 0, b"", True, head)
+                    )
             self.set_cursor(ns_id, head)
 
     def namespace_removed(self, ns_id: str) -> None:
@@ -466,7 +589,19 @@ class LocalDB:
                     self.move_remote_subtree(ch.namespace_id, ch.old_path, e.path)
                 if deleted and e.kind == FOLDER:
                     self.delete_remote_subtree(ch.namespace_id, e.path, ch.seq)
-                self.put_remote(RemoteRow(ch.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size,
-                                          e.content_hash, deleted, ch.seq, e.executable))
+                self.put_remote(
+                    RemoteRow(
+                        ch.namespace_id,
+                        e.file_id,
+                        e.path,
+                        int(e.kind),
+                        e.revision,
+                        e.size,
+                        e.content_hash,
+                        deleted,
+                        ch.seq,
+                        e.executable,
+                    )
+                )
             self.set_cursor(ch.namespace_id, ch.seq)
             self.bump("changes_applied")

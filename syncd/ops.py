@@ -29,8 +29,12 @@ log = logging.getLogger(__name__)
 
 SMALL_FILE = 4 * 1024 * 1024
 BATCH_FILES = 200
-MAX_DISK_ATTEMPTS = 10          # an op failing on the local disk this often is dropped
-_NETWORK = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+MAX_DISK_ATTEMPTS = 10  # an op failing on the local disk this often is dropped
+_NETWORK = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+}
 
 
 def is_network(e: BaseException) -> bool:
@@ -51,13 +55,25 @@ def disk_reason(e: SkipPath | OSError | str) -> str:
 
 def is_disk_error(e: object) -> TypeGuard[SkipPath | OSError]:
     """A failure of the local disk for one path (report it, skip it), not of the network."""
-    return isinstance(e, SkipPath) or (isinstance(e, OSError) and not isinstance(e, ConnectionError | TimeoutError))
+    return isinstance(e, SkipPath) or (
+        isinstance(e, OSError) and not isinstance(e, ConnectionError | TimeoutError)
+    )
 
 
 def remote_row(e: Entry, content_hash: bytes | None = None) -> RemoteRow:
     """A remote-tree row from an SDK entry."""
-    return RemoteRow(e.namespace_id, e.file_id, e.path, int(e.kind), e.revision, e.size,
-                     content_hash if content_hash is not None else e.content_hash, e.deleted, e.seq, e.executable)
+    return RemoteRow(
+        e.namespace_id,
+        e.file_id,
+        e.path,
+        int(e.kind),
+        e.revision,
+        e.size,
+        content_hash if content_hash is not None else e.content_hash,
+        e.deleted,
+        e.seq,
+        e.executable,
+    )
 
 
 class OpRunner:
@@ -66,7 +82,7 @@ class OpRunner:
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
         self.fs = SafeFS(daemon.root)
-        self._sent_x: dict[str, bool] = {}     # the executable bit an upload in flight sent
+        self._sent_x: dict[str, bool] = {}  # the executable bit an upload in flight sent
 
     async def run_all(self) -> int:
         """Run every queued op in order; returns how many finished. Network errors propagate."""
@@ -117,7 +133,13 @@ class OpRunner:
             if isinstance(e, SkipPath):
                 self.d.mark_dirty(op.path)
             elif op.attempts + 1 >= MAX_DISK_ATTEMPTS:
-                log.warning("%s %s: giving up after %d attempts (%s)", op.kind, op.path, op.attempts + 1, reason)
+                log.warning(
+                    "%s %s: giving up after %d attempts (%s)",
+                    op.kind,
+                    op.path,
+                    op.attempts + 1,
+                    reason,
+                )
                 self.d.db.op_done(op.id)
                 return 1
             self.d.db.op_failed(op.id)
@@ -164,8 +186,12 @@ class OpRunner:
 
     def _unchanged(self, rel: str, p: Prepared) -> bool:
         s = self.d.db.synced(rel)
-        return (s is not None and s.kind == FILE and s.content_hash == p.content_hash
-                and bool(s.executable) == self._exec_now(rel, p))
+        return (
+            s is not None
+            and s.kind == FILE
+            and s.content_hash == p.content_hash
+            and bool(s.executable) == self._exec_now(rel, p)
+        )
 
     def _request(self, rel: str, p: Prepared, ns_id: str, ns_path: str, op_id: str) -> Commit:
         """The commit of a prepared file, with its parent folder's id and its executable bit."""
@@ -204,12 +230,14 @@ class OpRunner:
                 self.d.db.op_done(op.id)
             else:
                 live.append(op)
-        for op, p in zip(live, await self.d.transfer.prepare_many([op.path for op in live]), strict=True):
+        for op, p in zip(
+            live, await self.d.transfer.prepare_many([op.path for op in live]), strict=True
+        ):
             if isinstance(p, FileChanging):
                 self.d.defer(op.path)
                 continue
             if isinstance(p, BaseException):
-                self.d.db.op_done(op.id)      # gone or unreadable: the indexer sees what it is now
+                self.d.db.op_done(op.id)  # gone or unreadable: the indexer sees what it is now
                 continue
             if self._unchanged(op.path, p):
                 self._committed_local(op.path, p)
@@ -244,9 +272,18 @@ class OpRunner:
     def _committed(self, rel: str, entry: Entry, p: Prepared) -> None:
         with self.d.db.tx():
             self._committed_local(rel, p)
-            self.d.db.put_synced(SyncedRow(rel, entry.namespace_id, entry.file_id, FILE,
-                                           agreed_revision(rel, entry.path, entry.revision), entry.size, p.content_hash,
-                                           entry.executable))
+            self.d.db.put_synced(
+                SyncedRow(
+                    rel,
+                    entry.namespace_id,
+                    entry.file_id,
+                    FILE,
+                    agreed_revision(rel, entry.path, entry.revision),
+                    entry.size,
+                    p.content_hash,
+                    entry.executable,
+                )
+            )
             self.d.db.put_remote(remote_row(entry, p.content_hash))
         self.d.progress.file_done(rel, p.size, "up")
 
@@ -257,21 +294,23 @@ class OpRunner:
         except NotFoundError:
             head = None
         if head is None or head.deleted:
-            self.d.db.drop_synced(rel)        # it was deleted meanwhile: recreate it next time
+            self.d.db.drop_synced(rel)  # it was deleted meanwhile: recreate it next time
             self.d.db.op_failed(op.id)
             return
         if not head.is_folder and head.content_hash == p.content_hash:
             mine = self._sent_x.get(rel, head.executable)
-            self._committed(rel, head, p)     # both sides wrote the same bytes
+            self._committed(rel, head, p)  # both sides wrote the same bytes
             self.d.db.op_done(op.id)
             if mine != head.executable:
-                self.d.db.add_op("upload", rel)   # our chmod goes on top of theirs
+                self.d.db.add_op("upload", rel)  # our chmod goes on top of theirs
             return
         copy = self.conflicted_copy(rel)
         self.fs.rename(rel, copy)
         with self.d.db.tx():
             self.d.db.drop_local(rel)
-            self.d.db.put_local(LocalRow(copy, FILE, p.size, p.mtime_ns, p.inode, self._sent_x.pop(rel, False)))
+            self.d.db.put_local(
+                LocalRow(copy, FILE, p.size, p.mtime_ns, p.inode, self._sent_x.pop(rel, False))
+            )
             self.d.db.op_done(op.id)
             self.d.db.add_op("upload", copy)
             self.d.db.bump("conflicts")
@@ -280,8 +319,12 @@ class OpRunner:
 
     def conflicted_copy(self, rel: str) -> str:
         """A free local name for the conflicted copy of ``rel`` (``conflicts.free_copy_path``)."""
-        return free_copy_path(rel, self.d.device_name, dt.date.today(),
-                              lambda p: self.fs.lexists(p) or self.d.db.synced(p) is not None)
+        return free_copy_path(
+            rel,
+            self.d.device_name,
+            dt.date.today(),
+            lambda p: self.fs.lexists(p) or self.d.db.synced(p) is not None,
+        )
 
     # -- folders, deletes, moves -------------------------------------------------------------
     async def _mkdir(self, op: Op) -> None:
@@ -290,14 +333,27 @@ class OpRunner:
             self.d.db.op_done(op.id)
             return
         ns_id, ns_path = self.d.mounts.remote(op.path)
-        if not ns_path:                  # a mount point itself
+        if not ns_path:  # a mount point itself
             self.d.db.op_done(op.id)
             return
-        entry = await self.d.client.make_folder(ns_path, namespace_id=ns_id, operation_id=op.op_id,
-                                                parent_folder_id=self._folder_id(op.path, ns_id))
+        entry = await self.d.client.make_folder(
+            ns_path,
+            namespace_id=ns_id,
+            operation_id=op.op_id,
+            parent_folder_id=self._folder_id(op.path, ns_id),
+        )
         with self.d.db.tx():
-            self.d.db.put_synced(SyncedRow(op.path, entry.namespace_id, entry.file_id, FOLDER,
-                                           agreed_revision(op.path, entry.path, entry.revision), 0, entry.content_hash))
+            self.d.db.put_synced(
+                SyncedRow(
+                    op.path,
+                    entry.namespace_id,
+                    entry.file_id,
+                    FOLDER,
+                    agreed_revision(op.path, entry.path, entry.revision),
+                    0,
+                    entry.content_hash,
+                )
+            )
             self.d.db.put_remote(remote_row(entry))
             self.d.db.op_done(op.id)
 
@@ -306,19 +362,24 @@ class OpRunner:
         s = self.d.db.synced(rel)
         now = self.d.indexer.stat(rel)
         if s is None or (now is not None and now.kind == s.kind):
-            self.d.db.op_done(op.id)      # back again, or never synced: nothing to delete
+            self.d.db.op_done(op.id)  # back again, or never synced: nothing to delete
             return
         if s.kind == FOLDER and self._remote_children_kept(rel):
-            self.d.db.drop_synced(rel)    # a child was edited elsewhere: keep the folder
+            self.d.db.drop_synced(rel)  # a child was edited elsewhere: keep the folder
             self.d.db.op_done(op.id)
             return
         ns_path = self.d.mounts.remote(rel)[1]
         try:
-            resp = await self.d.client.delete_seen(ns_path, seen_seq=self._seen(s.ns_id, ns_path), namespace_id=s.ns_id,
-                                                   parent_revision=s.revision if s.kind == FILE else "", operation_id=op.op_id)
+            resp = await self.d.client.delete_seen(
+                ns_path,
+                seen_seq=self._seen(s.ns_id, ns_path),
+                namespace_id=s.ns_id,
+                parent_revision=s.revision if s.kind == FILE else "",
+                operation_id=op.op_id,
+            )
         except ConflictError:
             log.info("%s was changed elsewhere; keeping that edit instead of deleting it", rel)
-            self.d.db.drop_synced(rel)    # the edit wins: it downloads again
+            self.d.db.drop_synced(rel)  # the edit wins: it downloads again
             self.d.db.op_done(op.id)
             return
         except NotFoundError:
@@ -328,10 +389,14 @@ class OpRunner:
         entry = resp.entry
         with self.d.db.tx():
             self.d.db.drop_synced(rel, subtree=s.kind == FOLDER)
-            self.d.db.put_remote(remote_row(entry))   # kept: the folder is live, it comes back
+            self.d.db.put_remote(remote_row(entry))  # kept: the folder is live, it comes back
             self.d.db.op_done(op.id)
         if resp.kept:
-            log.warning("%s: kept %d entries added or changed elsewhere after this device last looked", rel, resp.kept)
+            log.warning(
+                "%s: kept %d entries added or changed elsewhere after this device last looked",
+                rel,
+                resp.kept,
+            )
         self.d.progress.file_done(rel, 0, "delete")
 
     def _seen(self, ns_id: str, ns_path: str) -> int:
@@ -359,8 +424,13 @@ class OpRunner:
             self.d.db.op_done(op.id)
             return
         try:
-            entry = await self.d.client.move(pa, pb, namespace_id=ns_a, operation_id=op.op_id,
-                                             parent_revision=s.revision if s.kind == FILE else "")
+            entry = await self.d.client.move(
+                pa,
+                pb,
+                namespace_id=ns_a,
+                operation_id=op.op_id,
+                parent_revision=s.revision if s.kind == FILE else "",
+            )
         except SyncError as e:
             if is_network(e) or e.status is grpc.StatusCode.UNIMPLEMENTED:
                 if not is_network(e):
@@ -368,14 +438,29 @@ class OpRunner:
                     self.d.db.op_done(op.id)
                     return
                 raise
-            log.info("move %s -> %s refused (%s): uploading it at the new place instead", old, new, e.message)
+            log.info(
+                "move %s -> %s refused (%s): uploading it at the new place instead",
+                old,
+                new,
+                e.message,
+            )
             self._reupload(old, new)
             self.d.db.op_done(op.id)
             return
         with self.d.db.tx():
             self.d.db.move_local(old, new, synced=True)
-            self.d.db.put_synced(SyncedRow(new, entry.namespace_id, entry.file_id, s.kind, entry.revision, entry.size, s.content_hash,
-                                           entry.executable))
+            self.d.db.put_synced(
+                SyncedRow(
+                    new,
+                    entry.namespace_id,
+                    entry.file_id,
+                    s.kind,
+                    entry.revision,
+                    entry.size,
+                    s.content_hash,
+                    entry.executable,
+                )
+            )
             self.d.db.put_remote(remote_row(entry, s.content_hash))
             self.d.db.op_done(op.id)
         self.d.progress.file_done(new, 0, "move")

@@ -23,7 +23,7 @@ class Transfer:
     """One file going up or down right now."""
 
     path: str
-    direction: str          # "up" or "down"
+    direction: str  # "up" or "down"
     total: int
     done: int = 0
 
@@ -39,8 +39,8 @@ class Progress:
         self.done_files = 0
         self.state = "starting"
         self.transfers: dict[tuple[str, str], Transfer] = {}
-        self.report: Callable[[], dict[str, Any]] | None = None      # the daemon's live report
-        self.on_done: Callable[[str], None] | None = None            # a path synced
+        self.report: Callable[[], dict[str, Any]] | None = None  # the daemon's live report
+        self.on_done: Callable[[str], None] | None = None  # a path synced
         self._samples: deque[tuple[float, int]] = deque(maxlen=64)
 
     # -- per-file progress of large transfers --------------------------------------------
@@ -93,7 +93,12 @@ class Progress:
         """online, offline (retrying), synced, stopped..."""
         if state != self.state:
             self.state = state
-            log.log(logging.DEBUG if state in ("syncing", "up to date") else logging.INFO, "%s%s", state, f": {detail}" if detail else "")
+            log.log(
+                logging.DEBUG if state in ("syncing", "up to date") else logging.INFO,
+                "%s%s",
+                state,
+                f": {detail}" if detail else "",
+            )
 
     def start(self) -> None:
         """Begin rendering."""
@@ -121,27 +126,39 @@ class RichProgress(Progress):
         self._folder = folder
         self._last_report: dict[str, Any] = {}
         self._console = Console(stderr=True)
-        self._live: Any = Live(self._render(), console=self._console, refresh_per_second=4, transient=False,
-                               get_renderable=self._render)
+        self._live: Any = Live(
+            self._render(),
+            console=self._console,
+            refresh_per_second=4,
+            transient=False,
+            get_renderable=self._render,
+        )
 
     def _render(self) -> Any:
         from rich.text import Text
 
-        try:                # rich renders on its own thread: the daemon's state may change meanwhile
+        try:  # rich renders on its own thread: the daemon's state may change meanwhile
             rep = self.report() if self.report is not None else {}
             self._last_report = rep
         except Exception:  # noqa: BLE001 - keep showing the last good report
             rep = self._last_report
         state = str(rep.get("state", self.state))
-        colour = {"up to date": "green", "syncing": "cyan", "offline": "yellow", "paused": "yellow",
-                  "stopped": "red"}.get(state, "white")
+        colour = {
+            "up to date": "green",
+            "syncing": "cyan",
+            "offline": "yellow",
+            "paused": "yellow",
+            "stopped": "red",
+        }.get(state, "white")
         t = Text()
         t.append(f"{state:<10}", style=f"bold {colour}")
         t.append(f" {self._folder}  ")
         up, down = rep.get("up", {}), rep.get("down", {})
         if up or down:
-            t.append(f"↑ {up.get('files', 0)} files / {_human(up.get('bytes', 0))}  "
-                     f"↓ {down.get('files', 0)} files / {_human(down.get('bytes', 0))} to go  ")
+            t.append(
+                f"↑ {up.get('files', 0)} files / {_human(up.get('bytes', 0))}  "
+                f"↓ {down.get('files', 0)} files / {_human(down.get('bytes', 0))} to go  "
+            )
         else:
             t.append(f"{self.files_to_go} files / {_human(self.bytes_to_go)} to go  ")
         t.append(f"{_human(self.rate)}/s  ")
@@ -150,7 +167,9 @@ class RichProgress(Progress):
             t.append(f"  {self.conflicts} conflicts", style="bold yellow")
         for tr in list(self.transfers.values())[:3]:
             pct = 100 * tr.done / tr.total if tr.total else 100
-            t.append(f"\n  {'↑' if tr.direction == 'up' else '↓'} {tr.path}  {_human(tr.done)} / {_human(tr.total)} ({pct:.0f}%)")
+            t.append(
+                f"\n  {'↑' if tr.direction == 'up' else '↓'} {tr.path}  {_human(tr.done)} / {_human(tr.total)} ({pct:.0f}%)"
+            )
         return t
 
     def file_done(self, path: str, size: int, what: str) -> None:  # noqa: D102
@@ -162,7 +181,9 @@ class RichProgress(Progress):
     def conflict(self, path: str, copy: str) -> None:  # noqa: D102
         self.conflicts += 1
         self.recent_conflicts.append((path, copy))
-        self._console.print(f"[yellow]conflict[/]: {path} changed elsewhere too; yours is kept as {copy}")
+        self._console.print(
+            f"[yellow]conflict[/]: {path} changed elsewhere too; yours is kept as {copy}"
+        )
 
     def set_state(self, state: str, detail: str = "") -> None:  # noqa: D102
         if state != self.state and detail:

@@ -28,13 +28,15 @@ log = logging.getLogger(__name__)
 class Watcher(FileSystemEventHandler):
     """Collects dirty relative paths from a recursive watch of ``root``."""
 
-    def __init__(self, root: Path, loop: asyncio.AbstractEventLoop, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, root: Path, loop: asyncio.AbstractEventLoop, wake: Callable[[], None]
+    ) -> None:
         self.root = str(root.resolve())
         self._loop = loop
         self._wake = wake
         self._lock = threading.Lock()
         self._dirty: set[str] = set()
-        self._closed: dict[str, int] = {}     # rel path -> mtime_ns seen at close
+        self._closed: dict[str, int] = {}  # rel path -> mtime_ns seen at close
         self._observer: Observer | None = None  # type: ignore[valid-type]
 
     def start(self) -> None:
@@ -61,7 +63,7 @@ class Watcher(FileSystemEventHandler):
             return ""
         if not p.startswith(self.root + os.sep):
             return None
-        return p[len(self.root) + 1:].replace(os.sep, "/")
+        return p[len(self.root) + 1 :].replace(os.sep, "/")
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         """Record the paths an event touches (called on the observer thread)."""
@@ -106,4 +108,3 @@ class Watcher(FileSystemEventHandler):
     def alive(self) -> bool:
         """Is the observer running?"""
         return self._observer is not None and self._observer.is_alive()
-

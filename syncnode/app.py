@@ -26,7 +26,9 @@ class SyncApp:
         self.cfg = cfg
         self.node_id = node_id
         signer = Signer(cfg.cluster_secret)
-        self.source = MetaJournalSource(cfg.meta, signer.node_token(node_id), ChannelSecurity.for_node(cfg))
+        self.source = MetaJournalSource(
+            cfg.meta, signer.node_token(node_id), ChannelSecurity.for_node(cfg)
+        )
         self.etcd = membership.connect(cfg.etcd_endpoints())
         self.watch = membership.Watcher(
             self.etcd, "sync", on_change=lambda _view: self.feed.ring_changed()

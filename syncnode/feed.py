@@ -76,7 +76,9 @@ class JournalSource(Protocol):
         """The namespaces the user can see, with their heads."""
         ...
 
-    async def changes(self, user_id: str, ns_id: str, after: int, limit: int) -> tuple[list[Any], bool, bool]:
+    async def changes(
+        self, user_id: str, ns_id: str, after: int, limit: int
+    ) -> tuple[list[Any], bool, bool]:
         """(changes with .seq after ``after``, has_more, resync_required); AccessLost if revoked."""
         ...
 
@@ -88,7 +90,7 @@ class Subscription:
     user_id: str
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dirty: set[str] = field(default_factory=set)
-    refresh: bool = False       # re-read the namespace list (membership changed)
+    refresh: bool = False  # re-read the namespace list (membership changed)
     moved: bool = False
     queue: asyncio.Queue[Any] | None = None  # events buffered for the stream
 
@@ -170,7 +172,7 @@ class Feed:
         if not self._owns(user_id):
             raise Moved(user_id)
         sub = Subscription(user_id)
-        self._subs[user_id].add(sub)        # registered before replay: nothing slips between
+        self._subs[user_id].add(sub)  # registered before replay: nothing slips between
         queue: asyncio.Queue[Any] = asyncio.Queue(self._max_queue)
         sub.queue = queue
         producer = asyncio.create_task(self._produce(sub, dict(cursors), queue))
@@ -195,7 +197,9 @@ class Feed:
             self.ended_behind += 1
             raise Behind(f"client fell more than {self._max_queue} events behind") from None
 
-    async def _produce(self, sub: Subscription, known: dict[str, int], queue: asyncio.Queue[Any]) -> None:
+    async def _produce(
+        self, sub: Subscription, known: dict[str, int], queue: asyncio.Queue[Any]
+    ) -> None:
         """Pull journals into the queue; any failure is handed to the consumer to raise."""
         try:
             user_id = sub.user_id
@@ -211,7 +215,7 @@ class Feed:
                 while sub.dirty:
                     ns_id = sub.dirty.pop()
                     if ns_id not in known:
-                        sub.refresh = True     # a namespace we did not know: a new share?
+                        sub.refresh = True  # a namespace we did not know: a new share?
                         continue
                     async for item in self._drain(user_id, ns_id, known):
                         last_sent = time.monotonic()
@@ -226,7 +230,7 @@ class Feed:
                     continue
                 if now - last_sent >= self._heartbeat:
                     last_sent = now
-                    if queue.empty():       # a client with unread events is not idle
+                    if queue.empty():  # a client with unread events is not idle
                         await self._put(queue, Heartbeat(int(time.time() * 1_000_000)))
                     continue
                 timeout = min(self._heartbeat - (now - last_sent), self._poll - (now - last_poll))
@@ -238,13 +242,15 @@ class Feed:
         except BaseException as e:  # noqa: BLE001 - handed over to the stream
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(e)
-            if queue.full():       # make room: the error matters more than a buffered event
+            if queue.full():  # make room: the error matters more than a buffered event
                 with contextlib.suppress(asyncio.QueueEmpty):
                     while True:
                         queue.get_nowait()
                 queue.put_nowait(e)
 
-    def _reconcile(self, known: dict[str, int], heads: list[NamespaceHead], sub: Subscription) -> list[Any]:
+    def _reconcile(
+        self, known: dict[str, int], heads: list[NamespaceHead], sub: Subscription
+    ) -> list[Any]:
         """Mark namespaces with new changes dirty; report namespaces the user lost."""
         out: list[Any] = []
         visible = {h.ns_id for h in heads}
@@ -261,7 +267,9 @@ class Feed:
     async def _drain(self, user_id: str, ns_id: str, known: dict[str, int]) -> AsyncIterator[Any]:
         while ns_id in known:
             try:
-                changes, more, resync = await self._source.changes(user_id, ns_id, known[ns_id], PAGE)
+                changes, more, resync = await self._source.changes(
+                    user_id, ns_id, known[ns_id], PAGE
+                )
             except AccessLost:
                 del known[ns_id]
                 yield Removed(ns_id)
@@ -269,7 +277,7 @@ class Feed:
             if resync:
                 heads = {h.ns_id: h for h in await self._source.namespaces(user_id)}
                 if ns_id in heads:
-                    known[ns_id] = heads[ns_id].head_seq   # the client lists, then follows from here
+                    known[ns_id] = heads[ns_id].head_seq  # the client lists, then follows from here
                 yield Resync(ns_id)
                 return
             for change in changes:

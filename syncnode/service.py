@@ -35,7 +35,9 @@ _LOST = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED)
 class MetaJournalSource:
     """JournalSource over the Metadata service, with node credentials acting for the user."""
 
-    def __init__(self, meta_address: str, node_token: str, security: ChannelSecurity = PLAINTEXT) -> None:
+    def __init__(
+        self, meta_address: str, node_token: str, security: ChannelSecurity = PLAINTEXT
+    ) -> None:
         self._pool = ChannelPool(security, max_message_bytes=64 * 1024 * 1024)
         self._stub = self._pool.stub(meta_address, meta_pb2_grpc.MetadataStub)
         self._token = node_token

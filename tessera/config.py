@@ -84,7 +84,10 @@ class NodeConfig:
     tls_cert: str = field(default="", metadata=_help("PEM certificate: serve TLS when set"))
     tls_key: str = field(default="", metadata=_help("PEM private key for --tls-cert"))
     tls_ca: str = field(default="", metadata=_help("PEM CA bundle to verify other nodes"))
-    tls_server_name: str = field(default="", metadata=_help("name to verify in peers' TLS certificates (default: the host dialled)"))
+    tls_server_name: str = field(
+        default="",
+        metadata=_help("name to verify in peers' TLS certificates (default: the host dialled)"),
+    )
     max_message_bytes: int = field(default=6 * MiB, metadata=_help("largest gRPC message accepted"))
     lease_ttl: int = field(default=5, metadata=_help("etcd lease TTL in seconds (liveness)"))
     grace_stop: float = field(
@@ -129,7 +132,9 @@ class BlockConfig(NodeConfig):
     listen: str = field(
         default=f"127.0.0.1:{BLOCK_PORT}", metadata=_help("gRPC listen address host:port")
     )
-    data_dir: str = field(default="data/block", metadata=_help("data directory (chunk segments, index)"))
+    data_dir: str = field(
+        default="data/block", metadata=_help("data directory (chunk segments, index)")
+    )
     # The cluster's parameters live in etcd (tessera.membership.ClusterParams): these three seed
     # a new cluster, and when given (flag or variable) must agree with the cluster's.
     replicas: int = field(
@@ -169,7 +174,8 @@ class BlockConfig(NodeConfig):
         ),
     )
     scrub_interval: float = field(
-        default=3600.0, metadata=_help("seconds the scrubber rests after re-hashing every chunk once")
+        default=3600.0,
+        metadata=_help("seconds the scrubber rests after re-hashing every chunk once"),
     )
     cache_mb: int = field(
         default=64, metadata=_help("hot-chunk read cache in MiB (verified chunks; 0 disables)")

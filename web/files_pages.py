@@ -337,7 +337,9 @@ def remove_form(s: Session, path: str, user: str, label: str = "Remove") -> str:
 async def shared_file(request: Request, s: Session, c: Client) -> Response:
     """Download a file shared with the user (its share id names it)."""
     share_id, name = request.path_params["share_id"], request.path_params["name"]
-    opened = await c.open_for_reading(base.clean_path(name, allow_root=False), namespace_id=share_id)
+    opened = await c.open_for_reading(
+        base.clean_path(name, allow_root=False), namespace_id=share_id
+    )
     chunks, ticket = list(opened.blocklist.chunks), opened.ticket
     return stream_response(
         request,

@@ -48,10 +48,20 @@ def channel_for(port: int, server_name: str, environ: Mapping[str, str]) -> grpc
         private_key=_read(key) if key else None,
         certificate_chain=_read(cert) if key else None,
     )
-    return grpc.secure_channel(target, creds, options=[("grpc.ssl_target_name_override", server_name)])
+    return grpc.secure_channel(
+        target, creds, options=[("grpc.ssl_target_name_override", server_name)]
+    )
 
 
-def check(port: int, *, live: bool, service: str, server_name: str, timeout: float, environ: Mapping[str, str] | None = None) -> tuple[bool, str]:
+def check(
+    port: int,
+    *,
+    live: bool,
+    service: str,
+    server_name: str,
+    timeout: float,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[bool, str]:
     """Returns (healthy, reason)."""
     env = os.environ if environ is None else environ
     try:
@@ -78,10 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("port", type=int, help="the node's gRPC port")
     parser.add_argument("--live", action="store_true", help="liveness: any answer passes")
     parser.add_argument("--service", default="", help="health service name (default: the server)")
-    parser.add_argument("--server-name", default="localhost", help="TLS name to verify (default: localhost)")
-    parser.add_argument("--timeout", type=float, default=4.0, help="seconds (keep under timeoutSeconds)")
+    parser.add_argument(
+        "--server-name", default="localhost", help="TLS name to verify (default: localhost)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=4.0, help="seconds (keep under timeoutSeconds)"
+    )
     args = parser.parse_args(argv)
-    ok, reason = check(args.port, live=args.live, service=args.service, server_name=args.server_name, timeout=args.timeout)
+    ok, reason = check(
+        args.port,
+        live=args.live,
+        service=args.service,
+        server_name=args.server_name,
+        timeout=args.timeout,
+    )
     print(reason)
     return 0 if ok else 1
 

@@ -63,7 +63,9 @@ def run_cli(
     )
 
 
-def cluster_cli(cluster, home: Path, *args: str, token: str = "") -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+def cluster_cli(
+    cluster, home: Path, *args: str, token: str = ""
+) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     """``tessera ARGS`` against the test cluster, config in ``home`` (and ``token`` if given)."""
     return run_cli(cluster.meta_address, *args, token=token or None, home=home)
 

@@ -164,7 +164,9 @@ async def test_cli_errors_are_one_line_without_traceback(cluster, tmp_path: Path
         assert len(lines) == 1, (args, result.stderr)
         assert "Traceback" not in result.stderr
         assert needle.lower() in lines[0].lower(), (args, lines[0])
-    ok = run_cli(cluster.meta_address, "put", str(f), "notes/f.txt", token=token, home=tmp_path / "home")
+    ok = run_cli(
+        cluster.meta_address, "put", str(f), "notes/f.txt", token=token, home=tmp_path / "home"
+    )
     assert ok.returncode == 0, ok.stderr
     listing = run_cli(cluster.meta_address, "ls", "notes", token=token, home=tmp_path / "home")
     assert "f.txt" in listing.stdout and "2 B" in listing.stdout

@@ -35,17 +35,23 @@ async def test_cli_metadata_commands(cluster, tmp_path: Path) -> None:
 
     assert "deleted file docs/report.txt" in _ok(_run(cluster, home, ta, "rm", "docs/report.txt"))
     assert "deleted" in _ok(_run(cluster, home, ta, "history", "docs/report.txt")).splitlines()[0]
-    assert "restored docs/report.txt" in _ok(_run(cluster, home, ta, "restore", "docs/report.txt", oldest))
+    assert "restored docs/report.txt" in _ok(
+        _run(cluster, home, ta, "restore", "docs/report.txt", oldest)
+    )
     out = tmp_path / "out.txt"
     _ok(_run(cluster, home, ta, "get", "docs/report.txt", str(out)))
     assert out.read_text() == "version one\n"
 
     _ok(_run(cluster, home, ta, "mv", "docs/report.txt", "docs/final.txt"))
     _ok(_run(cluster, home, ta, "put", str(src), "archive/keep.txt"))
-    assert "docs/final.txt -> archive/final.txt" in _ok(_run(cluster, home, ta, "mv", "docs/final.txt", "archive"))
+    assert "docs/final.txt -> archive/final.txt" in _ok(
+        _run(cluster, home, ta, "mv", "docs/final.txt", "archive")
+    )
     assert "final.txt" in _ok(_run(cluster, home, ta, "ls", "archive"))
 
-    assert f"shared archive with {nb} as viewer" in _ok(_run(cluster, home, ta, "share", "archive", nb, "--role", "viewer"))
+    assert f"shared archive with {nb} as viewer" in _ok(
+        _run(cluster, home, ta, "share", "archive", nb, "--role", "viewer")
+    )
     members = _ok(_run(cluster, home, ta, "members", "archive")).split()
     assert members == ["owner", na, "viewer", nb]
     assert "final.txt" in _ok(_run(cluster, home, tb, "ls", "archive"))

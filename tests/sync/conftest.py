@@ -18,7 +18,9 @@ async def devices(cluster, tmp_path: Path) -> AsyncIterator[Callable[..., Awaita
 
     async def make(n: int, **overrides: object) -> list[Device]:
         _, token = await new_user(cluster.meta_address, cluster.admin_token)
-        out = [Device(f"dev{i}", tmp_path, cluster.meta_address, token, **overrides) for i in range(n)]
+        out = [
+            Device(f"dev{i}", tmp_path, cluster.meta_address, token, **overrides) for i in range(n)
+        ]
         for d in out:
             await d.start()
         started.extend(out)

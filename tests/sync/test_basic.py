@@ -46,11 +46,11 @@ async def test_delete_rename_move_nested(devices) -> None:
     t = await converge([a, b, c])
     assert "empty-folder" in t
 
-    os.rename(b.p("docs/report.txt"), b.p("docs/report-final.txt"))          # rename
-    os.rename(b.p("photos/2024"), b.p("docs/2024-photos"))                   # move a folder across folders
-    os.rename(b.p("docs/sub/notes.md"), b.p("notes.md"))                     # move a file up
-    b.p("trash/me.txt").unlink()                                             # delete a file
-    b.p("trash").rmdir()                                                     # and its folder
+    os.rename(b.p("docs/report.txt"), b.p("docs/report-final.txt"))  # rename
+    os.rename(b.p("photos/2024"), b.p("docs/2024-photos"))  # move a folder across folders
+    os.rename(b.p("docs/sub/notes.md"), b.p("notes.md"))  # move a file up
+    b.p("trash/me.txt").unlink()  # delete a file
+    b.p("trash").rmdir()  # and its folder
     t = await converge([a, b, c])
     assert set(t) >= {"docs/report-final.txt", "docs/2024-photos/img1.jpg", "notes.md"}
     assert not any(p.startswith(("photos/2024", "trash")) for p in t)

@@ -45,9 +45,9 @@ async def test_edit_against_delete_keeps_the_edit(devices) -> None:
 
     a.daemon.disconnect()
     b.daemon.disconnect()
-    a.p("keep.txt").unlink()                      # A deletes, B edits
+    a.p("keep.txt").unlink()  # A deletes, B edits
     b.write("keep.txt", b"v2 edited on B")
-    a.write("gone-here.txt", b"v2 edited on A")   # A edits, B deletes
+    a.write("gone-here.txt", b"v2 edited on A")  # A edits, B deletes
     b.p("gone-here.txt").unlink()
     await asyncio.sleep(0.6)
 

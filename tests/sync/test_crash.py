@@ -39,8 +39,24 @@ def _counters(state: Path) -> tuple[dict[str, int], int]:
 def _sync_once(folder: Path, state: Path, endpoint: str, token: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TESSERA_TOKEN": token, "TESSERA_ENDPOINT": endpoint}
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", "sync", str(folder), "--once", "--state-dir", str(state), "--device", "crashy", "--settle", "0"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "sync",
+            str(folder),
+            "--once",
+            "--state-dir",
+            str(state),
+            "--device",
+            "crashy",
+            "--settle",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 async def test_kill_9_mid_upload_resumes_without_resending(cluster, tmp_path: Path) -> None:
@@ -56,7 +72,9 @@ async def test_kill_9_mid_upload_resumes_without_resending(cluster, tmp_path: Pa
         if _counters(state)[1] >= n_chunks // 3:
             break
         time.sleep(0.02)
-    assert proc.poll() is None, f"the upload finished before it could be killed: {proc.stdout.read()!r}"
+    assert proc.poll() is None, (
+        f"the upload finished before it could be killed: {proc.stdout.read()!r}"
+    )
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before, held = _counters(state)
@@ -64,14 +82,16 @@ async def test_kill_9_mid_upload_resumes_without_resending(cluster, tmp_path: Pa
 
     async with await Client.connect(cluster.meta_address, token=token) as c:
         with pytest.raises(NotFoundError):
-            await c.stat("big.bin")                       # nothing half-committed
+            await c.stat("big.bin")  # nothing half-committed
 
         proc = _sync_once(folder, state, cluster.meta_address, token)
         out = proc.communicate(timeout=300)[0]
         assert proc.returncode == 0, out.decode(errors="replace")
         after, _ = _counters(state)
         resent = after.get("chunks_sent", 0) - before.get("chunks_sent", 0)
-        print(f"\n{n_chunks} chunks; {held} held by the cluster at the kill; {resent} sent after the restart")
+        print(
+            f"\n{n_chunks} chunks; {held} held by the cluster at the kill; {resent} sent after the restart"
+        )
         assert resent == n_chunks - held
 
         await c.get_file("big.bin", tmp_path / "check.bin")

@@ -26,9 +26,15 @@ class FakeSource:
         self.revoked: set[str] = set()
 
     async def namespaces(self, user_id: str) -> list[NamespaceHead]:
-        return [NamespaceHead(n, h, self.oldest[n]) for n, h in self.heads.items() if n not in self.revoked]
+        return [
+            NamespaceHead(n, h, self.oldest[n])
+            for n, h in self.heads.items()
+            if n not in self.revoked
+        ]
 
-    async def changes(self, user_id: str, ns_id: str, after: int, limit: int) -> tuple[list[FakeChange], bool, bool]:
+    async def changes(
+        self, user_id: str, ns_id: str, after: int, limit: int
+    ) -> tuple[list[FakeChange], bool, bool]:
         if ns_id in self.revoked:
             raise AccessLost(ns_id)
         if after + 1 < self.oldest[ns_id]:
@@ -61,7 +67,7 @@ async def test_replays_then_follows_without_repeats() -> None:
     await asyncio.sleep(0.05)
     src.heads["ns"] = 5
     f.notify("ns", ["u"], 5)
-    f.notify("ns", ["u"], 5)       # a duplicate notification costs nothing
+    f.notify("ns", ["u"], 5)  # a duplicate notification costs nothing
     await asyncio.wait_for(task, 2)
     assert seen == [2, 3, 4, 5]
     assert f.stream_count == 0
@@ -81,9 +87,9 @@ async def test_slow_client_ends_with_behind_and_bounded_memory() -> None:
     f = feed(src, max_queue=50, stall_timeout=0.2)
     agen = f.follow("u", {})
     await agen.__anext__()
-    await asyncio.sleep(0.5)               # the client stops reading
+    await asyncio.sleep(0.5)  # the client stops reading
     with pytest.raises(Behind):
-        for _ in range(200):               # it drains at most the bounded buffer
+        for _ in range(200):  # it drains at most the bounded buffer
             await asyncio.wait_for(agen.__anext__(), 2)
     assert f.ended_behind == 1
 
@@ -95,7 +101,7 @@ async def test_revoked_share_is_removed_at_once() -> None:
     agen = f.follow("u", {"ns": 0, "shared": 2})
     await asyncio.sleep(0.05)
     src.revoked.add("shared")
-    f.notify("shared", ["u"], 0)           # membership changed
+    f.notify("shared", ["u"], 0)  # membership changed
     ev = await asyncio.wait_for(agen.__anext__(), 2)
     while isinstance(ev, Heartbeat):
         ev = await asyncio.wait_for(agen.__anext__(), 2)
@@ -115,7 +121,7 @@ async def test_trimmed_cursor_gets_resync() -> None:
     ev = await asyncio.wait_for(agen.__anext__(), 2)
     while isinstance(ev, Heartbeat):
         ev = await asyncio.wait_for(agen.__anext__(), 2)
-    assert ev == FakeChange(51)            # follows on from the head after the resync
+    assert ev == FakeChange(51)  # follows on from the head after the resync
     await agen.aclose()
 
 

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
-async def two_users(cluster, tmp_path: Path) -> AsyncIterator[tuple[tuple[str, Device], tuple[str, Device]]]:
+async def two_users(
+    cluster, tmp_path: Path
+) -> AsyncIterator[tuple[tuple[str, Device], tuple[str, Device]]]:
     a_name, a_token = await new_user(cluster.meta_address, cluster.admin_token, prefix="sha")
     b_name, b_token = await new_user(cluster.meta_address, cluster.admin_token, prefix="shb")
     a = Device("alice", tmp_path, cluster.meta_address, a_token)
@@ -44,12 +46,14 @@ async def wait_for(pred, devices: list[Device], timeout: float, what: str) -> No
     while time.monotonic() < deadline:
         for d in devices:
             if d.task is not None and d.task.done():
-                d.task.result()          # surface a daemon crash
+                d.task.result()  # surface a daemon crash
         if pred():
             return
         await asyncio.sleep(0.05)
-    detail = "\n".join(f"{d.name}: {sorted(tree(d.folder).items())} status={d.daemon.status() if d.daemon else None}"
-                       for d in devices)
+    detail = "\n".join(
+        f"{d.name}: {sorted(tree(d.folder).items())} status={d.daemon.status() if d.daemon else None}"
+        for d in devices
+    )
     raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n{detail}")
 
 
@@ -72,30 +76,52 @@ async def test_shared_folder_between_two_users(cluster, two_users) -> None:
     assert mount, mounts
 
     # what A had in the folder before sharing reaches B under B's mount path; nothing else does
-    await wait_for(lambda: subtree(b.folder, mount) == subtree(a.folder, "team"), [a, b], 60,
-                   "the shared folder's existing files on B")
+    await wait_for(
+        lambda: subtree(b.folder, mount) == subtree(a.folder, "team"),
+        [a, b],
+        60,
+        "the shared folder's existing files on B",
+    )
     assert (b.folder / mount / "readme.txt").read_bytes() == b"shared from the start\n"
-    assert (b.folder / mount / "sub/data.bin").read_bytes() == (a.folder / "team/sub/data.bin").read_bytes()
+    assert (b.folder / mount / "sub/data.bin").read_bytes() == (
+        a.folder / "team/sub/data.bin"
+    ).read_bytes()
     assert not (b.folder / "private.txt").exists()
 
     # a file A creates in the shared folder appears on B's side, byte-identical
     blob = os.urandom(300_000)
     a.write("team/from-alice.bin", blob)
-    await wait_for(lambda: (b.folder / mount / "from-alice.bin").is_file()
-                   and (b.folder / mount / "from-alice.bin").read_bytes() == blob, [a, b], 60,
-                   "A's new file on B")
+    await wait_for(
+        lambda: (
+            (b.folder / mount / "from-alice.bin").is_file()
+            and (b.folder / mount / "from-alice.bin").read_bytes() == blob
+        ),
+        [a, b],
+        60,
+        "A's new file on B",
+    )
 
     # a file B writes there appears on A's side
     b.write(f"{mount}/from-bob.txt", b"hello from bob\n")
-    await wait_for(lambda: (a.folder / "team/from-bob.txt").is_file()
-                   and (a.folder / "team/from-bob.txt").read_bytes() == b"hello from bob\n", [a, b], 60,
-                   "B's new file on A")
+    await wait_for(
+        lambda: (
+            (a.folder / "team/from-bob.txt").is_file()
+            and (a.folder / "team/from-bob.txt").read_bytes() == b"hello from bob\n"
+        ),
+        [a, b],
+        60,
+        "B's new file on A",
+    )
 
     # both settle with the shared folder identical and nothing leaked into either root
     await converge([a])
     await converge([b])
-    await wait_for(lambda: subtree(b.folder, mount) == subtree(a.folder, "team"), [a, b], 60,
-                   "identical shared folders")
+    await wait_for(
+        lambda: subtree(b.folder, mount) == subtree(a.folder, "team"),
+        [a, b],
+        60,
+        "identical shared folders",
+    )
     assert set(tree(b.folder)) == {mount} | {f"{mount}/{p}" for p in subtree(b.folder, mount)}
 
     # a new device of A's, started after the share, replays both journals to the same folder

@@ -33,7 +33,9 @@ USERS = 12
 
 @pytest.fixture
 def ring_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster.start(tmp_path / "cluster", block_nodes=1, sync_nodes=1, meta_port=0, fast=True)
+    c = LocalCluster.start(
+        tmp_path / "cluster", block_nodes=1, sync_nodes=1, meta_port=0, fast=True
+    )
     try:
         yield c
     finally:
@@ -58,7 +60,9 @@ async def _raw_stream(w: Watcher, address: str, token: str) -> None:
     async with open_channel(address, PLAINTEXT) as channel:
         stub = sync_pb2_grpc.SyncStub(channel)
         try:
-            async for ev in stub.Subscribe(sync_pb2.SubscribeRequest(device_id="raw"), metadata=auth_metadata(token)):
+            async for ev in stub.Subscribe(
+                sync_pb2.SubscribeRequest(device_id="raw"), metadata=auth_metadata(token)
+            ):
                 if ev.WhichOneof("event") == "change":
                     w.raw.append((ev.change.namespace_id, ev.change.seq))
         except grpc.aio.AioRpcError as e:
@@ -100,8 +104,10 @@ async def test_ring_change_moves_streams(ring_cluster: LocalCluster, tmp_path: P
         for w in watchers:
             w.tasks.append(asyncio.create_task(_raw_stream(w, first, tokens[w.name])))
             w.tasks.append(asyncio.create_task(_sdk_stream(w)))
-        await _until(lambda: all(w.raw and w.sdk for w in watchers), 30, "the first change on every stream")
-        await asyncio.sleep(0.5)     # let any replay finish
+        await _until(
+            lambda: all(w.raw and w.sdk for w in watchers), 30, "the first change on every stream"
+        )
+        await asyncio.sleep(0.5)  # let any replay finish
         for w in watchers:
             assert w.raw == w.sdk, (w.name, w.raw, w.sdk)
         before = {w.name: (list(w.raw), list(w.sdk)) for w in watchers}
@@ -124,7 +130,9 @@ async def test_ring_change_moves_streams(ring_cluster: LocalCluster, tmp_path: P
                 break
             await asyncio.sleep(0.1)
         assert len(live) == 2, live
-        ring = build_ring([Member(n.id, n.address, n.zone or "default") for n in live], vnodes=SYNC_VNODES)
+        ring = build_ring(
+            [Member(n.id, n.address, n.zone or "default") for n in live], vnodes=SYNC_VNODES
+        )
         new_id = str(joined.get("node_id") or joined["name"])
         owner = {w.name: ring.owners(key_position(w.client.user_id), 1)[0] for w in watchers}
         moved = [w for w in watchers if owner[w.name] == new_id]
@@ -134,7 +142,11 @@ async def test_ring_change_moves_streams(ring_cluster: LocalCluster, tmp_path: P
         # every moved user's stream to the former owner ends with "moved:"
         await _until(lambda: all(w.tasks[0].done() for w in moved), 30, "moved streams to end")
         for w in moved:
-            assert w.raw_status is grpc.StatusCode.FAILED_PRECONDITION, (w.name, w.raw_status, w.raw_details)
+            assert w.raw_status is grpc.StatusCode.FAILED_PRECONDITION, (
+                w.name,
+                w.raw_status,
+                w.raw_details,
+            )
             assert w.raw_details.startswith("moved:"), w.raw_details
             assert w.raw_moved == errors_pb2.RingMoved(ring="sync"), w.name
 
@@ -143,16 +155,25 @@ async def test_ring_change_moves_streams(ring_cluster: LocalCluster, tmp_path: P
             src = tmp_path / f"{w.name}-after.txt"
             src.write_bytes(f"after {w.name}".encode())
             await w.client.put_file(src, "after.txt")
-        await _until(lambda: all(len(w.sdk) > len(before[w.name][1]) for w in watchers), 30,
-                     "the change after the join (SDK)")
-        await _until(lambda: all(len(w.raw) > len(before[w.name][0]) for w in stayed), 30,
-                     "the change after the join (raw, stayed)")
-        await asyncio.sleep(1.0)     # room for a repeat to show up
+        await _until(
+            lambda: all(len(w.sdk) > len(before[w.name][1]) for w in watchers),
+            30,
+            "the change after the join (SDK)",
+        )
+        await _until(
+            lambda: all(len(w.raw) > len(before[w.name][0]) for w in stayed),
+            30,
+            "the change after the join (raw, stayed)",
+        )
+        await asyncio.sleep(1.0)  # room for a repeat to show up
         for w in watchers:
             old = before[w.name][1]
             ns, last = old[-1]
             assert w.sdk == [*old, (ns, last + 1)], (w.name, w.sdk)
-            assert [s for _, s in w.sdk] == list(range(1, last + 2)), (w.name, w.sdk)   # no gap, no repeat
+            assert [s for _, s in w.sdk] == list(range(1, last + 2)), (
+                w.name,
+                w.sdk,
+            )  # no gap, no repeat
         for w in stayed:
             assert not w.tasks[0].done(), (w.name, w.raw_status, w.raw_details)
             assert w.raw == w.sdk, (w.name, w.raw, w.sdk)

@@ -24,7 +24,7 @@ async def test_device_resumes_after_sync_node_dies(cluster, devices) -> None:
     try:
         for i in range(5):
             a.write(f"during/{i}.txt", f"during {i}".encode())
-        await converge([a, b], timeout=60)       # caught up through ListChanges meanwhile
+        await converge([a, b], timeout=60)  # caught up through ListChanges meanwhile
     finally:
         await asyncio.to_thread(cluster.restart, "sync", 0)
     for i in range(5):
@@ -37,4 +37,4 @@ async def test_device_resumes_after_sync_node_dies(cluster, devices) -> None:
     assert c.get("gaps", 0) == 0, c
     assert c.get("stream_restarts", 0) >= 1, c
     cursors = b.daemon.db.cursors()
-    assert sum(cursors.values()) == c["changes_applied"], (cursors, c)   # every seq exactly once
+    assert sum(cursors.values()) == c["changes_applied"], (cursors, c)  # every seq exactly once

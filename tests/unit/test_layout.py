@@ -70,9 +70,7 @@ def test_nodes_import_no_client_daemon_cli_or_launcher() -> None:
 
 def test_the_checks_see_imports_inside_functions(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text(
-        "def f():\n    from devcluster.procs import Proc\n    import syncd.daemon\n"
-    )
+    module.write_text("def f():\n    from devcluster.procs import Proc\n    import syncd.daemon\n")
     assert _imported_packages(module) == {"devcluster", "syncd"}
 
 
@@ -104,7 +102,11 @@ def _private_attributes(path: Path) -> list[str]:
     """``client._anything`` / ``self.client._anything``: the SDK's private attributes used."""
     bad = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
             base = node.value
             name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
             if name in ("client", "c", "sdk"):
@@ -132,7 +134,10 @@ def test_the_public_api_check_sees_private_use(tmp_path: Path) -> None:
         "async def f(self):\n    await self.client._block_pool()\n"
     )
     assert _private_imports(module) == [
-        "client._client", "tessera.pb.meta_pb2", "tessera.pb", "client._x"
+        "client._client",
+        "tessera.pb.meta_pb2",
+        "tessera.pb",
+        "client._x",
     ]
     assert _private_attributes(module) == ["client._block_pool (line 6)"]
 
