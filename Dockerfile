@@ -51,6 +51,7 @@ COPY blocknode ./blocknode
 COPY metanode ./metanode
 COPY syncnode ./syncnode
 COPY client ./client
+COPY syncd ./syncd
 COPY cli ./cli
 COPY devcluster ./devcluster
 COPY loadtest ./loadtest

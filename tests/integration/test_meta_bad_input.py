@@ -188,7 +188,7 @@ async def test_unknown_and_malformed_ids(cluster, tmp_path: Path) -> None:
                     ),
                     metadata=m,
                 ),
-                grpc.StatusCode.FAILED_PRECONDITION,
+                nf,  # files can be shared now (issue 13): an unknown user is NOT_FOUND, as for folders
             ),
             (
                 stub.Share(
