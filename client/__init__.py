@@ -6,7 +6,8 @@ async with await Client.connect("127.0.0.1:7420", token=token) as c:
 """
 
 from client._accounts import DeletedUser, Device, Me, UserInfo
-from client._client import Client, ClientConfig, Member, Namespace, UploadHooks
+from client._client import Client, ClientConfig, UploadHooks
+from client._edits import Member, Namespace
 from client._errors import (
     AuthenticationError,
     ConflictError,

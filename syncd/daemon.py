@@ -30,17 +30,15 @@ import grpc
 
 from client import (
     AuthenticationError,
-    Change,
     Client,
     ClientConfig,
-    Cursor,
-    FeedEvent,
     SyncError,
     UnavailableError,
 )
 from syncd.apply import Applier
 from syncd.backoff import Backoff
 from syncd.indexer import FolderVanished, Ignore, Indexer, check_root
+from syncd.journal import JournalFollower
 from syncd.localdb import LocalDB, RemoteRow, SyncedRow
 from syncd.mounts import Mounts
 from syncd.ops import OpRunner, is_network
@@ -73,7 +71,7 @@ class DaemonConfig:
     status_socket: bool = True  # serve ``tessera sync status`` (``run`` only)
 
 
-class Daemon:
+class Daemon(JournalFollower):
     """``await Daemon(cfg).run()`` syncs until ``stop()``; ``run_once()`` syncs and returns."""
 
     def __init__(self, cfg: DaemonConfig, progress: Progress | None = None) -> None:
@@ -467,107 +465,6 @@ class Daemon:
                     self._offline(e.message)
                     return
             await asyncio.sleep(self._backoff(attempt) if attempt > 1 else 0.05)
-
-    # -- journal -------------------------------------------------------------------------
-    async def _on_event(self, ev: FeedEvent) -> None:
-        kind = ev.kind
-        self._delivered = True
-        if ev.change is not None:
-            await self.apply_change(ev.change)
-        elif kind == "removed":
-            ns_id = ev.namespace_id
-            log.warning(
-                "access to a shared folder was removed: unchanged files of it leave this device"
-            )
-            self.db.namespace_removed(ns_id)
-            self._wake.set()
-        elif kind == "resync":
-            await self.resync(ev.namespace_id)
-
-    async def apply_change(self, ch: Change) -> None:
-        """Apply one journal record to the remote tree; exactly once, in order, per namespace."""
-        cursor = self.db.cursors().get(ch.namespace_id, 0)
-        if ch.seq <= cursor:
-            self.db.bump("repeated_changes")
-            return
-        if ch.seq > cursor + 1:
-            self.db.bump("gaps")
-            await self.catch_up(ch.namespace_id, upto=ch.seq - 1)
-            if ch.seq <= self.db.cursors().get(ch.namespace_id, 0):
-                return
-        if ch.namespace_id not in self.mounts.by_ns:
-            await self._refresh_mounts()
-        self._record(ch)
-        self._wake.set()
-
-    def _record(self, ch: Change) -> None:
-        shadowed = ch.namespace_id == self.mounts.root_ns and self.mounts.shadowed(ch.entry.path)
-        self.db.record_change(ch, shadowed=shadowed)
-
-    async def catch_up(self, ns_id: str, *, upto: int | None = None) -> None:
-        """Read a namespace's journal after the saved cursor through ListChanges."""
-        while True:
-            cursor = self.db.cursors().get(ns_id, 0)
-            if upto is not None and cursor >= upto:
-                return
-            changes, _, has_more, resync = await self.client.list_changes(
-                Cursor(ns_id, cursor), limit=1000
-            )
-            if resync:
-                await self.resync(ns_id)
-                return
-            for ch in changes:
-                if ch.seq == self.db.cursors().get(ns_id, 0) + 1:
-                    self._record(ch)
-            if changes:
-                self._wake.set()
-            if not has_more:
-                return
-
-    async def resync(self, ns_id: str) -> None:
-        """The journal no longer reaches back to our cursor: list the namespace instead."""
-        log.warning(
-            "journal of namespace %s was trimmed past this device's cursor: listing it afresh",
-            ns_id,
-        )
-        head = next(
-            (n.head_seq for n in await self.client.namespaces() if n.namespace_id == ns_id), None
-        )
-        if head is None:
-            return
-        entries = await self.client.list_tree(namespace_id=ns_id)
-        self.db.replace_remote_namespace(
-            ns_id,
-            [
-                RemoteRow(
-                    ns_id,
-                    e.file_id,
-                    e.path,
-                    int(e.kind),
-                    e.revision,
-                    e.size,
-                    e.content_hash,
-                    False,
-                    e.seq,
-                    e.executable,
-                )
-                for e in entries
-            ],
-            head,
-        )
-        self._wake.set()
-
-    async def _refresh_mounts(self) -> None:
-        mounts = {n.namespace_id: n.mount_path for n in await self.client.namespaces()}
-        self.mounts = Mounts(self.client.root_namespace_id, mounts)
-        self.db.set_meta("mounts", json.dumps(mounts))
-        self._adopt_mounts()
-
-    def _adopt_mounts(self) -> None:
-        """Root-namespace rows inside a mount belong to the mounted namespace now."""
-        for ns_id, mount in self.mounts.by_ns.items():
-            if ns_id != self.mounts.root_ns and mount:
-                self.db.adopt_mount(self.mounts.root_ns, ns_id, mount)
 
     # -- the engine ----------------------------------------------------------------------
     async def _sleep(self) -> None:
