@@ -81,6 +81,9 @@ def _payloads(desc: pbd.Descriptor, rng: random.Random) -> list[bytes]:
     return out
 
 
+CORE_RACE = "Internal error from Core"  # grpcio core's own text, never one of our statuses
+
+
 async def _call(
     channel: grpc.aio.Channel, path: str, m: pbd.MethodDescriptor, payload: bytes, md: Any
 ) -> tuple[grpc.StatusCode, str]:
@@ -128,6 +131,10 @@ async def test_random_and_truncated_bytes_never_unknown_or_internal(cluster) -> 
             async def one(m: pbd.MethodDescriptor, payload: bytes, md: Any, path: str) -> None:
                 async with limit:
                     code, details = await _call(channel, path, m, payload, md)
+                    for _ in range(3):  # grpcio's client-side race on streamed requests
+                        if not (m.client_streaming and details == CORE_RACE):
+                            break  # (grpc/grpc#36066): try again; a server-side INTERNAL stays
+                        code, details = await _call(channel, path, m, payload, md)
                 if code in BAD:
                     who = "node" if md is node else "user"
                     failures.append(f"{path} ({who}) {payload[:24]!r}: {code.name} {details}")
