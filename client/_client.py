@@ -22,6 +22,7 @@ from client._blocks import BlockPool, ring_from_pb
 from client._delta import DeltaBase, chunk_layout, write_version
 from client._edits import EditCalls
 from client._errors import SyncError, UnavailableError, from_rpc_error
+from client._errors import call_rpc as _call
 from client._modes import file_mode, is_executable
 from client._recover import RecoverMixin
 from client._sync_api import SyncCalls
@@ -60,13 +61,6 @@ class ClientConfig:
         return ChannelSecurity.from_files(
             tls=self.tls, ca_file=self.tls_ca, server_name=self.tls_server_name
         )
-
-
-async def _call(coro: Any) -> Any:
-    try:
-        return await coro
-    except grpc.aio.AioRpcError as e:
-        raise from_rpc_error(e) from None
 
 
 class Client(AccountCalls, SyncCalls, RecoverMixin, EditCalls):

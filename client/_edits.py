@@ -11,16 +11,10 @@ from typing import Any
 
 import grpc
 
-from client._errors import InvalidRequestError, from_rpc_error
+from client._errors import InvalidRequestError
+from client._errors import call_rpc as _call
 from client._types import Deletion, Entry
 from tessera.pb import meta_pb2
-
-
-async def _call(coro: Any) -> Any:
-    try:
-        return await coro
-    except grpc.aio.AioRpcError as e:
-        raise from_rpc_error(e) from None
 
 
 @dataclass(frozen=True)

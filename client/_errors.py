@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from tessera.errors import error_detail
@@ -76,3 +78,11 @@ def error_for(code: grpc.StatusCode, message: str, head_revision: str = "") -> S
 
 def code_name(code: grpc.StatusCode) -> str:
     return str(code.name).replace("_", " ").lower()
+
+
+async def call_rpc(coro: Any) -> Any:
+    """Await a gRPC call, turning its failure into the SDK's typed error."""
+    try:
+        return await coro
+    except grpc.aio.AioRpcError as e:
+        raise from_rpc_error(e) from None

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 from client._blocks import BlockPool, ring_from_pb
 from client._client import ClientConfig
-from client._recover import _rpc, read_range
+from client._errors import call_rpc as _rpc
+from client._recover import read_range
 from tessera.pb import meta_pb2, meta_pb2_grpc
 from tessera.rpc import auth_metadata, open_channel
 

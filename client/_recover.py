@@ -8,21 +8,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import grpc
-
-from client._errors import from_rpc_error
+from client._errors import call_rpc as _rpc
 from client._types import Entry
 from tessera.pb import common_pb2, meta_pb2
 
 if TYPE_CHECKING:
     from client._blocks import BlockPool
-
-
-async def _rpc(coro: Any) -> Any:
-    try:
-        return await coro
-    except grpc.aio.AioRpcError as e:
-        raise from_rpc_error(e) from None
 
 
 @dataclass(frozen=True)
